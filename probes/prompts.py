@@ -1,0 +1,98 @@
+"""Prompt sets: prompts with a (correct, incorrect) answer each, and their corrupted twins.
+
+The logit difference ``logit(correct) - logit(incorrect)`` at the final position
+is the workhorse metric of circuit analysis (Wang et al. 2022): it cancels
+everything the two answers share and isolates the decision. It needs each answer
+to be exactly one token for the model at hand, which tokenizers make easy to get
+wrong, so `tokenize` checks every answer and explains each problem it finds.
+"""
+
+from dataclasses import dataclass, field
+from string import Formatter
+
+from .tokens import AnswerTokenError, Tokenized, tokenize
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """Prompts, one ``(correct, incorrect)`` answer pair per prompt, optional corrupted prompts.
+
+    >>> ioi = PromptSet(["When John and Mary went to the shops, John gave the bag to"],
+    ...                 [(" Mary", " John")],
+    ...                 corrupted_prompts=["When John and Mary went to the shops, Mary gave the bag to"])
+    >>> ioi.corrupted.prompts[0][-20:]
+    'Mary gave the bag to'
+    """
+
+    prompts: tuple[str, ...]
+    answers: tuple[tuple[str, str], ...]
+    corrupted_prompts: tuple[str, ...] | None = None
+    name: str = "prompts"
+    fillers: tuple[dict, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self):
+        prompts = (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts)
+        answers = tuple(tuple(pair) for pair in self.answers)
+        object.__setattr__(self, "prompts", prompts)
+        object.__setattr__(self, "answers", answers)
+        if not prompts:
+            raise ValueError(f"PromptSet {self.name!r} has no prompts")
+        if len(answers) != len(prompts):
+            raise ValueError(f"PromptSet {self.name!r}: {len(prompts)} prompts but "
+                             f"{len(answers)} answer pairs; give one (correct, incorrect) per prompt")
+        for i, pair in enumerate(answers):
+            if len(pair) != 2 or not all(isinstance(a, str) and a for a in pair):
+                raise ValueError(f"PromptSet {self.name!r}, prompt {i} {prompts[i]!r}: answers "
+                                 f"must be a (correct, incorrect) pair of strings, got {pair!r}")
+        if self.corrupted_prompts is not None:
+            corrupted = tuple(self.corrupted_prompts)
+            object.__setattr__(self, "corrupted_prompts", corrupted)
+            if len(corrupted) != len(prompts):
+                raise ValueError(f"PromptSet {self.name!r}: {len(prompts)} prompts but "
+                                 f"{len(corrupted)} corrupted prompts; give one per prompt")
+
+    @classmethod
+    def from_template(cls, template: str, fillers, answers: tuple[str, str],
+                      corrupted_template: str | None = None, name: str = "prompts") -> "PromptSet":
+        """One prompt per filler dict: ``template.format(**filler)``; answers and the
+        corrupted template are formatted with the same filler.
+
+        >>> s = PromptSet.from_template("When {IO} and {S} went out, {S} gave it to",
+        ...     [{"IO": "Mary", "S": "John"}], answers=(" {IO}", " {S}"),
+        ...     corrupted_template="When {IO} and {S} went out, {IO} gave it to")
+        >>> s.prompts[0], s.answers[0]
+        ('When Mary and John went out, John gave it to', (' Mary', ' John'))
+        """
+        fillers = tuple(dict(f) for f in fillers)
+        wanted = {f for _, f, _, _ in Formatter().parse(template) if f}
+        for filler in fillers:
+            if missing := wanted - filler.keys():
+                raise ValueError(f"template {template!r} needs {sorted(missing)}; "
+                                 f"filler {filler} does not give them")
+        return cls(
+            prompts=[template.format(**f) for f in fillers],
+            answers=[(answers[0].format(**f), answers[1].format(**f)) for f in fillers],
+            corrupted_prompts=None if corrupted_template is None
+            else [corrupted_template.format(**f) for f in fillers],
+            name=name,
+            fillers=fillers,
+        )
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def corrupted(self) -> "PromptSet":
+        """The corrupted prompts with the same answers: a good corruption flips the answer."""
+        if self.corrupted_prompts is None:
+            raise ValueError(f"PromptSet {self.name!r} has no corrupted prompts; pass "
+                             "corrupted_prompts=[...] or corrupted_template=...")
+        return PromptSet(self.corrupted_prompts, self.answers, None,
+                         f"{self.name} (corrupted)", self.fillers)
+
+    def tokenize(self, model, prepend_bos: bool | None = None) -> Tokenized:
+        """Tokens, lengths and answer ids for ``model``; see `probes.tokens.tokenize`."""
+        return tokenize(model, self, prepend_bos)
+
+
+__all__ = ["AnswerTokenError", "PromptSet"]

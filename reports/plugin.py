@@ -1,0 +1,120 @@
+"""pytest plugin: record each test's evidence and write the report when the session ends.
+
+On every process (xdist workers included) evidence recorded during a test is
+attached to its test report as a JSON string in ``user_properties``, so it
+travels to the controller with the report. The controller (or the single
+process without xdist) gathers reports in `pytest_runtest_logreport` and writes
+``index.html`` and ``evidence.json`` in `pytest_sessionfinish`, also after an
+interrupt or a fixture error (the run is then marked incomplete).
+"""
+
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from . import capture
+from .attach import Evidence
+from .run import RunRecord
+
+PROPERTY = "circuitcheck"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("circuitcheck-report", "circuitcheck evidence report")
+    group.addoption("--report-dir", metavar="DIR", default=None,
+                    help="folder for index.html and evidence.json (default: reports/out in "
+                         "the repository)")
+    group.addoption("--no-report", action="store_true", help="write no evidence report")
+
+
+def pytest_configure(config):
+    if config.getoption("no_report") or hasattr(config, "workerinput"):
+        return
+    folder = config.getoption("report_dir")
+    folder = Path(folder) if folder else Path(config.rootpath) / "reports" / "out"
+    config.pluginmanager.register(ReportWriter(config, folder), "circuitcheck-report-writer")
+
+
+@pytest.fixture
+def evidence() -> Evidence:
+    """Attach notes, numbers, tables and figures to this test's evidence."""
+    return Evidence()
+
+
+def _model_param(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get("model") if callspec else None
+    return value if isinstance(value, str) else None
+
+
+def _test_facts(item) -> dict:
+    """What the report needs to know about a test, computed where the test runs."""
+    model = _model_param(item)
+    hypothesis = item.nodeid
+    if model:  # the hypothesis is the test id without the model part
+        for old, new in ((f"[{model}]", ""), (f"[{model}-", "["), (f"-{model}]", "]"),
+                         (f"-{model}-", "-")):
+            hypothesis = hypothesis.replace(old, new)
+    facts = {"hypothesis": hypothesis, "model": model,
+             "claim": inspect.getdoc(getattr(item, "obj", None)) or ""}
+    loaded = getattr(item, "funcargs", {}).get("model")
+    if model and loaded is not None:
+        from fixtures import model_info
+
+        facts["model_info"] = vars(model_info(loaded)).copy()
+    return facts
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    capture.start()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    payload = {"evidence": capture.drain() if call.when != "teardown" else capture.stop()}
+    if call.when == "setup":  # fixtures (the model among them) are set up by now
+        payload["facts"] = _test_facts(item)
+    report.user_properties.append((PROPERTY, json.dumps(payload, default=str)))
+
+
+class ReportWriter:
+    """Collects test reports on the controller and writes the report at the end."""
+
+    def __init__(self, config, folder: Path):
+        self.config = config
+        self.folder = folder
+        self.run = RunRecord(command=" ".join(["pytest", *config.invocation_params.args]),
+                             started=time.time())
+        self.written: Path | None = None
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.run.add_collection_error(report.nodeid, str(report.longrepr))
+
+    def pytest_runtest_logreport(self, report):
+        payloads = [json.loads(v) for k, v in report.user_properties if k == PROPERTY]
+        self.run.add_phase(report, payloads)
+
+    def pytest_sessionfinish(self, session, exitstatus):
+        interrupted = int(exitstatus) in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+        self.run.finish(int(exitstatus), incomplete=interrupted or bool(session.shouldfail),
+                        stopped_early=bool(session.shouldstop))
+        from .render import write_report
+
+        try:
+            self.written = write_report(self.run.to_json(), self.folder)
+        except Exception as error:  # noqa: BLE001 - a broken report must not hide test results
+            sys.stderr.write(f"circuitcheck: writing the report failed: {error!r}\n")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.written:
+            counts = ", ".join(f"{n} {o}" for o, n in self.run.counts().items())
+            note = " (incomplete)" if self.run.incomplete else ""
+            terminalreporter.write_line(f"circuitcheck report: {self.written}{note} ({counts})")

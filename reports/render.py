@@ -1,0 +1,86 @@
+"""Write ``evidence.json`` and ``index.html`` for a run, atomically.
+
+The HTML is rendered by jinja2 with autoescape on; user text (prompts, claims,
+messages) only ever appears as escaped text. Figures travel as one JSON blob in
+a ``<script type="application/json">`` element (with ``<`` escaped so no text
+can close it) and are drawn by plotly.js, inlined once per page: the report is
+one file that works offline.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from .figures import plotly_figure
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _script_json(data) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' survive literally."""
+    text = json.dumps(data, allow_nan=False, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _collect_figures(run: dict) -> dict:
+    """Give each figure an id; a figure that cannot be drawn becomes a rendering error."""
+    figures = {}
+    for t, test in enumerate(run["tests"]):
+        for e, item in enumerate(test["evidence"]):
+            spec = item.get("figure")
+            if not spec:
+                continue
+            try:
+                figure = plotly_figure(spec)
+                json.dumps(figure, allow_nan=False)
+                item["figure_id"] = f"fig-{t}-{e}"
+                figures[item["figure_id"]] = figure
+            except Exception as error:  # noqa: BLE001 - shown in the report instead
+                item["figure_error"] = f"{type(error).__name__}: {error}"
+    return figures
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def render_html(run: dict) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    env.filters["number"] = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else v)
+    figures = _collect_figures(run)
+    hypotheses = list(dict.fromkeys(t["hypothesis"] for t in run["tests"]))
+    models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
+    matrix = {(t["hypothesis"], t["model"] or "—"): t for t in run["tests"]}
+    return env.get_template("index.html.j2").render(
+        run=run, hypotheses=hypotheses, models=models, matrix=matrix,
+        figures_json=_script_json(figures) if figures else None,
+        plotly_js=_plotly_js() if figures else None,
+    )
+
+
+def write_report(run: dict, folder: Path) -> Path:
+    """Write ``folder/evidence.json`` and ``folder/index.html``; return the HTML path."""
+    folder = Path(folder)
+    write_atomic(folder / "evidence.json", json.dumps(run, indent=1, default=str))
+    html = folder / "index.html"
+    write_atomic(html, render_html(run))
+    return html
