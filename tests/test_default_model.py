@@ -1,0 +1,62 @@
+"""Integration: the real default model, SmolLM2-135M-Instruct, loaded offline from its GGUF."""
+
+import pytest
+import torch
+
+from fixtures import model_info
+from fixtures.families import ioi_prompts
+from fixtures.gguf_models import SMOLLM2_SHA256, load_gguf, verified_embedded_gguf
+from probes import AnswerTokenError, PromptSet, logit_diff, top_k
+
+pytestmark = pytest.mark.integration
+IOI = ioi_prompts()
+
+
+def test_default_model_shape_and_provenance(smollm2):
+    info = model_info(smollm2)
+    assert (info.n_layers, info.n_heads, info.d_model) == (30, 9, 576)
+    assert info.sha256 == SMOLLM2_SHA256 and info.source == "embedded"
+    assert smollm2.compatibility_mode
+
+
+def test_bridge_predicts_what_transformers_predicts(smollm2):
+    """Compatibility mode folds norms and centres weights; next-token log-probs must not move."""
+    hf_model, _ = load_gguf(*verified_embedded_gguf())
+    tokens = smollm2.to_tokens(list(IOI.prompts[:2]))
+    with torch.inference_mode():
+        ours = smollm2(tokens).log_softmax(-1)
+        theirs = hf_model.eval()(tokens).logits.log_softmax(-1)
+    assert (ours - theirs).abs().max().item() < 1e-3
+
+
+def test_logit_diff_agrees_with_a_plain_transformerlens_computation(smollm2):
+    result = logit_diff(smollm2, IOI)
+    for i, (prompt, (good, bad)) in enumerate(zip(IOI.prompts, IOI.answers)):
+        with torch.inference_mode():
+            logits = smollm2(smollm2.to_tokens(prompt))[0, -1]
+        expected = logits[smollm2.to_single_token(good)] - logits[smollm2.to_single_token(bad)]
+        assert result.per_prompt[i] == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_ioi_behaviour_matches_what_the_design_notes_report(smollm2):
+    """' Mary' over ' John' by about 5 logits; the corrupted prompt flips it."""
+    clean, corrupt = logit_diff(smollm2, IOI), logit_diff(smollm2, IOI.corrupted)
+    assert clean.per_prompt.min() > 1 and clean.mean > 3
+    assert corrupt.per_prompt.max() < -1
+    assert top_k(smollm2, IOI).correct_rank.max() <= 3
+
+
+def test_smollm2_digit_tokenisation_gets_an_explanation_not_a_crash(smollm2):
+    with pytest.raises(AnswerTokenError) as error:
+        logit_diff(smollm2, PromptSet(["1 2 3 4"], [(" 5", " 6")]))
+    assert ("answer ' 5' is 2 tokens [' ', '5'] for smollm2-135m; the space is a token of its own "
+            "for smollm2-135m, so end the prompt with ' ' and use the answer '5'") in str(error.value)
+    fixed = logit_diff(smollm2, PromptSet(["1 2 3 4 "], [("5", "6")]))
+    assert fixed.per_prompt[0] > 0
+
+
+def test_bfloat16_keeps_the_ioi_preference():
+    from fixtures import load_model
+
+    model = load_model("smollm2-135m", "cpu", "bfloat16")
+    assert (logit_diff(model, IOI).per_prompt > 0).all()

@@ -1,0 +1,36 @@
+"""Loading tiny models through the same path as real ones: bridge, compatibility mode, frozen."""
+
+import pytest
+import torch
+
+from fixtures import load_model, model_info
+
+
+def test_tiny_models_load_frozen_in_eval_and_compatibility_mode(tiny_llama, tiny_gpt2):
+    for model, arch in ((tiny_llama, "llama"), (tiny_gpt2, "gpt2")):
+        info = model_info(model)
+        assert info.name == f"tiny-{arch}" and info.source == "tiny"
+        assert (info.n_layers, info.n_heads, info.d_model) == (2, 4, 64)
+        assert model.compatibility_mode and not model.training
+        assert not any(p.requires_grad for p in model.parameters())
+        # compatibility mode gives the legacy hook names the TransformerLens helpers use
+        assert "blocks.1.hook_resid_post" in model.hook_dict
+
+
+def test_same_seed_same_weights():
+    a, b = load_model("tiny-llama", "cpu"), load_model("tiny-llama", "cpu")
+    tokens = a.to_tokens("When John and Mary went to the shops")
+    with torch.inference_mode():
+        assert torch.equal(a(tokens), b(tokens))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_dtype_is_applied(dtype):
+    model = load_model("tiny-gpt2", "cpu", dtype)
+    assert next(model.parameters()).dtype == getattr(torch, dtype)
+    assert model_info(model).dtype == dtype
+
+
+def test_bad_dtype_is_named():
+    with pytest.raises(ValueError, match="dtype 'float8': choose one of float32, bfloat16, float16"):
+        load_model("tiny-llama", "cpu", "float8")

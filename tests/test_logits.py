@@ -1,0 +1,86 @@
+"""logit_diff and top_k against a direct computation, on tiny random models."""
+
+import numpy as np
+import pytest
+import torch
+
+from probes import PromptSet, logit_diff, top_k
+from probes.forward import final_logits
+
+PROMPTS = PromptSet(
+    ["When John and Mary went to the shops, John gave the bag to", "Then Tom gave the ball to",
+     "When Dan and Sid went to the park, Sid gave an apple to"],
+    [(" Mary", " John"), (" Anne", " Tom"), (" Dan", " Sid")],
+)
+
+
+def direct_last_logits(model, prompt: str) -> torch.Tensor:
+    """One prompt alone, no padding: the reference for the batched, padded pass."""
+    with torch.inference_mode():
+        return model(model.to_tokens(prompt))[0, -1]
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gpt2"])
+def tiny(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_logit_diff_matches_each_prompt_run_alone(tiny):
+    result = logit_diff(tiny, PROMPTS)
+    for i, (prompt, (good, bad)) in enumerate(zip(PROMPTS.prompts, PROMPTS.answers)):
+        logits = direct_last_logits(tiny, prompt)
+        expected = logits[tiny.to_single_token(good)] - logits[tiny.to_single_token(bad)]
+        assert result.per_prompt[i] == pytest.approx(expected.item(), abs=1e-4)
+    assert result.mean == pytest.approx(result.per_prompt.mean())
+    assert list(result.df.columns[:4]) == ["prompt", "correct", "incorrect", "logit_diff"]
+
+
+def test_top_k_tokens_probabilities_and_ranks(tiny):
+    result = top_k(tiny, PROMPTS, k=4)
+    for i, prompt in enumerate(PROMPTS.prompts):
+        logits = direct_last_logits(tiny, prompt)
+        order = logits.argsort(descending=True)
+        assert list(result.tokens[i]) == [tiny.tokenizer.decode([t]) for t in order[:4].tolist()]
+        np.testing.assert_allclose(result.probs[i], logits.softmax(-1)[order[:4]].numpy(), atol=1e-5)
+        correct = tiny.to_single_token(PROMPTS.answers[i][0])
+        assert result.correct_rank[i] == 1 + (order == correct).nonzero().item()
+    assert (result.correct_in_top(4) == (result.correct_rank <= 4)).all()
+
+
+def test_probes_on_one_prompt_set_share_one_forward_pass(tiny_llama, monkeypatch):
+    calls = []
+    forward = tiny_llama.forward
+    monkeypatch.setattr(tiny_llama, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    fresh = PromptSet(["When Kate and Luke went to the store, Kate gave the ring to"], [(" Luke", " Kate")])
+    logit_diff(tiny_llama, fresh)
+    top_k(tiny_llama, fresh)
+    assert len(calls) == 1
+    tokenized = fresh.tokenize(tiny_llama)
+    assert final_logits(tiny_llama, tokenized) is final_logits(tiny_llama, tokenized)
+
+
+def test_hooked_model_is_never_served_cached_clean_logits(tiny_llama):
+    clean = logit_diff(tiny_llama, PROMPTS)
+    tiny_llama.blocks[1].hook_resid_post.add_hook(lambda x, hook: x * 0.0)
+    try:
+        ablated = logit_diff(tiny_llama, PROMPTS)
+    finally:
+        tiny_llama.reset_hooks()
+    assert not np.allclose(clean.per_prompt, ablated.per_prompt)
+    np.testing.assert_array_equal(logit_diff(tiny_llama, PROMPTS).per_prompt, clean.per_prompt)
+
+
+def test_result_repr_shows_the_table_not_tensors(tiny_llama):
+    text = repr(logit_diff(tiny_llama, PROMPTS))
+    assert text.startswith("LogitDiff(tiny-llama, 'prompts': mean=")
+    assert "When John and Mary" in text and "tensor(" not in text and "array(" not in text
+
+
+def test_nan_logits_raise_a_clear_error(tiny_llama):
+    prompts = PromptSet(["When Paul and Kate went to the park, Paul gave the book to"], [(" Kate", " Paul")])
+    handle = tiny_llama.blocks[0].hook_resid_post.add_hook(lambda x, hook: x * float("nan"))
+    try:
+        with pytest.raises(FloatingPointError, match=r"NaN/inf logits for 1 prompt.*Paul gave the book.*float32"):
+            logit_diff(tiny_llama, prompts)
+    finally:
+        tiny_llama.reset_hooks()

@@ -1,0 +1,90 @@
+"""PromptSet construction and the tokenisation checks, on the tiny models' tokenizer."""
+
+import pytest
+import torch
+
+from probes import AnswerTokenError, PromptSet, tokenize
+
+IOI = "When John and Mary went to the shops, John gave the bag to"
+
+
+def test_from_template_fills_prompts_answers_and_corruption():
+    s = PromptSet.from_template(
+        "When {IO} and {S} went to the {place}, {S} gave it to",
+        [{"IO": "Mary", "S": "John", "place": "park"}, {"IO": "Tom", "S": "Anne", "place": "shops"}],
+        answers=(" {IO}", " {S}"), corrupted_template="When {IO} and {S} went to the {place}, {IO} gave it to",
+        name="ioi")
+    assert s.prompts[1] == "When Tom and Anne went to the shops, Anne gave it to"
+    assert s.answers == ((" Mary", " John"), (" Tom", " Anne"))
+    assert s.corrupted.prompts[0] == "When Mary and John went to the park, Mary gave it to"
+    assert s.corrupted.answers == s.answers and s.corrupted.name == "ioi (corrupted)"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompts=[], answers=[]), "no prompts"),
+    (dict(prompts=["a", "b"], answers=[(" x", " y")]), "2 prompts but 1 answer pairs"),
+    (dict(prompts=["a"], answers=[(" x",)]), "must be a .correct, incorrect. pair"),
+    (dict(prompts=["a"], answers=[(" x", " y")], corrupted_prompts=["b", "c"]), "1 prompts but 2 corrupted"),
+])
+def test_prompt_set_rejects_inconsistent_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PromptSet(**kwargs)
+
+
+def test_template_names_the_missing_filler():
+    with pytest.raises(ValueError, match=r"needs \['S'\]"):
+        PromptSet.from_template("{IO} and {S}", [{"IO": "Mary"}], answers=(" {IO}", " x"))
+
+
+def test_corrupted_needs_corrupted_prompts():
+    with pytest.raises(ValueError, match="has no corrupted prompts"):
+        PromptSet([IOI], [(" Mary", " John")]).corrupted
+
+
+def test_tokenize_pads_right_and_keeps_each_prompts_answer_position(tiny_llama):
+    s = PromptSet([IOI, "Then Tom gave the ball to"], [(" Mary", " John"), (" Anne", " Tom")])
+    t = tokenize(tiny_llama, s)
+    assert t.bos == "<|endoftext|>" and t.str_tokens[0][0] == "<|endoftext|>"
+    assert t.lengths[0] > t.lengths[1] and t.tokens.shape == (2, t.lengths[0])
+    assert t.str_tokens[1][-1] == " to" and t.final_positions.tolist() == [t.lengths[0] - 1, t.lengths[1] - 1]
+    assert t.answer_ids.tolist() == [[tiny_llama.tokenizer.encode(a, add_special_tokens=False)[0] for a in pair] for pair in s.answers]
+    assert tokenize(tiny_llama, s, prepend_bos=False).lengths == tuple(n - 1 for n in t.lengths)
+
+
+def problems(model, prompt, *answers):
+    with pytest.raises(AnswerTokenError) as error:
+        tokenize(model, PromptSet([prompt], [answers]))
+    return str(error.value)
+
+
+def test_multi_token_answer_names_prompt_tokens_and_fix(tiny_llama):
+    message = problems(tiny_llama, IOI, " Zebedee", " John")
+    assert "prompt 0" in message and "' Zebedee'" in message
+    assert "is 6 tokens [' ', 'Z', 'e', 'bed', 'e', 'e'] for tiny-llama" in message
+    assert "one token" in message
+
+
+def test_missing_leading_space_suggests_the_spaced_answer(tiny_llama):
+    message = problems(tiny_llama, IOI, "Mary", " John")
+    assert "no leading space" in message and "use ' Mary'" in message
+
+
+def test_trailing_space_the_tokenizer_would_merge(tiny_llama):
+    # The tiny tokenizer, like GPT-2's, writes " 5" as one token: a prompt ending in
+    # a space followed by "5" is text the model never sees.
+    message = problems(tiny_llama, "0 1 2 3 4 ", "5", "6")
+    assert "would read the end of prompt + answer as [' 5']" in message
+    assert "drop the prompt's trailing space and use ' 5'" in message
+
+
+def test_answers_sharing_a_token_and_all_problems_listed_at_once(tiny_llama):
+    same = problems(tiny_llama, IOI, " Mary", " Mary")
+    assert "are the same token" in same
+    message = str(pytest.raises(AnswerTokenError, tokenize, tiny_llama,
+                                PromptSet([IOI, IOI], [("Mary", " John"), (" Mary", "John")])).value)
+    assert "2 answer problem(s)" in message and "prompt 0" in message and "prompt 1" in message
+
+
+def test_tokenized_tokens_are_long_tensors(tiny_gpt2):
+    t = tokenize(tiny_gpt2, PromptSet([IOI], [(" Mary", " John")]))
+    assert t.tokens.dtype == torch.long and t.answer_ids.shape == (1, 2)
