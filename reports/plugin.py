@@ -113,8 +113,10 @@ class ReportWriter:
         except Exception as error:  # noqa: BLE001 - a broken report must not hide test results
             sys.stderr.write(f"circuitcheck: writing the report failed: {error!r}\n")
 
-    def pytest_terminal_summary(self, terminalreporter):
-        if self.written:
+    def pytest_unconfigure(self, config):
+        """Last line of the run (after pytest's own summary): where the report is."""
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        if self.written and terminal is not None:
             counts = ", ".join(f"{n} {o}" for o, n in self.run.counts().items())
             note = " (incomplete)" if self.run.incomplete else ""
-            terminalreporter.write_line(f"circuitcheck report: {self.written}{note} ({counts})")
+            terminal.write_line(f"circuitcheck report: {self.written}{note} ({counts})")

@@ -1,0 +1,169 @@
+"""The pytest plugins end to end, in fresh pytest processes (pytester), on tiny models."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+PLUGINS = ("-p", "fixtures.plugin", "-p", "reports.plugin")
+
+HYPOTHESES = '''
+import pytest
+from probes import PromptSet, logit_diff, top_k
+
+HOSTILE = PromptSet(['When <script>alert("x")</script> and Mary went to the shops, "John" gave the bag to'],
+                    [(" Mary", " John")], name="<b>hostile</b> ünïcode")
+
+def test_passes(model):
+    """The tiny model runs: <i>not markup</i>."""
+    result = logit_diff(model, HOSTILE)
+    assert result.per_prompt.shape == (1,)
+
+def test_fails(model, evidence):
+    """A claim that does not hold."""
+    evidence.number("forty-two", 42.0, threshold=50, passes=False)
+    result = top_k(model, HOSTILE)
+    assert result.correct_rank.max() < 0, result
+
+@pytest.mark.xfail(reason="known not to hold on random weights")
+def test_expected_failure(model):
+    assert logit_diff(model, HOSTILE).per_prompt[0] > 1e9
+
+@pytest.mark.models("gpt2")
+def test_only_gpt2(model):
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture exploded")
+
+def test_fixture_error(broken):
+    pass
+'''
+
+
+def run(pytester, *args, timeout=180):
+    return pytester.runpytest_subprocess(*PLUGINS, "-p", "no:cacheprovider", *args, timeout=timeout)
+
+
+@pytest.fixture
+def hypotheses(pytester):
+    pytester.makepyfile(test_claims=HYPOTHESES)
+    return pytester
+
+
+def load_report(pytester, folder="out"):
+    return json.loads((pytester.path / folder / "evidence.json").read_text())
+
+
+def outcomes(report):
+    return {t["nodeid"]: t["outcome"] for t in report["tests"]}
+
+
+def test_report_holds_every_verdict_with_its_evidence(hypotheses):
+    result = run(hypotheses, "--model", "tiny-llama", "--report-dir", "out")
+    result.assert_outcomes(passed=1, failed=1, xfailed=1, skipped=1, errors=1)
+    report = load_report(hypotheses)
+    assert report["schema_version"] == 1 and not report["incomplete"]
+    assert outcomes(report) == {
+        "test_claims.py::test_passes[tiny-llama]": "passed",
+        "test_claims.py::test_fails[tiny-llama]": "failed",
+        "test_claims.py::test_expected_failure[tiny-llama]": "xfailed",
+        "test_claims.py::test_only_gpt2[tiny-llama]": "skipped",
+        "test_claims.py::test_fixture_error": "error",
+    }
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    passed = tests["test_passes[tiny-llama]"]
+    assert passed["claim"] == "The tiny model runs: <i>not markup</i>."
+    assert passed["hypothesis"] == "test_claims.py::test_passes" and passed["model"] == "tiny-llama"
+    [diff] = passed["evidence"]
+    assert diff["kind"] == "logit_diff" and diff["table"]["columns"][3] == "logit_diff"
+    assert diff["figure"]["type"] == "bar" and len(diff["figure"]["y"]) == 1
+    failed = tests["test_fails[tiny-llama]"]
+    assert [e["kind"] for e in failed["evidence"]] == ["number", "top_k"]
+    assert "assert" in failed["message"] and "TopK(tiny-llama" in failed["details"]
+    assert "gpt2" in tests["test_only_gpt2[tiny-llama]"]["message"]
+    assert "known not to hold" in tests["test_expected_failure[tiny-llama]"]["message"]
+    assert "fixture exploded" in tests["test_fixture_error"]["details"]
+    assert report["models"][0]["device"] == "cpu" and report["models"][0]["n_layers"] == 2
+
+    html = (hypotheses.path / "out" / "index.html").read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert" in html
+    assert "<i>not markup</i>" not in html and "<b>hostile</b>" not in html
+    assert " onerror=" not in html and " onclick=" not in html
+    assert html.count("Plotly.newPlot") == 1 and "cdn.plot.ly" not in html.split("<script>")[0]
+    last = result.outlines[-1]
+    assert last.startswith("circuitcheck report: ") and "(1 passed, 1 failed, 1 error" in last
+
+
+def test_xdist_report_matches_a_single_process_run(hypotheses):
+    pytest.importorskip("xdist")
+    run(hypotheses, "--model", "tiny-llama", "--report-dir", "serial")
+    run(hypotheses, "--model", "tiny-llama", "--report-dir", "parallel", "-n", "2")
+    serial, parallel = load_report(hypotheses, "serial"), load_report(hypotheses, "parallel")
+    assert outcomes(parallel) == outcomes(serial) and len(serial["tests"]) == 5
+
+    def evidence_kinds(report):
+        return {t["nodeid"]: [e["kind"] for e in t["evidence"]] for t in report["tests"]}
+
+    assert evidence_kinds(parallel) == evidence_kinds(serial)
+
+
+def test_every_model_runs_every_hypothesis(pytester):
+    pytester.makepyfile(test_m='def test_runs(model):\n    assert model.cfg.n_layers == 2\n')
+    result = run(pytester, "--model", "tiny-llama", "--model", "tiny-gpt2", "-v", "--no-report")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_runs?tiny-llama? PASSED*", "*test_runs?tiny-gpt2? PASSED*"])
+    assert not (pytester.path / "reports").exists()
+
+
+def test_interrupted_run_still_writes_an_incomplete_report(pytester):
+    pytester.makepyfile(test_stop='''
+def test_first():
+    pass
+
+def test_interrupt():
+    raise KeyboardInterrupt
+
+def test_never_runs():
+    pass
+''')
+    run(pytester, "--report-dir", "out")
+    report = load_report(pytester)
+    assert report["incomplete"] is True
+    assert "test_stop.py::test_first" in outcomes(report)
+    assert "test_stop.py::test_never_runs" not in outcomes(report)
+    assert "incomplete" in (pytester.path / "out" / "index.html").read_text()
+
+
+def test_unknown_model_fails_fast_with_one_line(pytester, monkeypatch):
+    pytester.makepyfile(test_m="def test_x(model):\n    pass\n")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.monotonic()
+    result = run(pytester, "--model", "no-such/model")
+    assert time.monotonic() - start < 10
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "model 'no-such/model' is not available offline" in errors[0]
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_cuda_without_a_gpu_is_a_clear_usage_error(pytester):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    pytester.makepyfile(test_m="def test_x(model):\n    pass\n")
+    result = run(pytester, "--device", "cuda", "--model", "tiny-llama")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --device cuda was asked for, but torch * sees no CUDA GPU*"])
+
+
+def test_pytest_help_imports_no_torch():
+    code = ("import sys, pytest; pytest.main(['--help', '-p', 'fixtures.plugin', '-p', 'reports.plugin']);"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "--model=NAME" in out and "--report-dir=DIR" in out
+    assert out.strip().endswith("NO-TORCH")
