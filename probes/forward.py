@@ -1,10 +1,10 @@
-"""One forward pass per (model, prompts), shared by every probe that needs it.
+"""Forward passes shared by every probe that needs them, cached per (model, prompts).
 
-Probes that read the final-position logits of the same tokenized prompts get
-the same tensor from a small per-model cache, so ``logit_diff`` and ``top_k``
-on one prompt set cost one forward pass. While hooks are attached to the model
-(an ablation, a patch) nothing is served from or stored in the cache. Passes run without gradients, in
-batches that bound memory, and only the final position's logits are kept.
+Probes that read the same tokenized prompts get the same tensors from a small
+per-model cache, so ``logit_diff``, ``top_k`` and the observational probes on
+one prompt set cost one forward pass. While hooks are attached to the model (an
+ablation, a patch) nothing is served from or stored in the cache. Passes run
+without gradients, in batches that bound memory.
 """
 
 import weakref
@@ -30,27 +30,36 @@ def has_hooks(model) -> bool:
     return any(p._forward_hooks or p._forward_pre_hooks for p in points)
 
 
-def _memo(model, key, compute):
-    if has_hooks(model):  # an ablation or patch is active: never serve or store clean results
-        return compute()
+def remember(model, key, value) -> None:
+    if has_hooks(model):
+        return
     entries = _cache.setdefault(model, OrderedDict())
-    if key in entries:
-        entries.move_to_end(key)
-        return entries[key]
-    value = entries[key] = compute()
+    entries[key] = value
+    entries.move_to_end(key)
     if len(entries) > CACHED_PASSES_PER_MODEL:
         entries.popitem(last=False)
+
+
+def memo(model, key, compute):
+    """``compute()`` once per (model, key) while the model is unhooked."""
+    entries = _cache.get(model, {})
+    if key in entries and not has_hooks(model):
+        entries.move_to_end(key)
+        return entries[key]
+    value = compute()
+    remember(model, key, value)
     return value
 
 
-def _check_finite(logits: Tensor, tokenized: Tokenized) -> None:
+def check_finite(logits: Tensor, tokenized: Tokenized) -> None:
+    """Raise a clear error naming the prompts whose logits are NaN or infinite."""
     bad = (~torch.isfinite(logits)).any(dim=-1).nonzero().flatten().tolist()
     if bad:
-        prompts = [tokenized.prompt_set.prompts[i] for i in bad[:3]]
         raise FloatingPointError(
             f"{tokenized.model_name} produced NaN/inf logits for {len(bad)} prompt(s) of "
-            f"{tokenized.prompt_set.name!r}, e.g. prompt {bad[0]} {prompts[0]!r}; in float16 "
-            "this is usually overflow: rerun with --dtype float32 or bfloat16")
+            f"{tokenized.prompt_set.name!r}, e.g. prompt {bad[0]} "
+            f"{tokenized.prompt_set.prompts[bad[0]]!r}; in float16 this is usually overflow: "
+            "rerun with --dtype float32 or bfloat16")
 
 
 def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
@@ -66,8 +75,7 @@ def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
                 logits = model(batch, return_type="logits")
                 rows.append(logits[torch.arange(len(batch), device=device), positions].float().cpu())
         logits = torch.cat(rows)
-        _check_finite(logits, tokenized)
+        check_finite(logits, tokenized)
         return logits
 
-    key = ("final_logits", tokenized.tokens.numpy().tobytes(), tokenized.tokens.shape)
-    return _memo(model, key, compute)
+    return memo(model, ("final_logits", tokenized.key), compute)

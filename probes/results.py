@@ -9,7 +9,8 @@ records it as that test's evidence; probes never print or plot.
 Figure specs are plain dicts, drawn by the report with plotly:
 ``{"type": "bar", "x": [...], "y": [...], "xlabel": ..., "ylabel": ...}``,
 ``{"type": "line", "x": [...], "series": {name: [...]}}`` and
-``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...]}``.
+``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...], "diverging": True}``;
+any spec may carry a ``"title"``.
 """
 
 import math
@@ -29,6 +30,10 @@ def json_number(value) -> float | int | None:
     if isinstance(value, int):
         return value
     return float(value) if math.isfinite(value) else None
+
+
+def figure_list(figure) -> list[dict]:
+    return [] if figure is None else [figure] if isinstance(figure, dict) else list(figure)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -53,7 +58,8 @@ class Result:
         """The few numbers a claim is usually about."""
         return {}
 
-    def figure(self) -> dict | None:
+    def figure(self) -> dict | list[dict] | None:
+        """One figure spec, a list of them, or None."""
         return None
 
     def notes(self) -> list[str]:
@@ -69,7 +75,7 @@ class Result:
                         for k, v in self.summary().items()},
             "notes": self.notes(),
             "table": table_form(self.df),
-            "figure": self.figure(),
+            "figures": figure_list(self.figure()),
         }
 
     def __repr__(self) -> str:

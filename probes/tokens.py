@@ -45,6 +45,11 @@ class Tokenized:
     bos: str | None
 
     @property
+    def key(self) -> tuple:
+        """Identifies these inputs in the forward-pass cache."""
+        return (self.tokens.shape, self.tokens.numpy().tobytes())
+
+    @property
     def final_positions(self) -> Int[Tensor, " batch"]:
         """Index of each prompt's last real token, where its answer is predicted."""
         import torch

@@ -38,4 +38,4 @@ class Evidence:
 
     def figure(self, spec: dict, title: str = "Figure") -> None:
         """A figure spec as probes make them (see `probes.results`)."""
-        record({"kind": "figure", "title": title, "figure": dict(spec)})
+        record({"kind": "figure", "title": title, "figures": [dict(spec)]})

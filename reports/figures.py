@@ -23,9 +23,17 @@ def plotly_figure(spec: dict) -> dict:
         data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": list(spec["x"]),
                  "y": list(values)} for name, values in spec["series"].items()]
     elif kind == "heatmap":
-        data = [{"type": "heatmap", "z": spec["z"], "x": spec.get("x"), "y": spec.get("y"),
-                 "colorscale": "RdBu", "zmid": 0, "reversescale": True,
-                 "hovertemplate": "%{y} %{x}: %{z:.3f}<extra></extra>"}]
+        colors = ({"colorscale": "RdBu", "zmid": 0, "reversescale": True}
+                  if spec.get("diverging", True) else {"colorscale": "Viridis"})
+        data = [{"type": "heatmap", "z": spec["z"], "x": spec.get("x"), "y": spec.get("y"), **colors,
+                 "hovertemplate": "%{y} → %{x}: %{z:.3f}<extra></extra>"}]
     else:
         raise ValueError(f"unknown figure type {kind!r}")
-    return {"data": data, "layout": {**LAYOUT, **_axes(spec), "showlegend": kind == "line"}}
+    layout = {**LAYOUT, **_axes(spec), "showlegend": kind == "line"}
+    if spec.get("title"):
+        layout["title"] = {"text": spec["title"]}
+        layout["margin"] = {**LAYOUT["margin"], "t": 50}
+    if kind == "heatmap" and spec.get("y"):
+        layout["yaxis"]["autorange"] = "reversed"  # first row at the top, as in a table
+        layout["height"] = max(360, min(900, 24 * len(spec["y"]) + 120))
+    return {"data": data, "layout": layout}

@@ -44,16 +44,16 @@ def _collect_figures(run: dict) -> dict:
     figures = {}
     for t, test in enumerate(run["tests"]):
         for e, item in enumerate(test["evidence"]):
-            spec = item.get("figure")
-            if not spec:
-                continue
-            try:
-                figure = plotly_figure(spec)
-                json.dumps(figure, allow_nan=False)
-                item["figure_id"] = f"fig-{t}-{e}"
-                figures[item["figure_id"]] = figure
-            except Exception as error:  # noqa: BLE001 - shown in the report instead
-                item["figure_error"] = f"{type(error).__name__}: {error}"
+            item["figure_ids"], item["figure_errors"] = [], []
+            for f, spec in enumerate(item.get("figures") or []):
+                try:
+                    figure = plotly_figure(spec)
+                    json.dumps(figure, allow_nan=False)
+                except Exception as error:  # noqa: BLE001 - shown in the report instead
+                    item["figure_errors"].append(f"{type(error).__name__}: {error}")
+                    continue
+                figures[f"fig-{t}-{e}-{f}"] = figure
+                item["figure_ids"].append(f"fig-{t}-{e}-{f}")
     return figures
 
 
@@ -64,6 +64,7 @@ def _plotly_js() -> str:
 
 
 def render_html(run: dict) -> str:
+    """The report page; adds figure ids to ``run`` (so render after writing the JSON)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     env.filters["number"] = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else v)
     figures = _collect_figures(run)

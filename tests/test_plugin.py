@@ -80,7 +80,8 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     assert passed["hypothesis"] == "test_claims.py::test_passes" and passed["model"] == "tiny-llama"
     [diff] = passed["evidence"]
     assert diff["kind"] == "logit_diff" and diff["table"]["columns"][3] == "logit_diff"
-    assert diff["figure"]["type"] == "bar" and len(diff["figure"]["y"]) == 1
+    [figure] = diff["figures"]
+    assert figure["type"] == "bar" and len(figure["y"]) == 1
     failed = tests["test_fails[tiny-llama]"]
     assert [e["kind"] for e in failed["evidence"]] == ["number", "top_k"]
     assert "assert" in failed["message"] and "TopK(tiny-llama" in failed["details"]

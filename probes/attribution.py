@@ -1,0 +1,270 @@
+"""Where the logit difference comes from: logit lens, and layer and head attribution.
+
+The final residual stream is a sum of components (embeddings, each attention
+layer's and each MLP's output, or each head's output). The logit difference is
+linear in it once the final norm's scale is fixed, so with that cached scale
+(folded weights, centred unembedding: compatibility mode) each component's
+*direct* contribution is ``(component / scale) · (W_U[:, correct] − W_U[:, incorrect])``.
+Summed over embeddings, attention and MLP layers it gives back the model's logit
+difference exactly (direct logit attribution; TransformerLens's
+``decompose_resid`` + ``apply_ln_to_stack``).
+
+The logit lens applies the same projection to the *accumulated* stream before
+and after each layer: where the difference forms. The probability of each
+answer read off each layer re-normalises that layer's stream with the final
+norm and unembeds it (nostalgebraist's logit lens).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .observe import Observation, observe
+from .results import Result
+from .sites import head_label
+
+
+def answer_directions(model, observation: Observation) -> Float[Tensor, "batch d_model"]:
+    """``W_U[:, correct] − W_U[:, incorrect]`` for each prompt."""
+    w_u = model.W_U.detach().float().cpu()
+    ids = observation.tokenized.answer_ids
+    return w_u[:, ids[:, 0]].T - w_u[:, ids[:, 1]].T
+
+
+def scale_like_final_norm(model, stack: Tensor, observation: Observation) -> Tensor:
+    """Apply the final norm with its cached scale: centre (LayerNorm only), divide by scale."""
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        stack = stack - stack.mean(dim=-1, keepdim=True)
+    scale = observation.final.get("ln_final.hook_scale")
+    return stack if scale is None else stack / scale
+
+
+def project(model, stack: Float[Tensor, "component batch d_model"], observation: Observation):
+    """Each component's direct contribution to each prompt's logit difference."""
+    scaled = scale_like_final_norm(model, stack, observation)
+    return (scaled * answer_directions(model, observation)).sum(-1).numpy()
+
+
+def _observed(model, prompts, prepend_bos):
+    tokenized = prompts.tokenize(model, prepend_bos)
+    return tokenized, observe(model, tokenized)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LogitLens(Result):
+    """Logit difference and answer probabilities read off the residual stream at each layer.
+
+    ``labels``: ``L0 pre`` (the embeddings entering layer 0), ``L0 mid`` (after its
+    attention), …, ``final``. ``logit_diff``, ``correct_prob``, ``incorrect_prob``:
+    label × prompt arrays.
+    """
+
+    labels: tuple[str, ...]
+    logit_diff: np.ndarray
+    correct_prob: np.ndarray
+    incorrect_prob: np.ndarray
+
+    kind = "logit_lens"
+    title = "Logit lens: logit difference and answer probability across layers"
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean logit difference over prompts, per label."""
+        return self.logit_diff.mean(axis=1)
+
+    def forms_at(self, fraction: float = 0.5) -> str:
+        """The first label where the mean difference reaches ``fraction`` of its final value."""
+        final = self.mean[-1]
+        reached = self.mean >= fraction * final if final >= 0 else self.mean <= fraction * final
+        return self.labels[int(np.argmax(reached))]  # the final label always qualifies
+
+    def layer_of(self, label: str) -> int:
+        """``'L12 mid'`` → 12; ``'final'`` → n_layers."""
+        return len(self.labels) // 2 if label == "final" else int(label.split()[0][1:])
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"site": self.labels, "mean_logit_diff": self.mean,
+                             "mean_correct_prob": self.correct_prob.mean(axis=1),
+                             "mean_incorrect_prob": self.incorrect_prob.mean(axis=1)})
+
+    def summary(self) -> dict:
+        return {"final_mean": float(self.mean[-1]), "forms_at (50%)": self.forms_at(0.5),
+                "n_prompts": self.logit_diff.shape[1]}
+
+    def figure(self) -> dict:
+        return {"type": "line", "x": list(self.labels), "xlabel": "residual stream",
+                "ylabel": "mean logit difference / probability",
+                "series": {"logit difference": self.mean.tolist(),
+                           "P(correct)": self.correct_prob.mean(axis=1).tolist(),
+                           "P(incorrect)": self.incorrect_prob.mean(axis=1).tolist()}}
+
+
+def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str]]:
+    """The residual stream before each layer, after each layer's attention, and at the end."""
+    stack, labels = [], []
+    for layer in range(model.cfg.n_layers):
+        for stage, hook in (("pre", "hook_resid_pre"), ("mid", "hook_resid_mid")):
+            stack.append(observation.final[f"blocks.{layer}.{hook}"])
+            labels.append(f"L{layer} {stage}")
+    stack.append(observation.final[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"])
+    return torch.stack(stack), labels + ["final"]
+
+
+def logit_lens(model, prompts, prepend_bos: bool | None = None) -> LogitLens:
+    """The logit difference (cached final-norm scale) and answer probabilities
+    (re-normalised stream, unembedded) at every point of the residual stream."""
+    tokenized, observation = _observed(model, prompts, prepend_bos)
+    stack, labels = accumulated_resid(model, observation)
+    ids = tokenized.answer_ids
+    probs = []
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for resid in stack:
+            normalized = model.ln_final(resid.to(device=device, dtype=model.cfg.dtype)[:, None])[:, 0]
+            logits = model.unembed(normalized[:, None])[:, 0].float().cpu()
+            probs.append(logits.softmax(-1).gather(1, ids))
+    probs = torch.stack(probs).numpy()
+    return LogitLens(model=tokenized.model_name, prompt_set=prompts.name, labels=tuple(labels),
+                     logit_diff=project(model, stack, observation),
+                     correct_prob=probs[..., 0], incorrect_prob=probs[..., 1])
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LayerAttribution(Result):
+    """Direct contribution of the embeddings and of each attention and MLP layer to the
+    logit difference; ``values`` is component × prompt and sums to the logit difference."""
+
+    labels: tuple[str, ...]
+    values: np.ndarray
+    logit_diff: np.ndarray
+
+    kind = "layer_attribution"
+    title = "Layer attribution: direct contribution to the logit difference"
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.values.mean(axis=1)
+
+    @property
+    def total(self) -> np.ndarray:
+        """Sum of all components per prompt: the model's logit difference."""
+        return self.values.sum(axis=0)
+
+    def top(self, k: int = 5) -> pd.DataFrame:
+        """The k components with the largest mean contribution."""
+        return self.df.nlargest(k, "mean")
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"component": self.labels, "mean": self.mean,
+                             "min": self.values.min(axis=1), "max": self.values.max(axis=1)})
+
+    def summary(self) -> dict:
+        top = self.top(1).iloc[0]
+        return {"top_component": top["component"], "top_mean": float(top["mean"]),
+                "sum_of_means": float(self.mean.sum()), "logit_diff_mean": float(self.logit_diff.mean())}
+
+    def figure(self) -> dict:
+        return {"type": "bar", "x": list(self.labels), "y": self.mean.tolist(),
+                "xlabel": "component", "ylabel": "mean direct contribution"}
+
+
+def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerAttribution:
+    """Embeddings, ``L{l} attn`` and ``L{l} mlp`` contributions to each prompt's logit difference."""
+    tokenized, observation = _observed(model, prompts, prepend_bos)
+    final = observation.final
+    stack, labels = [final["hook_embed"]], ["embed"]
+    if "hook_pos_embed" in final:
+        stack.append(final["hook_pos_embed"])
+        labels.append("pos_embed")
+    for layer in range(model.cfg.n_layers):
+        stack += [final[f"blocks.{layer}.hook_attn_out"], final[f"blocks.{layer}.hook_mlp_out"]]
+        labels += [f"L{layer} attn", f"L{layer} mlp"]
+    ids = tokenized.answer_ids
+    picked = observation.logits.gather(1, ids).numpy()
+    return LayerAttribution(model=tokenized.model_name, prompt_set=prompts.name, labels=tuple(labels),
+                            values=project(model, torch.stack(stack), observation),
+                            logit_diff=picked[:, 0] - picked[:, 1])
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class HeadAttribution(Result):
+    """Direct contribution of every attention head to the logit difference.
+
+    ``values``: layer × head × prompt. ``per_head``: the mean over prompts,
+    layer × head. Labels are ``L{layer}H{head}``.
+    """
+
+    values: np.ndarray
+
+    kind = "head_attribution"
+    title = "Head attribution: direct contribution of each head to the logit difference"
+
+    @property
+    def per_head(self) -> np.ndarray:
+        return self.values.mean(axis=-1)
+
+    def value(self, head: str) -> float:
+        """Mean contribution of one head, e.g. ``value("L9H6")``."""
+        layer, index = (int(x) for x in head[1:].split("H"))
+        return float(self.per_head[layer, index])
+
+    @property
+    def df(self) -> pd.DataFrame:
+        n_layers, n_heads = self.per_head.shape
+        return pd.DataFrame({
+            "head": [head_label(l, h) for l in range(n_layers) for h in range(n_heads)],
+            "layer": np.repeat(np.arange(n_layers), n_heads),
+            "index": np.tile(np.arange(n_heads), n_layers),
+            "mean": self.per_head.flatten(),
+            "min": self.values.min(axis=-1).flatten(),
+            "max": self.values.max(axis=-1).flatten(),
+        })
+
+    def top(self, k: int = 5) -> pd.DataFrame:
+        """The k heads that most increase the logit difference."""
+        return self.df.nlargest(k, "mean").reset_index(drop=True)
+
+    def bottom(self, k: int = 5) -> pd.DataFrame:
+        """The k heads that most decrease it (e.g. negative name movers)."""
+        return self.df.nsmallest(k, "mean").reset_index(drop=True)
+
+    def share_of_top(self, k: int) -> float:
+        """Fraction of the total absolute head contribution carried by the top k heads by |mean|."""
+        magnitude = np.sort(np.abs(self.per_head).flatten())[::-1]
+        return float(magnitude[:k].sum() / magnitude.sum())
+
+    def summary(self) -> dict:
+        top, bottom = self.top(1).iloc[0], self.bottom(1).iloc[0]
+        return {"top_head": top["head"], "top_mean": float(top["mean"]),
+                "bottom_head": bottom["head"], "bottom_mean": float(bottom["mean"]),
+                "top_5_share": self.share_of_top(5)}
+
+    def figure(self) -> dict:
+        n_layers, n_heads = self.per_head.shape
+        return {"type": "heatmap", "z": self.per_head.tolist(), "x": [f"H{h}" for h in range(n_heads)],
+                "y": [f"L{l}" for l in range(n_layers)], "xlabel": "head", "ylabel": "layer"}
+
+
+def head_results(model, observation: Observation) -> Float[Tensor, "layer head batch d_model"]:
+    """Each head's output at the final position: its ``z`` times its slice of ``W_O``."""
+    results = []
+    for layer in range(model.cfg.n_layers):
+        z = observation.final[f"blocks.{layer}.attn.hook_z"]  # batch head d_head
+        w_o = model.blocks[layer].attn.W_O.detach().float().cpu()  # head d_head d_model
+        results.append(torch.einsum("bhd,hdm->hbm", z, w_o))
+    return torch.stack(results)
+
+
+def head_attribution(model, prompts, prepend_bos: bool | None = None) -> HeadAttribution:
+    """Per-head direct logit attribution as a layer × head table (``.top(k)``, ``.bottom(k)``)."""
+    tokenized, observation = _observed(model, prompts, prepend_bos)
+    stack = head_results(model, observation)
+    n_layers, n_heads = stack.shape[:2]
+    values = project(model, stack.flatten(0, 1), observation).reshape(n_layers, n_heads, -1)
+    return HeadAttribution(model=tokenized.model_name, prompt_set=prompts.name, values=values)

@@ -1,0 +1,83 @@
+"""One observation pass: the activations every observational probe needs, at once.
+
+Logit lens, layer and head attribution all read the residual stream at each
+prompt's final position only; attention probes read whole patterns. One forward
+pass with hooks on exactly those activations (a names filter, no gradients)
+keeps, per prompt, the final-position vectors and the attention patterns, and
+the final logits. The result is cached per (model, prompts), so every probe on
+the same prompt set in a pytest session shares that one pass.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .forward import BATCH_SIZE, check_finite, memo, remember
+from .tokens import Tokenized
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """Final-position activations (``final[hook_name]``: batch × ...), patterns
+    (``patterns[layer]``: batch × head × query × key) and final-position logits."""
+
+    tokenized: Tokenized
+    final: dict[str, Tensor]
+    patterns: dict[int, Float[Tensor, "batch head query key"]]
+    logits: Float[Tensor, "batch vocab"]
+
+
+def final_position_hooks(model) -> list[str]:
+    """Hook names whose final-position values the observational probes read."""
+    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
+    for layer in range(model.cfg.n_layers):
+        names += [f"blocks.{layer}.{n}" for n in
+                  ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
+                   "hook_mlp_out", "attn.hook_z")]
+    return [n for n in names if n in model.hook_dict]
+
+
+def _run_batch(model, tokens: Tensor, positions: Tensor):
+    final, patterns = {}, {}
+    rows = torch.arange(len(tokens), device=tokens.device)
+
+    # Hook points answer to several names (aliases), so store under the name we asked for.
+    def keep_final(name):
+        def hook(activation, hook):
+            final[name] = activation[rows, positions].float().cpu()
+        return hook
+
+    def keep_pattern(layer):
+        def hook(activation, hook):
+            patterns[layer] = activation.float().cpu()
+        return hook
+
+    hooks = [(name, keep_final(name)) for name in final_position_hooks(model)]
+    hooks += [(f"blocks.{layer}.attn.hook_pattern", keep_pattern(layer))
+              for layer in range(model.cfg.n_layers)]
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
+    return final, patterns, logits[rows, positions].float().cpu()
+
+
+def observe(model, tokenized: Tokenized) -> Observation:
+    """The (cached) observation pass over a tokenized prompt set."""
+
+    def compute() -> Observation:
+        device = next(model.parameters()).device
+        parts = []
+        for start in range(0, len(tokenized.lengths), BATCH_SIZE):
+            stop = start + BATCH_SIZE
+            parts.append(_run_batch(model, tokenized.tokens[start:stop].to(device),
+                                    tokenized.final_positions[start:stop].to(device)))
+        final = {name: torch.cat([p[0][name] for p in parts]) for name in parts[0][0]}
+        patterns = {layer: torch.cat([p[1][layer] for p in parts]) for layer in parts[0][1]}
+        logits = torch.cat([p[2] for p in parts])
+        check_finite(logits, tokenized)
+        remember(model, ("final_logits", tokenized.key), logits)
+        return Observation(tokenized, final, patterns, logits)
+
+    return memo(model, ("observe", tokenized.key), compute)
+
