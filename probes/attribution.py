@@ -98,7 +98,8 @@ class LogitLens(Result):
 
     def figure(self) -> dict:
         return {"type": "line", "x": list(self.labels), "xlabel": "residual stream",
-                "ylabel": "mean logit difference / probability",
+                "ylabel": "mean logit difference", "right_label": "mean probability",
+                "right_axis": ["P(correct)", "P(incorrect)"],
                 "series": {"logit difference": self.mean.tolist(),
                            "P(correct)": self.correct_prob.mean(axis=1).tolist(),
                            "P(incorrect)": self.incorrect_prob.mean(axis=1).tolist()}}

@@ -8,7 +8,7 @@ records it as that test's evidence; probes never print or plot.
 
 Figure specs are plain dicts, drawn by the report with plotly:
 ``{"type": "bar", "x": [...], "y": [...], "xlabel": ..., "ylabel": ...}``,
-``{"type": "line", "x": [...], "series": {name: [...]}}`` and
+``{"type": "line", "x": [...], "series": {name: [...]}, "right_axis": [names]}`` and
 ``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...], "diverging": True}``;
 any spec may carry a ``"title"``.
 """

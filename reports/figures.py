@@ -19,9 +19,11 @@ def plotly_figure(spec: dict) -> dict:
     if kind == "bar":
         data = [{"type": "bar", "x": list(spec["x"]), "y": list(spec["y"]),
                  "marker": {"color": ["#2a7" if (v or 0) > 0 else "#c44" for v in spec["y"]]}}]
-    elif kind == "line":
+    elif kind == "line":  # series named in "right_axis" use a second y axis
+        right = set(spec.get("right_axis", ()))
         data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": list(spec["x"]),
-                 "y": list(values)} for name, values in spec["series"].items()]
+                 "y": list(values), **({"yaxis": "y2"} if name in right else {})}
+                for name, values in spec["series"].items()]
     elif kind == "heatmap":
         colors = ({"colorscale": "RdBu", "zmid": 0, "reversescale": True}
                   if spec.get("diverging", True) else {"colorscale": "Viridis"})
@@ -33,6 +35,10 @@ def plotly_figure(spec: dict) -> dict:
     if spec.get("title"):
         layout["title"] = {"text": spec["title"]}
         layout["margin"] = {**LAYOUT["margin"], "t": 50}
+    if kind == "line" and spec.get("right_axis"):
+        layout["yaxis2"] = {"title": {"text": spec.get("right_label", "")}, "overlaying": "y",
+                            "side": "right", "rangemode": "tozero"}
+        layout["legend"] = {"x": 0.02, "y": 0.98}
     if kind == "heatmap" and spec.get("y"):
         layout["yaxis"]["autorange"] = "reversed"  # first row at the top, as in a table
         layout["height"] = max(360, min(900, 24 * len(spec["y"]) + 120))
