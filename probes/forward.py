@@ -16,7 +16,8 @@ from torch import Tensor
 
 from .tokens import Tokenized
 
-BATCH_SIZE = 16
+TOKENS_PER_BATCH = 2048  # bounds the (batch × pos × vocab) logits of one pass
+MAX_BATCH = 64
 CACHED_PASSES_PER_MODEL = 32
 
 _cache: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
@@ -51,6 +52,15 @@ def memo(model, key, compute):
     return value
 
 
+def batches(tokenized: Tokenized):
+    """``(tokens, final_positions)`` slices of at most ~2048 tokens (and 64 prompts) each."""
+    width = tokenized.tokens.shape[1]
+    size = max(1, min(MAX_BATCH, TOKENS_PER_BATCH // width))
+    for start in range(0, len(tokenized.lengths), size):
+        yield (tokenized.tokens[start:start + size],
+               tokenized.final_positions[start:start + size])
+
+
 def check_finite(logits: Tensor, tokenized: Tokenized) -> None:
     """Raise a clear error naming the prompts whose logits are NaN or infinite."""
     bad = (~torch.isfinite(logits)).any(dim=-1).nonzero().flatten().tolist()
@@ -69,11 +79,10 @@ def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
         rows = []
         device = next(model.parameters()).device
         with torch.inference_mode():
-            for start in range(0, len(tokenized.lengths), BATCH_SIZE):
-                batch = tokenized.tokens[start:start + BATCH_SIZE].to(device)
-                positions = tokenized.final_positions[start:start + BATCH_SIZE].to(device)
-                logits = model(batch, return_type="logits")
-                rows.append(logits[torch.arange(len(batch), device=device), positions].float().cpu())
+            for tokens, positions in batches(tokenized):
+                logits = model(tokens.to(device), return_type="logits")
+                rows.append(logits[torch.arange(len(tokens), device=device), positions.to(device)]
+                            .float().cpu())
         logits = torch.cat(rows)
         check_finite(logits, tokenized)
         return logits

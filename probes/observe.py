@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .forward import BATCH_SIZE, check_finite, memo, remember
+from .forward import batches, check_finite, memo, remember
 from .tokens import Tokenized
 
 
@@ -67,11 +67,8 @@ def observe(model, tokenized: Tokenized) -> Observation:
 
     def compute() -> Observation:
         device = next(model.parameters()).device
-        parts = []
-        for start in range(0, len(tokenized.lengths), BATCH_SIZE):
-            stop = start + BATCH_SIZE
-            parts.append(_run_batch(model, tokenized.tokens[start:stop].to(device),
-                                    tokenized.final_positions[start:stop].to(device)))
+        parts = [_run_batch(model, tokens.to(device), positions.to(device))
+                 for tokens, positions in batches(tokenized)]
         final = {name: torch.cat([p[0][name] for p in parts]) for name in parts[0][0]}
         patterns = {layer: torch.cat([p[1][layer] for p in parts]) for layer in parts[0][1]}
         logits = torch.cat([p[2] for p in parts])

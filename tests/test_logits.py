@@ -84,3 +84,15 @@ def test_nan_logits_raise_a_clear_error(tiny_llama):
             logit_diff(tiny_llama, prompts)
     finally:
         tiny_llama.reset_hooks()
+
+
+def test_many_small_batches_give_the_same_numbers(tiny_llama, monkeypatch):
+    from probes import head_attribution
+    from probes import forward
+
+    whole = logit_diff(tiny_llama, PROMPTS).per_prompt, head_attribution(tiny_llama, PROMPTS).values
+    monkeypatch.setattr(forward, "TOKENS_PER_BATCH", 1)  # one prompt per pass
+    monkeypatch.setattr(forward, "_cache", type(forward._cache)())
+    split = logit_diff(tiny_llama, PROMPTS).per_prompt, head_attribution(tiny_llama, PROMPTS).values
+    np.testing.assert_allclose(split[0], whole[0], atol=1e-5)
+    np.testing.assert_allclose(split[1], whole[1], atol=1e-5)

@@ -1,0 +1,95 @@
+"""Observational probes, ours against the plain way, on 64 IOI prompts on the default model.
+
+Ours: logit_diff, top_k, logit_lens, layer_attribution, head_attribution and
+attention share one forward pass that keeps only final-position activations and
+attention patterns. The plain way: one ``run_with_cache`` (every activation at
+every position) per probe, then the ActivationCache helpers, as in the
+TransformerLens demo. Each side runs in its own process after the model is
+loaded; peak memory is the rise of the process's peak RSS over that baseline.
+Prints wall time, peak memory, their ratios and the largest difference in
+head attribution.
+
+    .venv/bin/python benchmarks/probes.py [--prompts 64]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, sys, time, torch
+from fixtures import load_model
+from fixtures.families import ioi_prompts
+
+def rss_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+
+model = load_model("smollm2-135m", device="cpu")
+prompts = ioi_prompts(int(sys.argv[2]))
+heads = ["L23H3", "L23H0", "L29H1"]
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak RSS to the current RSS
+base = rss_kb("VmRSS")
+start = time.perf_counter()
+if sys.argv[1] == "ours":
+    from probes import attention, head_attribution, layer_attribution, logit_diff, logit_lens, top_k
+    logit_diff(model, prompts); top_k(model, prompts); logit_lens(model, prompts)
+    layer_attribution(model, prompts); attention(model, prompts, heads)
+    values = head_attribution(model, prompts).values.transpose(2, 0, 1).reshape(len(prompts), -1)
+else:
+    tokens = model.to_tokens(list(prompts.prompts))
+    good = torch.tensor([model.to_single_token(a) for a, _ in prompts.answers])
+    bad = torch.tensor([model.to_single_token(b) for _, b in prompts.answers])
+    direction = (model.W_U[:, good] - model.W_U[:, bad]).T
+    def cached():
+        with torch.inference_mode():
+            return model.run_with_cache(tokens)
+    logits, cache = cached(); logits[:, -1].gather(1, good[:, None])  # logit diff
+    logits, cache = cached(); logits[:, -1].softmax(-1).topk(5)       # top-k
+    logits, cache = cached()                                           # logit lens
+    stack = cache.accumulated_resid(incl_mid=True, pos_slice=-1)
+    (cache.apply_ln_to_stack(stack, pos_slice=-1) * direction).sum(-1)
+    (cache.accumulated_resid(incl_mid=True, pos_slice=-1, apply_ln=True) @ model.W_U).softmax(-1)
+    logits, cache = cached()                                           # layer attribution
+    cache.logit_attrs(cache.decompose_resid(pos_slice=-1), tokens=good, incorrect_tokens=bad, pos_slice=-1)
+    logits, cache = cached()                                           # head attribution
+    values = cache.logit_attrs(cache.stack_head_results(pos_slice=-1), tokens=good,
+                               incorrect_tokens=bad, pos_slice=-1).T.numpy()
+    logits, cache = cached()                                           # attention patterns
+    [cache["pattern", int(h[1:].split("H")[0])] for h in heads]
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_mb": (rss_kb("VmHWM") - base) / 1024,
+                  "heads": values.tolist()}))
+"""
+
+
+def run(mode: str, n: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(n)], capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)) or ".")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=64)
+    n = parser.parse_args().prompts
+    plain, ours = run("plain", n), run("ours", n)
+    import numpy as np
+
+    diff = float(np.abs(np.array(plain["heads"]) - np.array(ours["heads"])).max())
+    print(f"{n} IOI prompts, SmolLM2-135M on CPU: six observational probes")
+    print(f"{'':28}{'wall (s)':>10}{'peak (MB)':>11}")
+    print(f"{'plain (run_with_cache x6)':28}{plain['seconds']:10.2f}{plain['peak_mb']:11.0f}")
+    print(f"{'circuitcheck (one pass)':28}{ours['seconds']:10.2f}{ours['peak_mb']:11.0f}")
+    print(f"ratio plain/ours: time {plain['seconds'] / ours['seconds']:.1f}x, "
+          f"memory {plain['peak_mb'] / max(ours['peak_mb'], 1):.1f}x; "
+          f"largest head-attribution difference {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
