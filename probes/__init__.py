@@ -17,7 +17,7 @@ from .logits import LogitDiff, TopK, logit_diff, top_k
 from .prompts import PromptSet
 from .results import Result
 from .sites import head_label, parse_head
-from .tokens import AnswerTokenError, Tokenized, tokenize
+from .tokens import AnswerTokenError, PromptLengthError, Tokenized, tokenize, tokenize_pair
 
 __all__ = [
     "AnswerTokenError",
@@ -27,6 +27,7 @@ __all__ = [
     "LayerAttribution",
     "LogitDiff",
     "LogitLens",
+    "PromptLengthError",
     "PromptSet",
     "Result",
     "TopK",
@@ -40,5 +41,6 @@ __all__ = [
     "logit_lens",
     "parse_head",
     "tokenize",
+    "tokenize_pair",
     "top_k",
 ]

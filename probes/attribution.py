@@ -49,8 +49,9 @@ def project(model, stack: Float[Tensor, "component batch d_model"], observation:
     return (scaled * answer_directions(model, observation)).sum(-1).numpy()
 
 
-def _observed(model, prompts, prepend_bos):
+def _observed(model, prompts, prepend_bos, probe: str):
     tokenized = prompts.tokenize(model, prepend_bos)
+    tokenized.require_single_token(probe)
     return tokenized, observe(model, tokenized)
 
 
@@ -119,7 +120,7 @@ def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str
 def logit_lens(model, prompts, prepend_bos: bool | None = None) -> LogitLens:
     """The logit difference (cached final-norm scale) and answer probabilities
     (re-normalised stream, unembedded) at every point of the residual stream."""
-    tokenized, observation = _observed(model, prompts, prepend_bos)
+    tokenized, observation = _observed(model, prompts, prepend_bos, "logit_lens")
     stack, labels = accumulated_resid(model, observation)
     ids = tokenized.answer_ids
     probs = []
@@ -177,7 +178,7 @@ class LayerAttribution(Result):
 
 def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerAttribution:
     """Embeddings, ``L{l} attn`` and ``L{l} mlp`` contributions to each prompt's logit difference."""
-    tokenized, observation = _observed(model, prompts, prepend_bos)
+    tokenized, observation = _observed(model, prompts, prepend_bos, "layer_attribution")
     final = observation.final
     stack, labels = [final["hook_embed"]], ["embed"]
     if "hook_pos_embed" in final:
@@ -264,7 +265,7 @@ def head_results(model, observation: Observation) -> Float[Tensor, "layer head b
 
 def head_attribution(model, prompts, prepend_bos: bool | None = None) -> HeadAttribution:
     """Per-head direct logit attribution as a layer × head table (``.top(k)``, ``.bottom(k)``)."""
-    tokenized, observation = _observed(model, prompts, prepend_bos)
+    tokenized, observation = _observed(model, prompts, prepend_bos, "head_attribution")
     stack = head_results(model, observation)
     n_layers, n_heads = stack.shape[:2]
     values = project(model, stack.flatten(0, 1), observation).reshape(n_layers, n_heads, -1)

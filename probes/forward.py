@@ -88,3 +88,33 @@ def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
         return logits
 
     return memo(model, ("final_logits", tokenized.key), compute)
+
+
+def answer_logprobs(model, tokenized: Tokenized) -> Float[Tensor, "batch 2"]:
+    """Summed log-probability of each prompt's (correct, incorrect) answer, all its tokens
+    scored by teacher forcing: ``log P(a1 | prompt) + log P(a2 | prompt, a1) + …``."""
+
+    def compute():
+        pad = 0  # any id: padding sits after every scored position (causal attention)
+        rows, spans = [], []
+        for i, pair in enumerate(tokenized.answer_tokens):
+            prompt = tokenized.tokens[i, :tokenized.lengths[i]].tolist()
+            for answer in pair:
+                rows.append(prompt + list(answer))
+                spans.append((len(prompt), list(answer)))
+        width = max(len(r) for r in rows)
+        sequences = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        device = next(model.parameters()).device
+        size = max(1, min(MAX_BATCH, TOKENS_PER_BATCH // width))
+        scores = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), size):
+                logprobs = model(sequences[start:start + size].to(device)).float().log_softmax(-1).cpu()
+                for row, (offset, answer) in zip(logprobs, spans[start:start + size]):
+                    positions = torch.arange(offset - 1, offset - 1 + len(answer))
+                    scores.append(row[positions, answer].sum())
+        scores = torch.stack(scores).reshape(-1, 2)
+        check_finite(scores, tokenized)
+        return scores
+
+    return memo(model, ("answer_logprobs", tokenized.key, tokenized.answer_tokens), compute)

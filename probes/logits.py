@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .forward import final_logits
+from .forward import answer_logprobs, final_logits
 from .results import Result
 
 
@@ -23,6 +23,8 @@ class LogitDiff(Result):
     correct_logit: np.ndarray
     incorrect_logit: np.ndarray
     bos: str | None
+    scoring: str = "logit"
+    shared_first_token: tuple[int, ...] = ()
 
     kind = "logit_diff"
     title = "Logit difference, logit(correct) − logit(incorrect)"
@@ -48,7 +50,14 @@ class LogitDiff(Result):
                 "n_positive": int((self.per_prompt > 0).sum()), "n_prompts": len(self.prompts)}
 
     def notes(self) -> list[str]:
-        return [f"BOS token {self.bos!r} prepended" if self.bos else "no BOS token prepended"]
+        notes = [f"BOS token {self.bos!r} prepended" if self.bos else "no BOS token prepended"]
+        if self.scoring != "logit":
+            notes.append("answers scored by the summed log-probabilities of all their tokens "
+                         "(teacher forcing): log P(correct) − log P(incorrect)")
+        if self.shared_first_token:
+            notes.append(f"prompts {list(self.shared_first_token)}: both answers start with the "
+                         "same token, so their difference comes from later tokens only")
+        return notes
 
     def figure(self) -> dict:
         return {"type": "bar", "x": [f"{i}: {p[-32:]}" for i, p in enumerate(self.prompts)],
@@ -58,12 +67,16 @@ class LogitDiff(Result):
 def logit_diff(model, prompts, prepend_bos: bool | None = None) -> LogitDiff:
     """Per-prompt logit difference between each prompt's correct and incorrect answer."""
     tokenized = prompts.tokenize(model, prepend_bos)
-    logits = final_logits(model, tokenized)
-    picked = logits.gather(1, tokenized.answer_ids).numpy()
+    if tokenized.single_token:
+        picked, scoring = final_logits(model, tokenized).gather(1, tokenized.answer_ids), "logit"
+    else:
+        picked, scoring = answer_logprobs(model, tokenized), "summed log-prob"
+    picked = picked.numpy()
     return LogitDiff(
         model=tokenized.model_name, prompt_set=prompts.name, prompts=prompts.prompts,
         answers=prompts.answers, per_prompt=picked[:, 0] - picked[:, 1],
         correct_logit=picked[:, 0], incorrect_logit=picked[:, 1], bos=tokenized.bos,
+        scoring=scoring, shared_first_token=tokenized.shared_first_token,
     )
 
 
@@ -109,6 +122,7 @@ class TopK(Result):
 def top_k(model, prompts, k: int = 5, prepend_bos: bool | None = None) -> TopK:
     """Top-k next tokens (with logits and probabilities) and the rank of each answer."""
     tokenized = prompts.tokenize(model, prepend_bos)
+    tokenized.require_single_token("top_k")
     logits = final_logits(model, tokenized)
     probs = logits.softmax(dim=-1)
     top = logits.topk(k, dim=-1)

@@ -17,6 +17,10 @@ from .tokens import AnswerTokenError, Tokenized, tokenize
 class PromptSet:
     """Prompts, one ``(correct, incorrect)`` answer pair per prompt, optional corrupted prompts.
 
+    Answers must be one token each unless ``multi_token=True``; then `logit_diff`
+    scores each answer by the summed log-probabilities of its tokens (teacher
+    forcing), and first-token probes (top_k, lens, attribution) refuse the set.
+
     >>> ioi = PromptSet(["When John and Mary went to the shops, John gave the bag to"],
     ...                 [(" Mary", " John")],
     ...                 corrupted_prompts=["When John and Mary went to the shops, Mary gave the bag to"])
@@ -28,6 +32,7 @@ class PromptSet:
     answers: tuple[tuple[str, str], ...]
     corrupted_prompts: tuple[str, ...] | None = None
     name: str = "prompts"
+    multi_token: bool = False
     fillers: tuple[dict, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
@@ -53,7 +58,8 @@ class PromptSet:
 
     @classmethod
     def from_template(cls, template: str, fillers, answers: tuple[str, str],
-                      corrupted_template: str | None = None, name: str = "prompts") -> "PromptSet":
+                      corrupted_template: str | None = None, name: str = "prompts",
+                      multi_token: bool = False) -> "PromptSet":
         """One prompt per filler dict: ``template.format(**filler)``; answers and the
         corrupted template are formatted with the same filler.
 
@@ -75,6 +81,7 @@ class PromptSet:
             corrupted_prompts=None if corrupted_template is None
             else [corrupted_template.format(**f) for f in fillers],
             name=name,
+            multi_token=multi_token,
             fillers=fillers,
         )
 
@@ -87,8 +94,8 @@ class PromptSet:
         if self.corrupted_prompts is None:
             raise ValueError(f"PromptSet {self.name!r} has no corrupted prompts; pass "
                              "corrupted_prompts=[...] or corrupted_template=...")
-        return PromptSet(self.corrupted_prompts, self.answers, None,
-                         f"{self.name} (corrupted)", self.fillers)
+        return PromptSet(self.corrupted_prompts, self.answers, None, f"{self.name} (corrupted)",
+                         self.multi_token, self.fillers)
 
     def tokenize(self, model, prepend_bos: bool | None = None) -> Tokenized:
         """Tokens, lengths and answer ids for ``model``; see `probes.tokens.tokenize`."""

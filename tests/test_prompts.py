@@ -88,3 +88,54 @@ def test_answers_sharing_a_token_and_all_problems_listed_at_once(tiny_llama):
 def test_tokenized_tokens_are_long_tensors(tiny_gpt2):
     t = tokenize(tiny_gpt2, PromptSet([IOI], [(" Mary", " John")]))
     assert t.tokens.dtype == torch.long and t.answer_ids.shape == (1, 2)
+
+
+def test_multi_token_answers_are_scored_by_summed_log_probabilities(tiny_llama):
+    import numpy as np
+
+    from probes import logit_diff, top_k
+    from probes.forward import answer_logprobs
+
+    s = PromptSet([IOI, IOI], [(" Zebedee", " John"), (" Mary", " John")], multi_token=True)
+    result = logit_diff(tiny_llama, s)
+    assert result.scoring == "summed log-prob" and "teacher forcing" in " ".join(result.notes())
+    # teacher forcing by hand: log P(' ', 'Z', ...) token by token, one prompt alone
+    ids = tiny_llama.tokenizer.encode(" Zebedee", add_special_tokens=False)
+    prompt = tiny_llama.to_tokens(IOI)[0].tolist()
+    with torch.inference_mode():
+        logprobs = tiny_llama(torch.tensor([prompt + ids])).log_softmax(-1)[0]
+    expected = sum(logprobs[len(prompt) - 1 + k, t].item() for k, t in enumerate(ids))
+    assert result.correct_logit[0] == pytest.approx(expected, abs=1e-4)
+    # for one-token answers the summed log-prob difference is the logit difference
+    single = logit_diff(tiny_llama, PromptSet([IOI], [(" Mary", " John")]))
+    scores = answer_logprobs(tiny_llama, tokenize(tiny_llama, s))
+    assert (scores[1, 0] - scores[1, 1]).item() == pytest.approx(single.per_prompt[0], abs=1e-4)
+    with pytest.raises(ValueError, match="top_k reads one answer token per prompt, but prompt 0"):
+        top_k(tiny_llama, s)
+    assert np.isfinite(result.per_prompt).all()
+
+
+def test_multi_token_answers_sharing_a_first_token_are_noted(tiny_llama):
+    from probes import logit_diff
+
+    result = logit_diff(tiny_llama, PromptSet([IOI, IOI], [(" Mary", " Maryland"), (" Mary", " John")],
+                                              multi_token=True))
+    assert result.shared_first_token == (0,)
+    assert any("prompts [0]: both answers start with the same token" in n for n in result.notes())
+
+
+def test_clean_and_corrupted_prompts_of_different_lengths_show_both_token_lists(tiny_llama):
+    from probes import PromptLengthError, tokenize_pair
+
+    s = PromptSet([IOI, "Then Tom gave the ball to"], [(" Mary", " John"), (" Anne", " Tom")],
+                  corrupted_prompts=["When John and Mary went to the shops, Mary gave the bag to",
+                                     "Then Zebedee gave the ball to"])
+    with pytest.raises(PromptLengthError) as error:
+        tokenize_pair(tiny_llama, s)
+    message = str(error.value)
+    assert "1 clean/corrupted pair(s) differ in token length" in message
+    assert "prompt 1: clean 'Then Tom gave the ball to' is 8 tokens" in message
+    assert "' Tom'" in message and "'Z'" in message and "prompt 0" not in message
+    clean, corrupted = tokenize_pair(tiny_llama, PromptSet([IOI], [(" Mary", " John")],
+                                                           corrupted_prompts=[s.corrupted_prompts[0]]))
+    assert clean.lengths == corrupted.lengths
