@@ -13,7 +13,10 @@ from .attribution import (
     layer_attribution,
     logit_lens,
 )
+from .corruption import CorruptionCheck, corruption_check
 from .logits import LogitDiff, TopK, logit_diff, top_k
+from .metrics import METRICS, answer_logprob, kl_to_clean, logit_diff_metric
+from .patching import SWEEPS, PatchingResult, patch
 from .prompts import PromptSet
 from .results import Result
 from .sites import head_label, parse_head
@@ -23,23 +26,32 @@ __all__ = [
     "AnswerTokenError",
     "AttentionPatterns",
     "AttentionTo",
+    "CorruptionCheck",
     "HeadAttribution",
     "LayerAttribution",
     "LogitDiff",
     "LogitLens",
+    "METRICS",
+    "PatchingResult",
     "PromptLengthError",
     "PromptSet",
     "Result",
+    "SWEEPS",
     "TopK",
     "Tokenized",
     "attention",
+    "answer_logprob",
     "attention_to",
+    "corruption_check",
     "head_attribution",
     "head_label",
+    "kl_to_clean",
     "layer_attribution",
     "logit_diff",
+    "logit_diff_metric",
     "logit_lens",
     "parse_head",
+    "patch",
     "tokenize",
     "tokenize_pair",
     "top_k",

@@ -1,0 +1,339 @@
+"""Activation patching: which activations carry the difference between two runs?
+
+Run the model on a *target* input while replacing one activation (a *site*: a
+layer's residual stream at one position, one head's output, …) with its value
+from a *source* input, and measure a metric. Clean into corrupted ("denoising")
+asks which sites suffice to restore the clean behaviour; corrupted into clean
+("noising") asks which sites it needs. Normalised recovery
+``(patched − target) / (source − target)`` puts every site on one scale.
+
+One engine serves every sweep. Exactly like `transformer_lens.patching`, each
+site is patched alone, but:
+  * a site at a position before the first token where the clean and corrupted
+    prompt differ is skipped: its activations are identical in both runs (attention
+    is causal), so its effect is exactly zero;
+  * layers before a site's layer are the same as the target run's, so they are
+    computed once: each prompt runs as a batch of one, and at the start of each
+    layer the batch grows by one copy of the unpatched stream per site of that
+    layer, which is then patched — all sites of a prompt in one forward pass;
+  * each run stops before the unembedding, and only the final position is
+    unembedded, since that is all the metric reads.
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .forward import has_hooks
+from .metrics import resolve_metric
+from .results import Result
+from .tokens import Tokenized, tokenize_pair
+
+MAX_ROWS = 256  # most patched copies of one prompt in one forward pass
+DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What a sweep patches: a hook per layer, indexed by these axes."""
+
+    name: str
+    hook: str
+    axes: tuple[str, ...]
+    pattern: bool = False  # activation is batch × head × query × key
+    kv: bool = False  # indexed by key/value head (grouped-query attention)
+
+
+SWEEPS = {s.name: s for s in [
+    Sweep("resid_pre", "blocks.{layer}.hook_resid_pre", ("layer", "pos")),
+    Sweep("resid_mid", "blocks.{layer}.hook_resid_mid", ("layer", "pos")),
+    Sweep("resid_post", "blocks.{layer}.hook_resid_post", ("layer", "pos")),
+    Sweep("attn_out", "blocks.{layer}.hook_attn_out", ("layer", "pos")),
+    Sweep("mlp_out", "blocks.{layer}.hook_mlp_out", ("layer", "pos")),
+    Sweep("head_out", "blocks.{layer}.attn.hook_z", ("layer", "head")),
+    Sweep("head_out_by_pos", "blocks.{layer}.attn.hook_z", ("layer", "pos", "head")),
+    Sweep("head_q", "blocks.{layer}.attn.hook_q", ("layer", "head")),
+    Sweep("head_q_by_pos", "blocks.{layer}.attn.hook_q", ("layer", "pos", "head")),
+    Sweep("head_k", "blocks.{layer}.attn.hook_k", ("layer", "head"), kv=True),
+    Sweep("head_k_by_pos", "blocks.{layer}.attn.hook_k", ("layer", "pos", "head"), kv=True),
+    Sweep("head_v", "blocks.{layer}.attn.hook_v", ("layer", "head"), kv=True),
+    Sweep("head_v_by_pos", "blocks.{layer}.attn.hook_v", ("layer", "pos", "head"), kv=True),
+    Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", ("layer", "head"), pattern=True),
+    Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", ("layer", "head", "pos"),
+          pattern=True),  # "pos" is the query (destination) position, as in TransformerLens
+]}
+
+
+class _Stop(Exception):
+    """Raised at the final norm's input: everything after it is computed by hand."""
+
+
+def site_label(sweep: Sweep, site: tuple, tokens: tuple[str, ...]) -> str:
+    """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``."""
+    where = dict(zip(sweep.axes, site))
+    parts = []
+    if "head" in where:
+        head = f"L{where['layer']}{'KV' if sweep.kv else 'H'}{where['head']}"
+        activation = sweep.name.removeprefix("head_").removesuffix("_by_pos")
+        parts.append(head if activation == "out" else f"{head} {activation}")
+    else:
+        parts.append(f"{sweep.name} L{where['layer']}")
+    if "pos" in where:
+        parts.append(f"pos {where['pos']} {tokens[where['pos']]!r}")
+    return " ".join(parts)
+
+
+def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
+    """Per prompt, the first position where clean and corrupted tokens differ."""
+    out = []
+    for a, b in zip(clean.tokens, corrupted.tokens):
+        differ = (a != b).nonzero()
+        out.append(int(differ[0]) if len(differ) else len(a))
+    return out
+
+
+def final_logits_with(model, tokens, positions, hooks) -> torch.Tensor:
+    """Final-position logits of a (patched) run, stopping before the full unembedding."""
+    captured = {}
+
+    def stop(activation, hook):
+        captured["resid"] = activation
+        raise _Stop
+
+    with torch.inference_mode(), model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)]):
+        try:
+            model(tokens, return_type="logits")
+        except _Stop:
+            pass
+    resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
+    resid = resid[torch.arange(len(resid), device=resid.device), positions]
+    with torch.inference_mode():
+        return model.unembed(model.ln_final(resid[:, None]))[:, 0].float()
+
+
+def _patch_hook(sweep: Sweep, source: torch.Tensor, rows, prompts, pos, head):
+    """Replace, in each row, the site's slice of the activation by the source prompt's."""
+
+    def hook(activation, hook):
+        if sweep.pattern:  # batch head query key; "pos" is the query position
+            if pos is None:
+                activation[rows, head] = source[prompts, head]
+            else:
+                activation[rows, head, pos] = source[prompts, head, pos]
+        elif head is None:
+            activation[rows, pos] = source[prompts, pos]
+        elif pos is None:
+            activation[rows, :, head] = source[prompts, :, head]
+        else:
+            activation[rows, pos, head] = source[prompts, pos, head]
+        return activation
+
+    return hook
+
+
+def _groups_by_layer(site_ids: list[int], sites, limit: int) -> list[list[int]]:
+    """Split a prompt's sites (sorted by layer) into runs of at most ``limit`` rows."""
+    groups, current = [], []
+    for s in sorted(site_ids, key=lambda s: sites[s]):
+        if len(current) == limit:
+            groups.append(current)
+            current = []
+        current.append(s)
+    return groups + ([current] if current else [])
+
+
+def _run_growing_batch(model, spec: Sweep, names, sites, group, source_acts, prompt: int,
+                       tokens, final_position: int) -> torch.Tensor:
+    """Final-position logits of one prompt patched at each site in ``group``.
+
+    Row 0 is the unpatched target. At the start of each layer with sites, one copy of
+    row 0 per site is appended (layers before it are shared), and the copies are patched.
+    """
+    device = tokens.device
+    by_layer: dict[int, list[int]] = {}
+    for s in group:
+        by_layer.setdefault(sites[s][0], []).append(s)
+    hooks, next_row = [], 1
+    for layer, members in by_layer.items():
+        rows = torch.arange(next_row, next_row + len(members), device=device)
+        next_row += len(members)
+        index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] for s in members], device=device)
+                 for axis in ("pos", "head") if axis in spec.axes}
+        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows,
+                               torch.full((len(members),), prompt, device=device),
+                               index.get("pos"), index.get("head"))
+        grow_at = f"blocks.{layer}.hook_resid_pre"
+
+        def grow(activation, hook, copies=len(members), patch_fn=patch_fn,
+                 also_patch=names[layer] == grow_at):
+            activation = torch.cat([activation, activation[:1].expand(copies, *activation.shape[1:])])
+            return patch_fn(activation, hook) if also_patch else activation
+
+        hooks.append((grow_at, grow))
+        if names[layer] != grow_at:
+            hooks.append((names[layer], patch_fn))
+    logits = final_logits_with(model, tokens, torch.tensor([final_position] * next_row, device=device),
+                               hooks)
+    return logits[1:]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class PatchingResult(Result):
+    """A patching sweep: the metric with each site patched, per prompt.
+
+    ``values``: site × prompt; ``mean``: per site; ``recovery``: normalised,
+    ``(mean − target) / (source − target)``; ``effect``: ``mean − target``.
+    """
+
+    sweep: str
+    direction: str
+    metric: str
+    axes: tuple[str, ...]
+    sites: tuple[tuple[int, ...], ...]
+    labels: tuple[str, ...]
+    values: np.ndarray
+    target_baseline: np.ndarray
+    source_baseline: np.ndarray
+    position_labels: tuple[str, ...]
+    shape: tuple[int, ...]
+    rows_run: int
+    rows_skipped: int
+
+    kind = "patching"
+
+    @property
+    def title(self) -> str:
+        return f"Activation patching: {self.sweep}, {self.direction.replace('_', ' ')} ({self.metric})"
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.values.mean(axis=1)
+
+    @property
+    def effect(self) -> np.ndarray:
+        return self.mean - self.target_baseline.mean()
+
+    @property
+    def recovery(self) -> np.ndarray:
+        gap = self.source_baseline.mean() - self.target_baseline.mean()
+        return self.effect / gap if gap != 0 else np.full_like(self.effect, np.nan)
+
+    def grid(self, of: str = "recovery") -> np.ndarray:
+        """The sweep's values in its axes' shape, e.g. layer × pos."""
+        return getattr(self, of).reshape(self.shape)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.sites, columns=list(self.axes))
+        frame.insert(0, "site", self.labels)
+        frame["mean"], frame["effect"], frame["recovery"] = self.mean, self.effect, self.recovery
+        return frame
+
+    def top(self, k: int = 5) -> pd.DataFrame:
+        """The k sites with the largest normalised recovery."""
+        return self.df.nlargest(k, "recovery").reset_index(drop=True)
+
+    def share_of_top(self, k: int) -> float:
+        """Fraction of the total absolute effect carried by the k sites with the largest one."""
+        magnitude = np.sort(np.abs(self.effect))[::-1]
+        return float(magnitude[:k].sum() / magnitude.sum()) if magnitude.sum() else float("nan")
+
+    def summary(self) -> dict:
+        best = self.top(1).iloc[0]
+        return {"top_site": best["site"], "top_recovery": float(best["recovery"]),
+                "target_baseline": float(self.target_baseline.mean()),
+                "source_baseline": float(self.source_baseline.mean()),
+                "top_5_share": self.share_of_top(5), "rows_run": self.rows_run,
+                "rows_skipped (identical activations)": self.rows_skipped}
+
+    def notes(self) -> list[str]:
+        return [f"patched {self.direction.replace('_', ' ')}; metric {self.metric}; "
+                "recovery = (patched − target) / (source − target); position labels use prompt 0's tokens"]
+
+    def figure(self) -> dict:
+        grid = self.grid()
+        if len(self.axes) == 3:  # layer × pos × head: each head's strongest position
+            pos = self.axes.index("pos")
+            index = np.expand_dims(np.nanargmax(np.abs(grid), axis=pos), pos)
+            grid = np.take_along_axis(grid, index, axis=pos).squeeze(pos)
+        heads = "head" in self.axes
+        x = ([f"{'KV' if 'KV' in (self.labels[0] or '') else 'H'}{h}" for h in range(grid.shape[1])]
+             if heads else list(self.position_labels))
+        return {"type": "heatmap", "z": np.where(np.isfinite(grid), grid, None).tolist(), "x": x,
+                "y": [f"L{layer}" for layer in range(grid.shape[0])],
+                "xlabel": "head" if heads else "position", "ylabel": "layer",
+                "title": f"normalised recovery, {self.sweep}"}
+
+
+def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
+          metric="logit_diff", prepend_bos: bool | None = None) -> PatchingResult:
+    """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
+    at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function)."""
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: choose {' or '.join(DIRECTIONS)}")
+    if has_hooks(model):
+        raise RuntimeError("patching needs the plain model, but hooks are attached; call "
+                           "model.reset_hooks() first")
+    spec = SWEEPS[sweep]
+    metric_name, metric_fn = resolve_metric(metric)
+    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    clean.require_single_token("patching")
+    if len(set(clean.lengths)) > 1:
+        raise ValueError(f"patching lines up prompts position by position, but {prompts.name!r} has "
+                         f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
+                         "(one template) per sweep")
+    target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
+    device = next(model.parameters()).device
+    width, n = clean.tokens.shape[1], len(clean.lengths)
+    positions = torch.full((n,), width - 1, device=device)
+    answers = clean.answer_ids.to(device)
+
+    # source activations at every hooked layer, and the three unpatched baselines
+    source_acts = {}
+
+    def keep(name):
+        def hook(activation, hook):
+            source_acts[name] = activation.detach().clone()
+        return hook
+
+    names = [spec.hook.format(layer=layer) for layer in range(model.cfg.n_layers)]
+    source_logits = final_logits_with(model, source.tokens.to(device), positions,
+                                      [(name, keep(name)) for name in names])
+    target_logits = final_logits_with(model, target.tokens.to(device), positions, [])
+    clean_logits = source_logits if source is clean else target_logits
+    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy()
+    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy()
+
+    n_heads = model.cfg.n_key_value_heads if spec.kv and model.cfg.n_key_value_heads else model.cfg.n_heads
+    ranges = {"layer": range(model.cfg.n_layers), "pos": range(width), "head": range(n_heads)}
+    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
+    values = np.tile(target_baseline, (len(sites), 1)).astype(np.float64)
+    firsts = first_differences(clean, corrupted)
+    pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
+    rows = [(s, i) for s, site in enumerate(sites) for i in range(n)
+            if pos_axis is None or site[pos_axis] >= firsts[i]]
+
+    for i in range(n):
+        mine = [s for s, prompt in rows if prompt == i]
+        for group in _groups_by_layer(mine, sites, MAX_ROWS):
+            scores = _run_growing_batch(model, spec, names, sites, group, source_acts, i,
+                                        target.tokens[i:i + 1].to(device), width - 1)
+            metric_rows = metric_fn(scores, answers[i].expand(len(group), 2),
+                                    clean_logits[i].expand(len(group), -1)).cpu().numpy()
+            values[group, i] = metric_rows
+
+    tokens = clean.str_tokens[0]
+    return PatchingResult(
+        model=clean.model_name, prompt_set=prompts.name, sweep=sweep, direction=direction,
+        metric=metric_name, axes=spec.axes, sites=tuple(sites),
+        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
+        target_baseline=target_baseline, source_baseline=source_baseline,
+        position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
+        shape=tuple(len(ranges[a]) for a in spec.axes), rows_run=len(rows),
+        rows_skipped=len(sites) * n - len(rows),
+    )
