@@ -199,6 +199,7 @@ class PatchingResult(Result):
     source_baseline: np.ndarray
     position_labels: tuple[str, ...]
     shape: tuple[int, ...]
+    axis_values: tuple[tuple[int, ...], ...]
     rows_run: int
     rows_skipped: int
 
@@ -259,19 +260,39 @@ class PatchingResult(Result):
             pos = self.axes.index("pos")
             index = np.expand_dims(np.nanargmax(np.abs(grid), axis=pos), pos)
             grid = np.take_along_axis(grid, index, axis=pos).squeeze(pos)
+        values = dict(zip(self.axes, self.axis_values))
         heads = "head" in self.axes
-        x = ([f"{'KV' if 'KV' in (self.labels[0] or '') else 'H'}{h}" for h in range(grid.shape[1])]
-             if heads else list(self.position_labels))
+        x = ([f"{'KV' if SWEEPS[self.sweep].kv else 'H'}{h}" for h in values["head"]] if heads
+             else [self.position_labels[p] for p in values["pos"]])
         return {"type": "heatmap", "z": np.where(np.isfinite(grid), grid, None).tolist(), "x": x,
-                "y": [f"L{layer}" for layer in range(grid.shape[0])],
+                "y": [f"L{layer}" for layer in values["layer"]],
                 "xlabel": "head" if heads else "position", "ylabel": "layer",
                 "title": f"normalised recovery, {self.sweep}"}
 
 
+def _axis_values(model, spec: Sweep, width: int, layers, positions, heads) -> dict:
+    """Every index along each axis, or the chosen ones, checked against the model and prompts."""
+    n_heads = model.cfg.n_key_value_heads if spec.kv and model.cfg.n_key_value_heads else model.cfg.n_heads
+    full = {"layer": model.cfg.n_layers, "pos": width, "head": n_heads}
+    chosen = {"layer": layers, "pos": positions, "head": heads}
+    values = {}
+    for axis in spec.axes:
+        if chosen[axis] is None:
+            values[axis] = tuple(range(full[axis]))
+            continue
+        values[axis] = tuple(sorted({int(v) for v in chosen[axis]}))
+        bad = [v for v in values[axis] if not 0 <= v < full[axis]]
+        if bad:
+            raise ValueError(f"{axis} {bad[0]} does not exist: {spec.name} has {axis}s 0–{full[axis] - 1}")
+    return values
+
+
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
-          metric="logit_diff", prepend_bos: bool | None = None) -> PatchingResult:
+          metric="logit_diff", layers=None, positions=None, heads=None,
+          prepend_bos: bool | None = None) -> PatchingResult:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
-    at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function)."""
+    at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
+    ``layers``, ``positions`` and ``heads`` restrict the sweep to those indices."""
     if sweep not in SWEEPS:
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
@@ -290,6 +311,7 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
     device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
+    ranges = _axis_values(model, spec, width, layers, positions, heads)
     positions = torch.full((n,), width - 1, device=device)
     answers = clean.answer_ids.to(device)
 
@@ -301,16 +323,14 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
             source_acts[name] = activation.detach().clone()
         return hook
 
-    names = [spec.hook.format(layer=layer) for layer in range(model.cfg.n_layers)]
+    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
     source_logits = final_logits_with(model, source.tokens.to(device), positions,
-                                      [(name, keep(name)) for name in names])
+                                      [(name, keep(name)) for name in names.values()])
     target_logits = final_logits_with(model, target.tokens.to(device), positions, [])
     clean_logits = source_logits if source is clean else target_logits
     source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy()
     target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy()
 
-    n_heads = model.cfg.n_key_value_heads if spec.kv and model.cfg.n_key_value_heads else model.cfg.n_heads
-    ranges = {"layer": range(model.cfg.n_layers), "pos": range(width), "head": range(n_heads)}
     sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
     values = np.tile(target_baseline, (len(sites), 1)).astype(np.float64)
     firsts = first_differences(clean, corrupted)
@@ -334,6 +354,7 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
         labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
         target_baseline=target_baseline, source_baseline=source_baseline,
         position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
-        shape=tuple(len(ranges[a]) for a in spec.axes), rows_run=len(rows),
+        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
+        rows_run=len(rows),
         rows_skipped=len(sites) * n - len(rows),
     )

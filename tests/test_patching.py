@@ -1,0 +1,108 @@
+"""Activation patching on tiny models: every sweep, both directions, equals TransformerLens."""
+
+import os
+
+import numpy as np
+import pytest
+
+from probes import PromptSet, SWEEPS, corruption_check, logit_diff, patch
+from probes.patching import first_differences
+
+from .patching_reference import reference_patch
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+PROMPTS = PromptSet(
+    ["When Mary and John went to the shops, John gave the bag to",
+     "When Tom and James went to the park, James gave the ball to"],
+    [(" Mary", " John"), (" Tom", " James")],
+    corrupted_prompts=["When Mary and John went to the shops, Mary gave the bag to",
+                       "When Tom and James went to the park, Tom gave the ball to"],
+    name="IOI pair")
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_gpt2"])
+def tiny(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("direction", ["clean_into_corrupted", "corrupted_into_clean"])
+@pytest.mark.parametrize("sweep", list(SWEEPS))
+def test_every_sweep_equals_transformer_lens(tiny, sweep, direction):
+    ours = patch(tiny, PROMPTS, sweep, direction)
+    expected = reference_patch(tiny, PROMPTS, sweep, direction, ours.sites).numpy()
+    np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
+    assert len(ours.labels) == len(ours.sites) == int(np.prod(ours.shape))
+
+
+def test_sites_before_the_first_difference_have_exactly_zero_effect(tiny_llama):
+    result = patch(tiny_llama, PROMPTS, "resid_pre")
+    first = min(first_differences(PROMPTS.tokenize(tiny_llama), PROMPTS.corrupted.tokenize(tiny_llama)))
+    grid = result.grid("effect")
+    assert first == 10 and result.rows_skipped == 2 * 2 * 10
+    assert (grid[:, :first] == 0).all() and (grid[:, first:] != 0).any()
+
+
+def test_baselines_and_recovery_scale(tiny_llama):
+    result = patch(tiny_llama, PROMPTS, "resid_pre")
+    np.testing.assert_allclose(result.source_baseline, logit_diff(tiny_llama, PROMPTS).per_prompt, atol=1e-4)
+    np.testing.assert_allclose(result.target_baseline, logit_diff(tiny_llama, PROMPTS.corrupted).per_prompt,
+                               atol=1e-4)
+    # the final residual stream at the final position is all the unembedding reads
+    final = patch(tiny_llama, PROMPTS, "resid_post").df.query("layer == 1 and pos == 14")
+    assert final["recovery"].item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_labels_name_sites_like_researchers_do(tiny_llama):
+    assert patch(tiny_llama, PROMPTS, "resid_pre").labels[10] == "resid_pre L0 pos 10 ' John'"
+    assert patch(tiny_llama, PROMPTS, "head_out").labels[6] == "L1H2"
+    assert patch(tiny_llama, PROMPTS, "head_q_by_pos").labels[4 * 10 + 3] == "L0H3 q pos 10 ' John'"
+    figure = patch(tiny_llama, PROMPTS, "attn_out").figure()
+    assert figure["type"] == "heatmap" and figure["x"][10] == "10 ' John'"
+
+
+@pytest.mark.parametrize("metric", ["answer_logprob", "kl_to_clean"])
+def test_other_metrics(tiny_llama, metric):
+    result = patch(tiny_llama, PROMPTS, "resid_post", metric=metric)
+    if metric == "kl_to_clean":  # the clean run is at zero distance from itself
+        np.testing.assert_allclose(result.source_baseline, 0, atol=1e-6)
+        assert (result.target_baseline > 0).all()
+    last = result.df.query("layer == 1 and pos == 14")
+    assert last["recovery"].item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_custom_metric_function(tiny_llama):
+    def correct_logit(logits, answers, clean_logits):
+        return logits.gather(1, answers[:, :1]).squeeze(1)
+
+    result = patch(tiny_llama, PROMPTS, "mlp_out", metric=correct_logit)
+    assert result.metric == "correct_logit" and np.isfinite(result.values).all()
+
+
+def test_bad_requests_are_explained(tiny_llama):
+    with pytest.raises(ValueError, match="sweep 'resid': choose one of resid_pre"):
+        patch(tiny_llama, PROMPTS, "resid")
+    with pytest.raises(ValueError, match="direction 'both'"):
+        patch(tiny_llama, PROMPTS, direction="both")
+    with pytest.raises(ValueError, match="metric 'loss'"):
+        patch(tiny_llama, PROMPTS, metric="loss")
+    with pytest.raises(ValueError, match="has no corrupted prompts"):
+        patch(tiny_llama, PromptSet(PROMPTS.prompts, PROMPTS.answers))
+    mixed = PromptSet([PROMPTS.prompts[0], "Then Tom gave the ball to"], PROMPTS.answers,
+                      corrupted_prompts=[PROMPTS.corrupted_prompts[0], "Then Sid gave the ball to"])
+    with pytest.raises(ValueError, match=r"prompts of \[8, 15\] tokens"):
+        patch(tiny_llama, mixed)
+    tiny_llama.blocks[0].hook_resid_post.add_hook(lambda x, hook: x)
+    try:
+        with pytest.raises(RuntimeError, match="hooks are attached"):
+            patch(tiny_llama, PROMPTS)
+    finally:
+        tiny_llama.reset_hooks()
+
+
+def test_corruption_check_verdicts(tiny_llama):
+    check = corruption_check(tiny_llama, PROMPTS, min_drop=0.0)
+    clean, corrupted = logit_diff(tiny_llama, PROMPTS), logit_diff(tiny_llama, PROMPTS.corrupted)
+    for verdict, c, k in zip(check.verdicts, clean.per_prompt, corrupted.per_prompt):
+        assert verdict == ("flips" if c > 0 > k else "lowers" if c >= k else "no effect")
+    same = PromptSet(PROMPTS.prompts, PROMPTS.answers, corrupted_prompts=PROMPTS.prompts)
+    assert corruption_check(tiny_llama, same).verdicts == ("no effect", "no effect")
