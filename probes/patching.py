@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .forward import has_hooks
+from .forward import has_hooks, memo
 from .metrics import resolve_metric
 from .results import Result
 from .tokens import Tokenized, tokenize_pair
@@ -287,6 +287,50 @@ def _axis_values(model, spec: Sweep, width: int, layers, positions, heads) -> di
     return values
 
 
+def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
+           ranges: dict):
+    """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``."""
+    target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
+    device = next(model.parameters()).device
+    width, n = clean.tokens.shape[1], len(clean.lengths)
+    final_positions = torch.full((n,), width - 1, device=device)
+    answers = clean.answer_ids.to(device)
+
+    # source activations at every hooked layer, and the three unpatched baselines
+    source_acts = {}
+
+    def keep(name):
+        def hook(activation, hook):
+            source_acts[name] = activation.detach().clone()
+        return hook
+
+    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
+    source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
+                                      [(name, keep(name)) for name in names.values()])
+    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, [])
+    clean_logits = source_logits if source is clean else target_logits
+    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy()
+    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy()
+
+    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
+    values = np.tile(target_baseline, (len(sites), 1)).astype(np.float64)
+    firsts = first_differences(clean, corrupted)
+    pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
+    rows = [(s, i) for s, site in enumerate(sites) for i in range(n)
+            if pos_axis is None or site[pos_axis] >= firsts[i]]
+
+    for i in range(n):
+        mine = [s for s, prompt in rows if prompt == i]
+        for group in _groups_by_layer(mine, sites, MAX_ROWS):
+            scores = _run_growing_batch(model, spec, names, sites, group, source_acts, i,
+                                        target.tokens[i:i + 1].to(device), width - 1)
+            metric_rows = metric_fn(scores, answers[i].expand(len(group), 2),
+                                    clean_logits[i].expand(len(group), -1)).cpu().numpy()
+            values[group, i] = metric_rows
+
+    return sites, values, target_baseline, source_baseline, len(rows)
+
+
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None,
           prepend_bos: bool | None = None) -> PatchingResult:
@@ -308,44 +352,11 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
         raise ValueError(f"patching lines up prompts position by position, but {prompts.name!r} has "
                          f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
                          "(one template) per sweep")
-    target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
-    device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
     ranges = _axis_values(model, spec, width, layers, positions, heads)
-    positions = torch.full((n,), width - 1, device=device)
-    answers = clean.answer_ids.to(device)
-
-    # source activations at every hooked layer, and the three unpatched baselines
-    source_acts = {}
-
-    def keep(name):
-        def hook(activation, hook):
-            source_acts[name] = activation.detach().clone()
-        return hook
-
-    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
-    source_logits = final_logits_with(model, source.tokens.to(device), positions,
-                                      [(name, keep(name)) for name in names.values()])
-    target_logits = final_logits_with(model, target.tokens.to(device), positions, [])
-    clean_logits = source_logits if source is clean else target_logits
-    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy()
-    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy()
-
-    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
-    values = np.tile(target_baseline, (len(sites), 1)).astype(np.float64)
-    firsts = first_differences(clean, corrupted)
-    pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
-    rows = [(s, i) for s, site in enumerate(sites) for i in range(n)
-            if pos_axis is None or site[pos_axis] >= firsts[i]]
-
-    for i in range(n):
-        mine = [s for s, prompt in rows if prompt == i]
-        for group in _groups_by_layer(mine, sites, MAX_ROWS):
-            scores = _run_growing_batch(model, spec, names, sites, group, source_acts, i,
-                                        target.tokens[i:i + 1].to(device), width - 1)
-            metric_rows = metric_fn(scores, answers[i].expand(len(group), 2),
-                                    clean_logits[i].expand(len(group), -1)).cpu().numpy()
-            values[group, i] = metric_rows
+    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()))
+    sites, values, target_baseline, source_baseline, rows_run = memo(
+        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges))
 
     tokens = clean.str_tokens[0]
     return PatchingResult(
@@ -355,6 +366,5 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
         target_baseline=target_baseline, source_baseline=source_baseline,
         position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
         shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
-        rows_run=len(rows),
-        rows_skipped=len(sites) * n - len(rows),
+        rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
     )
