@@ -16,6 +16,18 @@ from .attribution import (
 from .corruption import CorruptionCheck, corruption_check
 from .logits import LogitDiff, TopK, logit_diff, top_k
 from .metrics import METRICS, answer_logprob, kl_to_clean, logit_diff_metric
+from .neurons import (
+    ExclusivePairs,
+    NeuronActivations,
+    NeuronCongruence,
+    NeuronPredictionCorrelation,
+    exclusive_neuron_tokens,
+    neuron_activations,
+    neuron_congruence,
+    neuron_label,
+    neuron_prediction_correlation,
+    parse_neuron,
+)
 from .patching import SWEEPS, PatchingResult, patch
 from .prompts import PromptSet
 from .results import Result
@@ -27,11 +39,15 @@ __all__ = [
     "AttentionPatterns",
     "AttentionTo",
     "CorruptionCheck",
+    "ExclusivePairs",
     "HeadAttribution",
     "LayerAttribution",
     "LogitDiff",
     "LogitLens",
     "METRICS",
+    "NeuronActivations",
+    "NeuronCongruence",
+    "NeuronPredictionCorrelation",
     "PatchingResult",
     "PromptLengthError",
     "PromptSet",
@@ -43,6 +59,7 @@ __all__ = [
     "answer_logprob",
     "attention_to",
     "corruption_check",
+    "exclusive_neuron_tokens",
     "head_attribution",
     "head_label",
     "kl_to_clean",
@@ -50,7 +67,12 @@ __all__ = [
     "logit_diff",
     "logit_diff_metric",
     "logit_lens",
+    "neuron_activations",
+    "neuron_congruence",
+    "neuron_label",
+    "neuron_prediction_correlation",
     "parse_head",
+    "parse_neuron",
     "patch",
     "tokenize",
     "tokenize_pair",

@@ -64,6 +64,9 @@ SWEEPS = {s.name: s for s in [
     Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", ("layer", "head"), pattern=True),
     Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", ("layer", "head", "pos"),
           pattern=True),  # "pos" is the query (destination) position, as in TransformerLens
+    Sweep("mlp_out_all_pos", "blocks.{layer}.hook_mlp_out", ("layer",)),  # a whole MLP layer
+    Sweep("neuron", "blocks.{layer}.mlp.hook_post", ("layer", "neuron")),  # all positions
+    Sweep("neuron_by_pos", "blocks.{layer}.mlp.hook_post", ("layer", "pos", "neuron")),
 ]}
 
 
@@ -72,10 +75,12 @@ class _Stop(Exception):
 
 
 def site_label(sweep: Sweep, site: tuple, tokens: tuple[str, ...]) -> str:
-    """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``."""
+    """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``, ``L25N1527``."""
     where = dict(zip(sweep.axes, site))
     parts = []
-    if "head" in where:
+    if "neuron" in where:
+        parts.append(f"L{where['layer']}N{where['neuron']}")
+    elif "head" in where:
         head = f"L{where['layer']}{'KV' if sweep.kv else 'H'}{where['head']}"
         activation = sweep.name.removeprefix("head_").removesuffix("_by_pos")
         parts.append(head if activation == "out" else f"{head} {activation}")
@@ -115,7 +120,8 @@ def final_logits_with(model, tokens, positions, hooks) -> torch.Tensor:
 
 
 def _patch_hook(sweep: Sweep, source: torch.Tensor, rows, prompts, pos, head):
-    """Replace, in each row, the site's slice of the activation by the source prompt's."""
+    """Replace, in each row, the site's slice of the activation by the source prompt's.
+    ``head`` indexes the unit axis after position: a head, or a neuron of ``mlp.hook_post``."""
 
     def hook(activation, hook):
         if sweep.pattern:  # batch head query key; "pos" is the query position
@@ -123,6 +129,8 @@ def _patch_hook(sweep: Sweep, source: torch.Tensor, rows, prompts, pos, head):
                 activation[rows, head] = source[prompts, head]
             else:
                 activation[rows, head, pos] = source[prompts, head, pos]
+        elif head is None and pos is None:
+            activation[rows] = source[prompts]
         elif head is None:
             activation[rows, pos] = source[prompts, pos]
         elif pos is None:
@@ -161,10 +169,10 @@ def _run_growing_batch(model, spec: Sweep, names, sites, group, source_acts, pro
         rows = torch.arange(next_row, next_row + len(members), device=device)
         next_row += len(members)
         index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] for s in members], device=device)
-                 for axis in ("pos", "head") if axis in spec.axes}
+                 for axis in ("pos", "head", "neuron") if axis in spec.axes}
         patch_fn = _patch_hook(spec, source_acts[names[layer]], rows,
                                torch.full((len(members),), prompt, device=device),
-                               index.get("pos"), index.get("head"))
+                               index.get("pos"), index.get("head", index.get("neuron")))
         grow_at = f"blocks.{layer}.hook_resid_pre"
 
         def grow(activation, hook, copies=len(members), patch_fn=patch_fn,
@@ -256,25 +264,28 @@ class PatchingResult(Result):
 
     def figure(self) -> dict:
         grid = self.grid()
-        if len(self.axes) == 3:  # layer × pos × head: each head's strongest position
+        if len(self.axes) == 3:  # layer × pos × unit: each unit's strongest position
             pos = self.axes.index("pos")
             index = np.expand_dims(np.nanargmax(np.abs(grid), axis=pos), pos)
             grid = np.take_along_axis(grid, index, axis=pos).squeeze(pos)
+        elif len(self.axes) == 1:
+            grid = grid[:, None]
         values = dict(zip(self.axes, self.axis_values))
-        heads = "head" in self.axes
-        x = ([f"{'KV' if SWEEPS[self.sweep].kv else 'H'}{h}" for h in values["head"]] if heads
-             else [self.position_labels[p] for p in values["pos"]])
+        unit = next((a for a in ("head", "neuron") if a in self.axes), None)
+        prefix = {"head": "KV" if SWEEPS[self.sweep].kv else "H", "neuron": "N"}.get(unit)
+        x = ([f"{prefix}{u}" for u in values[unit]] if unit else
+             [self.position_labels[p] for p in values["pos"]] if "pos" in values else ["all positions"])
         return {"type": "heatmap", "z": np.where(np.isfinite(grid), grid, None).tolist(), "x": x,
                 "y": [f"L{layer}" for layer in values["layer"]],
-                "xlabel": "head" if heads else "position", "ylabel": "layer",
+                "xlabel": unit or "position", "ylabel": "layer",
                 "title": f"normalised recovery, {self.sweep}"}
 
 
-def _axis_values(model, spec: Sweep, width: int, layers, positions, heads) -> dict:
+def _axis_values(model, spec: Sweep, width: int, layers, positions, heads, neurons) -> dict:
     """Every index along each axis, or the chosen ones, checked against the model and prompts."""
     n_heads = model.cfg.n_key_value_heads if spec.kv and model.cfg.n_key_value_heads else model.cfg.n_heads
-    full = {"layer": model.cfg.n_layers, "pos": width, "head": n_heads}
-    chosen = {"layer": layers, "pos": positions, "head": heads}
+    full = {"layer": model.cfg.n_layers, "pos": width, "head": n_heads, "neuron": model.cfg.d_mlp}
+    chosen = {"layer": layers, "pos": positions, "head": heads, "neuron": neurons}
     values = {}
     for axis in spec.axes:
         if chosen[axis] is None:
@@ -332,11 +343,12 @@ def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction
 
 
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
-          metric="logit_diff", layers=None, positions=None, heads=None,
+          metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
           prepend_bos: bool | None = None) -> PatchingResult:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
-    ``layers``, ``positions`` and ``heads`` restrict the sweep to those indices."""
+    ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to those indices
+    (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``)."""
     if sweep not in SWEEPS:
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
@@ -353,7 +365,7 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
                          f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
                          "(one template) per sweep")
     width, n = clean.tokens.shape[1], len(clean.lengths)
-    ranges = _axis_values(model, spec, width, layers, positions, heads)
+    ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
     key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()))
     sites, values, target_baseline, source_baseline, rows_run = memo(
         model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges))

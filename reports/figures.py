@@ -24,6 +24,9 @@ def plotly_figure(spec: dict) -> dict:
         data = [{"type": "scatter", "mode": "lines+markers", "name": name, "x": list(spec["x"]),
                  "y": list(values), **({"yaxis": "y2"} if name in right else {})}
                 for name, values in spec["series"].items()]
+    elif kind == "scatter":
+        data = [{"type": "scatter", "mode": "markers", "x": list(spec["x"]), "y": list(spec["y"]),
+                 "text": spec.get("labels"), "hovertemplate": "%{text}<br>%{x:.3f}, %{y:.3f}<extra></extra>"}]
     elif kind == "heatmap":
         colors = ({"colorscale": "RdBu", "zmid": 0, "reversescale": True}
                   if spec.get("diverging", True) else {"colorscale": "Viridis"})
