@@ -5,6 +5,7 @@ on the same model and prompt set share one forward pass (see `probes.observe`).
 """
 
 from .attention import AttentionPatterns, AttentionTo, attention, attention_to
+from .attribution_patching import attribution_patch
 from .attribution import (
     HeadAttribution,
     LayerAttribution,
@@ -58,6 +59,7 @@ __all__ = [
     "attention",
     "answer_logprob",
     "attention_to",
+    "attribution_patch",
     "corruption_check",
     "exclusive_neuron_tokens",
     "head_attribution",

@@ -210,12 +210,15 @@ class PatchingResult(Result):
     axis_values: tuple[tuple[int, ...], ...]
     rows_run: int
     rows_skipped: int
+    method: str = "exact"  # or "attribution" (gradient approximation)
+    exact_correlation: float | None = None  # attribution vs exact effects, when both were run
 
     kind = "patching"
 
     @property
     def title(self) -> str:
-        return f"Activation patching: {self.sweep}, {self.direction.replace('_', ' ')} ({self.metric})"
+        how = "Activation patching" if self.method == "exact" else "Attribution patching (gradient estimate)"
+        return f"{how}: {self.sweep}, {self.direction.replace('_', ' ')} ({self.metric})"
 
     @property
     def mean(self) -> np.ndarray:
@@ -256,7 +259,9 @@ class PatchingResult(Result):
                 "target_baseline": float(self.target_baseline.mean()),
                 "source_baseline": float(self.source_baseline.mean()),
                 "top_5_share": self.share_of_top(5), "rows_run": self.rows_run,
-                "rows_skipped (identical activations)": self.rows_skipped}
+                "rows_skipped (identical activations)": self.rows_skipped,
+                **({} if self.exact_correlation is None else
+                   {"correlation with exact patching": self.exact_correlation})}
 
     def notes(self) -> list[str]:
         return [f"patched {self.direction.replace('_', ' ')}; metric {self.metric}; "

@@ -19,6 +19,10 @@ REFERENCE = {  # our sweep -> (TransformerLens activation name, patch setter)
     "head_v": ("v", VECTOR_ALL), "head_v_by_pos": ("v", VECTOR_BY_POS),
     "head_pattern": ("pattern", tl_patching.layer_head_pattern_patch_setter),
     "head_pattern_by_pos": ("pattern", tl_patching.layer_head_pos_pattern_patch_setter),
+    # beyond TransformerLens's named functions, through its generic engine:
+    "neuron": ("post", VECTOR_ALL),  # mlp.hook_post is batch × pos × neuron
+    "neuron_by_pos": ("post", VECTOR_BY_POS),
+    "mlp_out_all_pos": ("mlp_out", lambda activation, index, clean: clean.clone()),
 }
 assert set(REFERENCE) == set(SWEEPS)
 
@@ -37,8 +41,8 @@ def reference_patch(model, prompts, sweep: str, direction: str, sites) -> torch.
     with torch.inference_mode():
         _, source_cache = model.run_with_cache(source.tokens)
     name, setter = REFERENCE[sweep]
-    columns = ["layer", *("head_index" if a == "head" else "dest_pos" if (a == "pos" and name == "pattern")
-                          else a for a in SWEEPS[sweep].axes[1:])]
+    columns = ["layer", *("head_index" if a in ("head", "neuron") else
+                          "dest_pos" if (a == "pos" and name == "pattern") else a for a in SWEEPS[sweep].axes[1:])]
     index_df = pd.DataFrame(list(sites), columns=columns)
     return tl_patching.generic_activation_patch(model, target.tokens, source_cache, metric,
                                                 patch_setter=setter, activation_name=name,

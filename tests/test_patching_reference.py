@@ -25,6 +25,6 @@ def test_sweep_equals_transformer_lens_on_smollm2(smollm2, sweep, direction):
     width = IOI.tokenize(smollm2).tokens.shape[1]
     last_head = (smollm2.cfg.n_key_value_heads if SWEEPS[sweep].kv else smollm2.cfg.n_heads) - 1
     ours = patch(smollm2, IOI, sweep, direction, layers=[0, 23, 29], positions=[first - 1, first, width - 1],
-                 heads=[0, last_head])
+                 heads=[0, last_head], neurons=[0, 1527])
     expected = reference_patch(smollm2, IOI, sweep, direction, ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=1e-4)

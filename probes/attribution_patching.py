@@ -1,0 +1,128 @@
+"""Attribution patching: every site of a sweep from two forward passes and one backward pass.
+
+Exact patching reruns the model once per site. Attribution patching (Nanda 2023;
+Syed et al. 2023) linearises instead: the change in the metric from patching an
+activation is estimated as ``(source − target) · ∂metric/∂activation``, with the
+gradient taken on the target run. It is cheap and good for a first map of a large
+sweep; it can be poor where the metric saturates or the patch is large (attention
+patterns, early residual stream), so confirm the top sites with exact `patch`.
+Pass ``exact=`` a `PatchingResult` of the same sweep to record the correlation.
+
+In the bridge, the q/k/v/z hook points observe copies that gradients do not flow
+through; a head output's gradient is therefore taken at the attention output and
+carried back through ``W_O`` (exact, as the output is linear in z), and q/k/v
+sweeps are left to exact patching.
+"""
+
+import itertools
+
+import numpy as np
+import torch
+
+from .forward import has_hooks
+from .metrics import resolve_metric
+from .patching import DIRECTIONS, SWEEPS, PatchingResult, Sweep, _axis_values, site_label
+from .tokens import tokenize_pair
+
+
+def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: dict) -> torch.Tensor:
+    """Per prompt, ``delta · grad`` summed over the site's slice of the activation."""
+    product = delta * grad  # batch × ...
+    if spec.pattern:  # batch head query key
+        product = product[:, site["head"]]
+        product = product[:, site["pos"]] if "pos" in site else product
+    else:
+        product = product[:, site["pos"]] if "pos" in site else product
+        unit = site.get("head", site.get("neuron"))
+        if unit is not None:
+            product = product[..., unit, :] if spec.hook.endswith(("hook_z", "hook_q", "hook_k", "hook_v")) \
+                else product[..., unit]
+    return product.reshape(len(product), -1).sum(-1)
+
+
+def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
+                      metric="logit_diff", exact: PatchingResult | None = None, layers=None,
+                      positions=None, heads=None, neurons=None,
+                      prepend_bos: bool | None = None) -> PatchingResult:
+    """Estimate every site of ``sweep`` by attribution patching; same result type as `patch`."""
+    if sweep not in SWEEPS or direction not in DIRECTIONS:
+        raise ValueError(f"sweep {sweep!r} / direction {direction!r}: choose a sweep from "
+                         f"{', '.join(SWEEPS)} and a direction from {', '.join(DIRECTIONS)}")
+    if has_hooks(model):
+        raise RuntimeError("attribution patching needs the plain model; call model.reset_hooks() first")
+    spec = SWEEPS[sweep]
+    if spec.hook.endswith(("hook_q", "hook_k", "hook_v")):
+        raise ValueError(f"attribution patching has no gradient for {sweep} (query/key/value hooks "
+                         "are observation-only in the bridge); use exact patch(..., sweep=...)")
+    metric_name, metric_fn = resolve_metric(metric)
+    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    clean.require_single_token("attribution patching")
+    target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
+    device = next(model.parameters()).device
+    width, n = clean.tokens.shape[1], len(clean.lengths)
+    ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
+    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
+    answers = clean.answer_ids.to(device)
+
+    with torch.inference_mode():  # forward pass 1: the source activations
+        source_logits, source_cache = model.run_with_cache(source.tokens.to(device),
+                                                           names_filter=list(names.values()))
+    target_acts, grad_at = {}, {}
+    head_output = spec.hook.endswith("hook_z")
+    for layer, name in names.items():  # where each activation's gradient is read
+        grad_at[name] = f"blocks.{layer}.hook_attn_out" if head_output else name
+
+    def track(name, needs_grad):
+        def hook(activation, hook):
+            if needs_grad:
+                activation.retain_grad()
+            target_acts[name] = activation
+        return hook
+
+    def start_graph(activation, hook):  # parameters are frozen: let gradients start here
+        return activation.detach().requires_grad_(True)
+
+    with torch.enable_grad():  # forward pass 2 and the backward pass: the target run
+        hooks = [("hook_embed", start_graph)]
+        hooks += [(name, track(name, not head_output)) for name in names.values()]
+        hooks += [(grad_at[name], track(grad_at[name], True)) for name in names.values() if head_output]
+        logits = model.run_with_hooks(target.tokens.to(device), fwd_hooks=hooks)
+        final = logits[:, -1].float()
+        clean_final = (source_logits if source is clean else logits)[:, -1].float().detach()
+        scores = metric_fn(final, answers, clean_final)
+        scores.sum().backward()
+    target_baseline = scores.detach().cpu().numpy()
+    source_baseline = metric_fn(source_logits[:, -1].float(), answers, clean_final).cpu().numpy()
+
+    grads = {}
+    for layer, name in names.items():
+        grad = target_acts[grad_at[name]].grad
+        if head_output:  # ∂m/∂z_h = ∂m/∂attn_out · W_O[h]ᵀ
+            w_o = model.blocks[layer].attn.W_O.detach()  # head d_head d_model
+            grad = torch.einsum("bpm,hdm->bphd", grad, w_o)
+        grads[name] = grad
+    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
+    values = np.empty((len(sites), n))
+    with torch.no_grad():
+        for s, site in enumerate(sites):
+            name = names[site[0]]
+            delta = source_cache[name] - target_acts[name].detach()
+            estimate = _estimate(spec, delta, grads[name], dict(zip(spec.axes, site)))
+            values[s] = target_baseline + estimate.float().cpu().numpy()
+    model.zero_grad(set_to_none=True)
+
+    tokens = clean.str_tokens[0]
+    result_fields = dict(
+        model=clean.model_name, prompt_set=prompts.name, sweep=sweep, direction=direction,
+        metric=metric_name, axes=spec.axes, sites=tuple(sites),
+        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
+        target_baseline=target_baseline, source_baseline=source_baseline,
+        position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
+        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
+        rows_run=2, rows_skipped=0, method="attribution")
+    if exact is not None:
+        estimate_effect = values.mean(axis=1) - target_baseline.mean()
+        if exact.sites != tuple(sites):
+            raise ValueError("exact= must be a patch() result of the same sweep and sites")
+        result_fields["exact_correlation"] = float(np.corrcoef(estimate_effect, exact.effect)[0, 1])
+    return PatchingResult(**result_fields)
