@@ -4,6 +4,7 @@ Every Result created inside a test is recorded as that test's evidence. Probes
 on the same model and prompt set share one forward pass (see `probes.observe`).
 """
 
+from .ablation import AblationResult, NoiseCorruption, ablate, noise_corruption
 from .attention import AttentionPatterns, AttentionTo, attention, attention_to
 from .attribution_patching import attribution_patch
 from .attribution import (
@@ -36,6 +37,7 @@ from .sites import head_label, parse_head
 from .tokens import AnswerTokenError, PromptLengthError, Tokenized, tokenize, tokenize_pair
 
 __all__ = [
+    "AblationResult",
     "AnswerTokenError",
     "AttentionPatterns",
     "AttentionTo",
@@ -46,6 +48,7 @@ __all__ = [
     "LogitDiff",
     "LogitLens",
     "METRICS",
+    "NoiseCorruption",
     "NeuronActivations",
     "NeuronCongruence",
     "NeuronPredictionCorrelation",
@@ -57,6 +60,7 @@ __all__ = [
     "TopK",
     "Tokenized",
     "attention",
+    "ablate",
     "answer_logprob",
     "attention_to",
     "attribution_patch",
@@ -73,6 +77,7 @@ __all__ = [
     "neuron_congruence",
     "neuron_label",
     "neuron_prediction_correlation",
+    "noise_corruption",
     "parse_head",
     "parse_neuron",
     "patch",

@@ -1,0 +1,196 @@
+"""Corruption without a corrupted prompt: ablate activations, or add noise to the input.
+
+* **Ablation** replaces an activation on every prompt and measures the metric:
+  ``zero`` (set to 0), ``mean`` (its mean over a reference prompt set, at the same
+  position), or ``resample`` (its value on a randomly drawn reference prompt, seeded).
+  Mean and resample ablation keep the activation in distribution; zero does not.
+* **Gaussian noise** (ROME's causal tracing, Meng et al. 2022) corrupts the token
+  embeddings at chosen positions with noise of ``scale`` times the embeddings'
+  standard deviation, averaged over seeded samples.
+
+Sites are written as researchers write them: ``"L9H6"`` (a head's output),
+``"L25N1527"`` (a neuron), ``"attn_out L5"`` or ``"mlp_out L5"`` (a layer's output).
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .forward import final_logits, has_hooks
+from .metrics import resolve_metric
+from .results import Result
+from .sites import parse_head
+
+KINDS = ("zero", "mean", "resample")
+
+
+def _site_hook(model, site: str) -> tuple[str, callable]:
+    """Hook name and a function selecting the site's slice: ``slice_of(activation)`` → view."""
+    site = site.strip()
+    if re.match(r"^L\d+H\d+$", site):
+        layer, head = parse_head(model, site)
+        return f"blocks.{layer}.attn.hook_z", lambda a: a[:, :, head]
+    if match := re.match(r"^L(\d+)N(\d+)$", site):
+        from .neurons import parse_neuron
+
+        layer, neuron = parse_neuron(model, site)
+        return f"blocks.{layer}.mlp.hook_post", lambda a: a[:, :, neuron]
+    if match := re.match(r"^(attn_out|mlp_out) L(\d+)$", site):
+        layer = int(match[2])
+        if not 0 <= layer < model.cfg.n_layers:
+            raise ValueError(f"site {site!r}: layers are 0–{model.cfg.n_layers - 1}")
+        return f"blocks.{layer}.hook_{match[1]}", lambda a: a
+    raise ValueError(f"site {site!r}: write 'L9H6' (head), 'L25N1527' (neuron), 'attn_out L5' or 'mlp_out L5'")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class AblationResult(Result):
+    """The metric per prompt before and after ablating ``sites`` together."""
+
+    sites: tuple[str, ...]
+    ablation: str
+    metric: str
+    prompts: tuple[str, ...]
+    before: np.ndarray
+    after: np.ndarray
+    seed: int | None
+
+    kind = "ablation"
+
+    @property
+    def title(self) -> str:
+        return f"{self.ablation.capitalize()} ablation of {', '.join(self.sites)} ({self.metric})"
+
+    @property
+    def effect(self) -> np.ndarray:
+        return self.after - self.before
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"prompt": self.prompts, "before": self.before, "after": self.after,
+                             "effect": self.effect})
+
+    def summary(self) -> dict:
+        return {"mean_before": float(self.before.mean()), "mean_after": float(self.after.mean()),
+                "mean_effect": float(self.effect.mean()),
+                "fraction_of_metric_removed": float(1 - self.after.mean() / self.before.mean())
+                if self.before.mean() else float("nan")}
+
+    def notes(self) -> list[str]:
+        return [f"{self.ablation} ablation" + (f", seed {self.seed}" if self.seed is not None else "")]
+
+
+def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="logit_diff",
+           seed: int = 0) -> AblationResult:
+    """Ablate all ``sites`` at once (every position) and compare the metric with the plain run.
+    ``reference``: the prompt set that mean and resample ablation draw from (default: ``prompts``);
+    it must tokenize to the same length."""
+    if kind not in KINDS:
+        raise ValueError(f"ablation {kind!r}: choose one of {', '.join(KINDS)}")
+    if has_hooks(model):
+        raise RuntimeError("ablation needs the plain model; call model.reset_hooks() first")
+    sites = [sites] if isinstance(sites, str) else list(sites)
+    metric_name, metric_fn = resolve_metric(metric)
+    tokenized = prompts.tokenize(model)
+    device = next(model.parameters()).device
+    hooks_by_site = [_site_hook(model, s) for s in sites]
+    reference_acts = {}
+    if kind != "zero":
+        ref = (reference or prompts).tokenize(model)
+        if ref.tokens.shape[1] != tokenized.tokens.shape[1]:
+            raise ValueError(f"reference prompts are {ref.tokens.shape[1]} tokens, prompts "
+                             f"{tokenized.tokens.shape[1]}: mean/resample ablation needs equal lengths")
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(ref.tokens.to(device), names_filter=[h for h, _ in hooks_by_site])
+        generator = torch.Generator().manual_seed(seed)
+        draw = torch.randint(len(ref.lengths), (len(tokenized.lengths),), generator=generator)
+        for name, _ in hooks_by_site:
+            acts = cache[name]
+            reference_acts[name] = (acts.mean(0, keepdim=True).expand(len(draw), *acts.shape[1:])
+                                    if kind == "mean" else acts[draw.to(device)])
+
+    def replace(name, slice_of):
+        def hook(activation, hook):
+            target = slice_of(activation)
+            target[...] = 0 if kind == "zero" else slice_of(reference_acts[name])
+            return activation
+        return hook
+
+    clean = final_logits(model, tokenized).to(device)
+    answers = tokenized.answer_ids.to(device)
+    rows = torch.arange(len(tokenized.lengths), device=device)
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tokenized.tokens.to(device),
+                                      fwd_hooks=[(n, replace(n, f)) for n, f in hooks_by_site])
+        ablated = logits[rows, tokenized.final_positions.to(device)].float()
+    return AblationResult(
+        model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=kind,
+        metric=metric_name, prompts=prompts.prompts,
+        before=metric_fn(clean, answers, clean).cpu().numpy(),
+        after=metric_fn(ablated, answers, clean).cpu().numpy(), seed=None if kind == "zero" else seed)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class NoiseCorruption(Result):
+    """The metric per prompt with Gaussian noise on the embeddings of ``positions``
+    (``scale`` × the embedding standard deviation), averaged over ``samples`` seeded draws."""
+
+    positions: tuple[int, ...]
+    scale: float
+    samples: int
+    seed: int
+    noise_std: float
+    prompts: tuple[str, ...]
+    clean: np.ndarray
+    noisy: np.ndarray
+
+    kind = "noise_corruption"
+    title = "Gaussian-noise corruption of the input embeddings (causal tracing)"
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"prompt": self.prompts, "clean": self.clean, "noisy": self.noisy,
+                             "change": self.noisy - self.clean})
+
+    def summary(self) -> dict:
+        return {"mean_clean": float(self.clean.mean()), "mean_noisy": float(self.noisy.mean()),
+                "fraction_lowered": float((self.noisy < self.clean).mean()), "noise_std": self.noise_std}
+
+    def notes(self) -> list[str]:
+        return [f"noise on positions {list(self.positions)}: {self.samples} samples, seed {self.seed}, "
+                f"std {self.scale} × embedding std = {self.noise_std:.4f}"]
+
+
+def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int = 10, seed: int = 0,
+                     metric="logit_diff") -> NoiseCorruption:
+    """Corrupt the embeddings at ``positions`` (token indices, BOS counted) with Gaussian noise."""
+    metric_name, metric_fn = resolve_metric(metric)
+    tokenized = prompts.tokenize(model)
+    device = next(model.parameters()).device
+    positions = tuple(int(p) for p in positions)
+    if any(not 0 <= p < min(tokenized.lengths) for p in positions):
+        raise ValueError(f"positions {list(positions)}: the shortest prompt has {min(tokenized.lengths)} tokens")
+    noise_std = scale * float(model.W_E.detach().float().std())
+    generator = torch.Generator().manual_seed(seed)
+    clean = final_logits(model, tokenized)
+    answers = tokenized.answer_ids
+    rows = torch.arange(len(tokenized.lengths))
+    noisy = []
+    for _ in range(samples):
+        noise = torch.randn(len(rows), len(positions), model.cfg.d_model, generator=generator) * noise_std
+
+        def add_noise(embedding, hook, noise=noise):
+            embedding[:, list(positions)] += noise.to(embedding.device, embedding.dtype)
+            return embedding
+
+        with torch.inference_mode():
+            logits = model.run_with_hooks(tokenized.tokens.to(device), fwd_hooks=[("hook_embed", add_noise)])
+        final = logits[rows.to(device), tokenized.final_positions.to(device)].float().cpu()
+        noisy.append(metric_fn(final, answers, clean).numpy())
+    return NoiseCorruption(model=tokenized.model_name, prompt_set=prompts.name, positions=positions,
+                           scale=scale, samples=samples, seed=seed, noise_std=noise_std,
+                           prompts=prompts.prompts, clean=metric_fn(clean, answers, clean).numpy(),
+                           noisy=np.mean(noisy, axis=0))
