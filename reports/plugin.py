@@ -29,6 +29,8 @@ def pytest_addoption(parser):
                     help="folder for index.html and evidence.json (default: reports/out in "
                          "the repository)")
     group.addoption("--no-report", action="store_true", help="write no evidence report")
+    group.addoption("--report-compare", metavar="OLD.json", default=None,
+                    help="compare with an earlier evidence.json: changed verdicts and moved numbers")
 
 
 def pytest_configure(config):
@@ -36,7 +38,11 @@ def pytest_configure(config):
         return
     folder = config.getoption("report_dir")
     folder = Path(folder) if folder else Path(config.rootpath) / "reports" / "out"
-    config.pluginmanager.register(ReportWriter(config, folder), "circuitcheck-report-writer")
+    compare = config.getoption("report_compare")
+    if compare and not Path(compare).is_file():
+        raise pytest.UsageError(f"--report-compare {compare}: no such file; pass an evidence.json "
+                                "written by an earlier run")
+    config.pluginmanager.register(ReportWriter(config, folder, compare), "circuitcheck-report-writer")
 
 
 @pytest.fixture
@@ -87,9 +93,10 @@ def pytest_runtest_makereport(item, call):
 class ReportWriter:
     """Collects test reports on the controller and writes the report at the end."""
 
-    def __init__(self, config, folder: Path):
+    def __init__(self, config, folder: Path, compare: str | None = None):
         self.config = config
         self.folder = folder
+        self.compare = compare
         self.run = RunRecord(command=" ".join(["pytest", *config.invocation_params.args]),
                              started=time.time())
         self.written: Path | None = None
@@ -109,7 +116,12 @@ class ReportWriter:
         from .render import write_report
 
         try:
-            self.written = write_report(self.run.to_json(), self.folder)
+            run = self.run.to_json()
+            if self.compare:
+                from .compare import compare_runs
+
+                compare_runs(run, Path(self.compare))
+            self.written = write_report(run, self.folder)
         except Exception as error:  # noqa: BLE001 - a broken report must not hide test results
             sys.stderr.write(f"circuitcheck: writing the report failed: {error!r}\n")
 

@@ -76,8 +76,11 @@ class RunRecord:
                 test["details"] = str(report.longreprtext)[-6000:]
 
     def finish(self, exitstatus: int, incomplete: bool, stopped_early: bool) -> None:
+        """Close the record; a run with a test that never reached a verdict (an error in a
+        fixture, an interrupt) is incomplete."""
         self.exitstatus, self.finished = exitstatus, time.time()
-        self.incomplete, self.stopped_early = incomplete, stopped_early
+        unfinished = any(t["outcome"] in (None, "error") for t in self.tests.values())
+        self.incomplete, self.stopped_early = incomplete or unfinished, stopped_early
 
     def counts(self) -> dict:
         outcomes = [t["outcome"] or "not finished" for t in self.tests.values()]
@@ -94,7 +97,7 @@ class RunRecord:
         return list(seen.values())
 
     def to_json(self) -> dict:
-        """The evidence.json document (schema in reports/SCHEMA.md)."""
+        """The evidence.json document (schema: reports/evidence.schema.json, reports/SCHEMA.md)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "command": self.command,
