@@ -16,6 +16,7 @@ from .attribution import (
     logit_lens,
 )
 from .corruption import CorruptionCheck, corruption_check
+from .feasibility import STEPS, Feasibility, FeasibilityStep, feasibility, feasibility_step
 from .logits import LogitDiff, TopK, logit_diff, top_k
 from .metrics import METRICS, answer_logprob, kl_to_clean, logit_diff_metric
 from .neurons import (
@@ -43,6 +44,8 @@ __all__ = [
     "AttentionTo",
     "CorruptionCheck",
     "ExclusivePairs",
+    "Feasibility",
+    "FeasibilityStep",
     "HeadAttribution",
     "LayerAttribution",
     "LogitDiff",
@@ -56,6 +59,7 @@ __all__ = [
     "PromptLengthError",
     "PromptSet",
     "Result",
+    "STEPS",
     "SWEEPS",
     "TopK",
     "Tokenized",
@@ -66,6 +70,8 @@ __all__ = [
     "attribution_patch",
     "corruption_check",
     "exclusive_neuron_tokens",
+    "feasibility",
+    "feasibility_step",
     "head_attribution",
     "head_label",
     "kl_to_clean",

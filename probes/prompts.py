@@ -88,6 +88,14 @@ class PromptSet:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def subset(self, indices, name: str | None = None) -> "PromptSet":
+        """The prompts at ``indices`` (with their answers and corrupted twins)."""
+        indices = list(indices)
+        pick = lambda items: None if items is None else [items[i] for i in indices]  # noqa: E731
+        return PromptSet(pick(self.prompts), pick(self.answers), pick(self.corrupted_prompts),
+                         name or f"{self.name} [{len(indices)} of {len(self)}]", self.multi_token,
+                         tuple(pick(list(self.fillers))) if self.fillers else ())
+
     @property
     def corrupted(self) -> "PromptSet":
         """The corrupted prompts with the same answers: a good corruption flips the answer."""

@@ -65,7 +65,9 @@ def _test_facts(item) -> dict:
         for old, new in ((f"[{model}]", ""), (f"[{model}-", "["), (f"-{model}]", "]"),
                          (f"-{model}-", "-")):
             hypothesis = hypothesis.replace(old, new)
-    facts = {"hypothesis": hypothesis, "model": model,
+    callspec = getattr(item, "callspec", None)
+    params = {k: str(v) for k, v in (callspec.params.items() if callspec else ()) if k != "model"}
+    facts = {"hypothesis": hypothesis, "model": model, "params": params,
              "claim": inspect.getdoc(getattr(item, "obj", None)) or ""}
     loaded = getattr(item, "funcargs", {}).get("model")
     if model and loaded is not None:

@@ -57,6 +57,25 @@ def _collect_figures(run: dict) -> dict:
     return figures
 
 
+def feasibility_table(run: dict) -> list[dict]:
+    """Per model and family, the workflow steps in order (tests parametrized by ``family``
+    and ``step``), each with its test, and the first step that does not hold."""
+    from probes.feasibility import STEPS
+
+    tables: dict = {}
+    for test in run["tests"]:
+        params = test.get("params") or {}
+        if "family" in params and params.get("step") in STEPS:
+            key = (test["model"] or "—", params["family"])
+            tables.setdefault(key, {})[params["step"]] = test
+    rows = []
+    for (model, family), cells in tables.items():
+        ordered = [cells.get(step) for step in STEPS]
+        first = next((step for step, t in zip(STEPS, ordered) if t and t["outcome"] != "passed"), None)
+        rows.append({"model": model, "family": family, "cells": ordered, "first_break": first})
+    return rows
+
+
 def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs
 
@@ -72,7 +91,7 @@ def render_html(run: dict) -> str:
     models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
     matrix = {(t["hypothesis"], t["model"] or "—"): t for t in run["tests"]}
     return env.get_template("index.html.j2").render(
-        run=run, hypotheses=hypotheses, models=models, matrix=matrix,
+        run=run, hypotheses=hypotheses, models=models, matrix=matrix, feasibility=feasibility_table(run),
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,
     )
