@@ -72,7 +72,7 @@ class RunRecord:
         if outcome:
             test["outcome"] = outcome
             test["message"] = (f"expected failure: {xfail}" if xfail else _message(report))[:2000]
-            if report.failed:
+            if report.failed or xfail is not None:  # an expected failure shows its evidence too
                 test["details"] = str(report.longreprtext)[-6000:]
 
     def finish(self, exitstatus: int, incomplete: bool, stopped_early: bool) -> None:

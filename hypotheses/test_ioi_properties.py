@@ -1,0 +1,37 @@
+"""IOI as properties over generated prompts (Hypothesis): claims for every name pair, not
+eight hand-picked ones. A failing property is reported with the most natural prompt that
+still fails (pools are ordered canonical → exotic, and Hypothesis shrinks towards the start).
+"""
+
+import pytest
+from hypothesis import given
+
+from fixtures.strategies import ioi_prompts
+from probes import logit_diff
+
+
+@given(prompts=ioi_prompts())
+def test_prefers_the_indirect_object_for_any_names(model, prompts):
+    """For any two names, place and object, the model prefers the indirect object."""
+    result = logit_diff(model, prompts)
+    assert result.per_prompt[0] > 0, result
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "does not hold for every name pair on SmolLM2-135M: Hypothesis finds pairs such as Kate/Anne "
+    "where repeating the indirect object leaves the model still preferring it (+0.35); the eight "
+    "demo prompts all flip"))
+@given(prompts=ioi_prompts())
+def test_corruption_flips_for_any_names(model, prompts):
+    """For any two names, repeating the indirect object instead of the subject flips the answer."""
+    assert logit_diff(model, prompts.corrupted).per_prompt[0] < 0
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "deliberately false, to show a shrunk counterexample: the margin is not above 6 logits for "
+    "every name pair; the details show the most ordinary prompt where it is not"))
+@given(prompts=ioi_prompts())
+def test_margin_exceeds_six_logits_for_any_names(model, prompts):
+    """The logit difference exceeds 6 for every name pair (false on purpose)."""
+    result = logit_diff(model, prompts)
+    assert result.per_prompt[0] > 6, f"{prompts.prompts[0]!r}: logit difference {result.per_prompt[0]:.2f}"
