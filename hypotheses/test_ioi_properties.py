@@ -4,9 +4,9 @@ still fails (pools are ordered canonical → exotic, and Hypothesis shrinks towa
 """
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
-from fixtures.strategies import ioi_prompts
+from fixtures.strategies import ioi_prompt, ioi_prompts
 from probes import logit_diff
 
 
@@ -17,12 +17,14 @@ def test_prefers_the_indirect_object_for_any_names(model, prompts):
     assert result.per_prompt[0] > 0, result
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "does not hold for every name pair on SmolLM2-135M: Hypothesis finds pairs such as Kate/Anne "
-    "where repeating the indirect object leaves the model still preferring it (+0.35); the eight "
-    "demo prompts all flip"))
+@pytest.mark.models("smollm2-135m")
+@pytest.mark.xfail(strict=True, reason=(
+    "does not hold for every name pair on SmolLM2-135M: a random search found Kate/Anne, where "
+    "repeating the indirect object still leaves the model preferring it (+0.35), kept here as an "
+    "explicit example; the eight demo prompts all flip"))
 @given(prompts=ioi_prompts())
-def test_corruption_flips_for_any_names(model, prompts):
+@example(prompts=ioi_prompt("Kate", "Anne"))
+def test_corruption_flips_for_any_names_on_smollm2(model, prompts):
     """For any two names, repeating the indirect object instead of the subject flips the answer."""
     assert logit_diff(model, prompts.corrupted).per_prompt[0] < 0
 
