@@ -1,5 +1,6 @@
 # Two commands set up a fresh machine and run everything:
 #   make check   the hypotheses on the default model, writing reports/out/index.html
+#                (MODELS="smollm2-135m gpt2" runs them on several models)
 #   make test    the toolkit's own tests
 # Both create .venv on first use. TORCH picks the torch build installed first:
 # the CPU wheel by default; for a GPU, `make TORCH=torch check` (or install CUDA
@@ -10,6 +11,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+MODELS ?=
+MODEL_ARGS := $(foreach m,$(MODELS),--model $(m))
 
 .PHONY: check test venv clean-cache
 
@@ -24,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 check: venv
-	$(PY) -m pytest hypotheses $(PYTEST_ARGS)
+	$(PY) -m pytest hypotheses $(MODEL_ARGS) $(PYTEST_ARGS)
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -19,10 +19,7 @@ import itertools
 import numpy as np
 import torch
 
-from .forward import has_hooks
-from .metrics import resolve_metric
-from .patching import DIRECTIONS, SWEEPS, PatchingResult, Sweep, _axis_values, site_label
-from .tokens import tokenize_pair
+from .patching import SWEEPS, PatchingResult, Sweep, _axis_values, prepare, sweep_result
 
 
 def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: dict) -> torch.Tensor:
@@ -45,18 +42,11 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
                       positions=None, heads=None, neurons=None,
                       prepend_bos: bool | None = None) -> PatchingResult:
     """Estimate every site of ``sweep`` by attribution patching; same result type as `patch`."""
-    if sweep not in SWEEPS or direction not in DIRECTIONS:
-        raise ValueError(f"sweep {sweep!r} / direction {direction!r}: choose a sweep from "
-                         f"{', '.join(SWEEPS)} and a direction from {', '.join(DIRECTIONS)}")
-    if has_hooks(model):
-        raise RuntimeError("attribution patching needs the plain model; call model.reset_hooks() first")
-    spec = SWEEPS[sweep]
-    if spec.hook.endswith(("hook_q", "hook_k", "hook_v")):
+    if sweep in SWEEPS and SWEEPS[sweep].hook.endswith(("hook_q", "hook_k", "hook_v")):
         raise ValueError(f"attribution patching has no gradient for {sweep} (query/key/value hooks "
                          "are observation-only in the bridge); use exact patch(..., sweep=...)")
-    metric_name, metric_fn = resolve_metric(metric)
-    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
-    clean.require_single_token("attribution patching")
+    spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
+                                                             prepend_bos, "attribution patching")
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
     device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
@@ -111,18 +101,11 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
             values[s] = target_baseline + estimate.float().cpu().numpy()
     model.zero_grad(set_to_none=True)
 
-    tokens = clean.str_tokens[0]
-    result_fields = dict(
-        model=clean.model_name, prompt_set=prompts.name, sweep=sweep, direction=direction,
-        metric=metric_name, axes=spec.axes, sites=tuple(sites),
-        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
-        target_baseline=target_baseline, source_baseline=source_baseline,
-        position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
-        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
-        rows_run=2, rows_skipped=0, method="attribution")
+    correlation = None
     if exact is not None:
-        estimate_effect = values.mean(axis=1) - target_baseline.mean()
         if exact.sites != tuple(sites):
             raise ValueError("exact= must be a patch() result of the same sweep and sites")
-        result_fields["exact_correlation"] = float(np.corrcoef(estimate_effect, exact.effect)[0, 1])
-    return PatchingResult(**result_fields)
+        correlation = float(np.corrcoef(values.mean(axis=1) - target_baseline.mean(), exact.effect)[0, 1])
+    return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
+                        source_baseline, rows_run=2, rows_skipped=0, method="attribution",
+                        exact_correlation=correlation)

@@ -347,6 +347,39 @@ def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction
     return sites, values, target_baseline, source_baseline, len(rows)
 
 
+def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str):
+    """Check a sweep request; return ``(spec, metric name, metric function, clean, corrupted)``."""
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: choose {' or '.join(DIRECTIONS)}")
+    if has_hooks(model):
+        raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
+                           "model.reset_hooks() first")
+    metric_name, metric_fn = resolve_metric(metric)
+    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    clean.require_single_token(probe)
+    if len(set(clean.lengths)) > 1:
+        raise ValueError(f"{probe} lines up prompts position by position, but {prompts.name!r} has "
+                         f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
+                         "(one template) per sweep")
+    return SWEEPS[sweep], metric_name, metric_fn, clean, corrupted
+
+
+def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: Tokenized, ranges: dict,
+                 sites, values, target_baseline, source_baseline, **extra) -> PatchingResult:
+    """A `PatchingResult` with its labels, axes and position names filled in."""
+    tokens = clean.str_tokens[0]
+    return PatchingResult(
+        model=clean.model_name, prompt_set=prompts.name, sweep=spec.name, direction=direction,
+        metric=metric_name, axes=spec.axes, sites=tuple(sites),
+        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
+        target_baseline=target_baseline, source_baseline=source_baseline,
+        position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
+        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
+        **extra)
+
+
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
           prepend_bos: bool | None = None) -> PatchingResult:
@@ -354,34 +387,13 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
     ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to those indices
     (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``)."""
-    if sweep not in SWEEPS:
-        raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r}: choose {' or '.join(DIRECTIONS)}")
-    if has_hooks(model):
-        raise RuntimeError("patching needs the plain model, but hooks are attached; call "
-                           "model.reset_hooks() first")
-    spec = SWEEPS[sweep]
-    metric_name, metric_fn = resolve_metric(metric)
-    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
-    clean.require_single_token("patching")
-    if len(set(clean.lengths)) > 1:
-        raise ValueError(f"patching lines up prompts position by position, but {prompts.name!r} has "
-                         f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
-                         "(one template) per sweep")
+    spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
+                                                             prepend_bos, "patching")
     width, n = clean.tokens.shape[1], len(clean.lengths)
     ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
     key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()))
     sites, values, target_baseline, source_baseline, rows_run = memo(
         model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges))
 
-    tokens = clean.str_tokens[0]
-    return PatchingResult(
-        model=clean.model_name, prompt_set=prompts.name, sweep=sweep, direction=direction,
-        metric=metric_name, axes=spec.axes, sites=tuple(sites),
-        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
-        target_baseline=target_baseline, source_baseline=source_baseline,
-        position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
-        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
-        rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
-    )
+    return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
+                        source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run)

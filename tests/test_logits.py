@@ -78,7 +78,7 @@ def test_result_repr_shows_the_table_not_tensors(tiny_llama):
 
 def test_nan_logits_raise_a_clear_error(tiny_llama):
     prompts = PromptSet(["When Paul and Kate went to the park, Paul gave the book to"], [(" Kate", " Paul")])
-    handle = tiny_llama.blocks[0].hook_resid_post.add_hook(lambda x, hook: x * float("nan"))
+    tiny_llama.blocks[0].hook_resid_post.add_hook(lambda x, hook: x * float("nan"))
     try:
         with pytest.raises(FloatingPointError, match=r"NaN/inf logits for 1 prompt.*Paul gave the book.*float32"):
             logit_diff(tiny_llama, prompts)

@@ -66,7 +66,8 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     result = run(hypotheses, "--model", "tiny-llama", "--report-dir", "out")
     result.assert_outcomes(passed=1, failed=1, xfailed=1, skipped=1, errors=1)
     report = load_report(hypotheses)
-    assert report["schema_version"] == 1 and not report["incomplete"]
+    # the fixture error leaves one test without a verdict, so the run is marked incomplete
+    assert report["schema_version"] == 1 and report["incomplete"] is True
     assert outcomes(report) == {
         "test_claims.py::test_passes[tiny-llama]": "passed",
         "test_claims.py::test_fails[tiny-llama]": "failed",
@@ -79,6 +80,7 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     assert passed["claim"] == "The tiny model runs: <i>not markup</i>."
     assert passed["hypothesis"] == "test_claims.py::test_passes" and passed["model"] == "tiny-llama"
     [diff] = passed["evidence"]
+    assert passed["params"] == {}
     assert diff["kind"] == "logit_diff" and diff["table"]["columns"][3] == "logit_diff"
     [figure] = diff["figures"]
     assert figure["type"] == "bar" and len(figure["y"]) == 1
