@@ -7,8 +7,10 @@ gets the task, the corruption flips it, patching localises, a few heads carry it
 """
 
 import pytest
+from hypothesis import given
 
 from fixtures.families import counting_prompts, ioi_prompts
+from fixtures.strategies import counting_prompts as counting_strategy
 from probes import AnswerTokenError, PromptSet, corruption_check, head_attribution, patch, top_k
 
 
@@ -66,3 +68,12 @@ def test_a_handful_of_heads_carry_the_direct_effect_as_in_ioi(model, counting):
     effect, as they do for IOI."""
     heads = head_attribution(model, counting)
     assert heads.share_of_top(5) > 0.5, heads
+
+
+@given(prompts=counting_strategy(apart=True))
+@pytest.mark.models("smollm2-135m")
+def test_counts_from_any_start_on_smollm2(model, prompts):
+    """For any run of four single digits counting up or down by one, the next number is
+    SmolLM2's top prediction (prompts spaced for its tokenizer)."""
+    result = top_k(model, prompts)
+    assert result.correct_rank[0] == 1, result
