@@ -4,7 +4,7 @@ Every Result created inside a test is recorded as that test's evidence. Probes
 on the same model and prompt set share one forward pass (see `probes.observe`).
 """
 
-from .ablation import AblationResult, NoiseCorruption, ablate, noise_corruption
+from .ablation import AblationResult, GaussianNoise, NoiseCorruption, ablate, noise_corruption
 from .attention import AttentionPatterns, AttentionTo, attention, attention_to
 from .attribution_patching import attribution_patch
 from .attribution import (
@@ -46,6 +46,7 @@ __all__ = [
     "ExclusivePairs",
     "Feasibility",
     "FeasibilityStep",
+    "GaussianNoise",
     "HeadAttribution",
     "LayerAttribution",
     "LogitDiff",

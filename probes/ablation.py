@@ -6,7 +6,8 @@
   Mean and resample ablation keep the activation in distribution; zero does not.
 * **Gaussian noise** (ROME's causal tracing, Meng et al. 2022) corrupts the token
   embeddings at chosen positions with noise of ``scale`` times the embeddings'
-  standard deviation, averaged over seeded samples.
+  standard deviation, averaged over seeded samples. `GaussianNoise` is also a
+  corruption that `patch(..., noise=...)` restores from the clean run.
 
 Sites are written as researchers write them: ``"L9H6"`` (a head's output),
 ``"L25N1527"`` (a neuron), ``"attn_out L5"`` or ``"mlp_out L5"`` (a layer's output).
@@ -164,33 +165,58 @@ class NoiseCorruption(Result):
                 f"std {self.scale} × embedding std = {self.noise_std:.4f}"]
 
 
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Gaussian noise on the token embeddings at ``positions`` (BOS counted), ``scale`` times
+    the embeddings' standard deviation, ``samples`` seeded draws (ROME's causal tracing)."""
+
+    positions: tuple[int, ...]
+    scale: float = 3.0
+    samples: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+
+    def std(self, model) -> float:
+        return self.scale * float(model.W_E.detach().float().std())
+
+    def draws(self, model, n_prompts: int) -> list[torch.Tensor]:
+        """One noise tensor (prompt × position × d_model) per sample, the same every call."""
+        generator = torch.Generator().manual_seed(self.seed)
+        shape = (n_prompts, len(self.positions), model.cfg.d_model)
+        return [torch.randn(shape, generator=generator) * self.std(model) for _ in range(self.samples)]
+
+    def hook(self, noise: torch.Tensor):
+        """A ``hook_embed`` hook adding ``noise`` (batch × position × d_model) to its rows."""
+
+        def add_noise(embedding, hook):
+            embedding[:, list(self.positions)] += noise.to(embedding.device, embedding.dtype)
+            return embedding
+
+        return ("hook_embed", add_noise)
+
+
 def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int = 10, seed: int = 0,
                      metric="logit_diff") -> NoiseCorruption:
     """Corrupt the embeddings at ``positions`` (token indices, BOS counted) with Gaussian noise."""
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
     device = next(model.parameters()).device
-    positions = tuple(int(p) for p in positions)
-    if any(not 0 <= p < min(tokenized.lengths) for p in positions):
-        raise ValueError(f"positions {list(positions)}: the shortest prompt has {min(tokenized.lengths)} tokens")
-    noise_std = scale * float(model.W_E.detach().float().std())
-    generator = torch.Generator().manual_seed(seed)
+    noise = GaussianNoise(tuple(int(p) for p in positions), scale, samples, seed)
+    if any(not 0 <= p < min(tokenized.lengths) for p in noise.positions):
+        raise ValueError(f"positions {list(noise.positions)}: the shortest prompt has "
+                         f"{min(tokenized.lengths)} tokens")
     clean = final_logits(model, tokenized)
     answers = tokenized.answer_ids
     rows = torch.arange(len(tokenized.lengths))
     noisy = []
-    for _ in range(samples):
-        noise = torch.randn(len(rows), len(positions), model.cfg.d_model, generator=generator) * noise_std
-
-        def add_noise(embedding, hook, noise=noise):
-            embedding[:, list(positions)] += noise.to(embedding.device, embedding.dtype)
-            return embedding
-
+    for draw in noise.draws(model, len(rows)):
         with torch.inference_mode():
-            logits = model.run_with_hooks(tokenized.tokens.to(device), fwd_hooks=[("hook_embed", add_noise)])
+            logits = model.run_with_hooks(tokenized.tokens.to(device), fwd_hooks=[noise.hook(draw)])
         final = logits[rows.to(device), tokenized.final_positions.to(device)].float().cpu()
         noisy.append(metric_fn(final, answers, clean).numpy())
-    return NoiseCorruption(model=tokenized.model_name, prompt_set=prompts.name, positions=positions,
-                           scale=scale, samples=samples, seed=seed, noise_std=noise_std,
+    return NoiseCorruption(model=tokenized.model_name, prompt_set=prompts.name, positions=noise.positions,
+                           scale=scale, samples=samples, seed=seed, noise_std=noise.std(model),
                            prompts=prompts.prompts, clean=metric_fn(clean, answers, clean).numpy(),
                            noisy=np.mean(noisy, axis=0))

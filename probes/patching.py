@@ -20,6 +20,7 @@ site is patched alone, but:
     unembedded, since that is all the metric reads.
 """
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -154,7 +155,7 @@ def _groups_by_layer(site_ids: list[int], sites, limit: int) -> list[list[int]]:
 
 
 def _run_growing_batch(model, spec: Sweep, names, sites, group, source_acts, prompt: int,
-                       tokens, final_position: int) -> torch.Tensor:
+                       tokens, final_position: int, extra_hooks=()) -> torch.Tensor:
     """Final-position logits of one prompt patched at each site in ``group``.
 
     Row 0 is the unpatched target. At the start of each layer with sites, one copy of
@@ -164,7 +165,7 @@ def _run_growing_batch(model, spec: Sweep, names, sites, group, source_acts, pro
     by_layer: dict[int, list[int]] = {}
     for s in group:
         by_layer.setdefault(sites[s][0], []).append(s)
-    hooks, next_row = [], 1
+    hooks, next_row = list(extra_hooks), 1  # extra hooks (noise) act on row 0, before any growth
     for layer, members in by_layer.items():
         rows = torch.arange(next_row, next_row + len(members), device=device)
         next_row += len(members)
@@ -211,6 +212,7 @@ class PatchingResult(Result):
     rows_run: int
     rows_skipped: int
     method: str = "exact"  # or "attribution" (gradient approximation)
+    corruption: str = "prompt pairs"
     exact_correlation: float | None = None  # attribution vs exact effects, when both were run
 
     kind = "patching"
@@ -264,7 +266,7 @@ class PatchingResult(Result):
                    {"correlation with exact patching": self.exact_correlation})}
 
     def notes(self) -> list[str]:
-        return [f"patched {self.direction.replace('_', ' ')}; metric {self.metric}; "
+        return [f"patched {self.direction.replace('_', ' ')}; corruption: {self.corruption}; metric {self.metric}; "
                 "recovery = (patched − target) / (source − target); position labels use prompt 0's tokens"]
 
     def figure(self) -> dict:
@@ -304,9 +306,26 @@ def _axis_values(model, spec: Sweep, width: int, layers, positions, heads, neuro
 
 
 def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-           ranges: dict):
-    """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``."""
+           ranges: dict, noise=None):
+    """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``.
+    With ``noise`` (a `GaussianNoise`), the corrupted run is the clean prompts with noise on
+    their embeddings, and every number is the mean over the noise samples."""
+    if noise is not None:
+        runs = [_sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, draw, noise)
+                for draw in noise.draws(model, len(clean.lengths))]
+        sites, rows_run = runs[0][0], runs[0][4]
+        return (sites, *(np.mean([run[k] for run in runs], axis=0) for k in (1, 2, 3)), rows_run)
+    return _sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges)
+
+
+def _sweep_once(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
+                ranges: dict, draw=None, noise=None):
+    """One sweep; ``draw`` (prompt × position × d_model) is the noise of a noise corruption."""
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
+
+    def corrupt(run: Tokenized, rows=slice(None)) -> list:  # hooks that make a run the corrupted one
+        return [noise.hook(draw[rows])] if noise is not None and run is corrupted else []
+
     device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
     final_positions = torch.full((n,), width - 1, device=device)
@@ -322,15 +341,15 @@ def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction
 
     names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
     source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
-                                      [(name, keep(name)) for name in names.values()])
-    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, [])
+                                      [*corrupt(source), *((name, keep(name)) for name in names.values())])
+    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, corrupt(target))
     clean_logits = source_logits if source is clean else target_logits
-    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy()
-    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy()
+    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
+    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
 
     sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
-    values = np.tile(target_baseline, (len(sites), 1)).astype(np.float64)
-    firsts = first_differences(clean, corrupted)
+    values = np.tile(target_baseline, (len(sites), 1))
+    firsts = ([min(noise.positions)] * n if noise is not None else first_differences(clean, corrupted))
     pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
     rows = [(s, i) for s, site in enumerate(sites) for i in range(n)
             if pos_axis is None or site[pos_axis] >= firsts[i]]
@@ -339,7 +358,8 @@ def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction
         mine = [s for s, prompt in rows if prompt == i]
         for group in _groups_by_layer(mine, sites, MAX_ROWS):
             scores = _run_growing_batch(model, spec, names, sites, group, source_acts, i,
-                                        target.tokens[i:i + 1].to(device), width - 1)
+                                        target.tokens[i:i + 1].to(device), width - 1,
+                                        corrupt(target, slice(i, i + 1)))
             metric_rows = metric_fn(scores, answers[i].expand(len(group), 2),
                                     clean_logits[i].expand(len(group), -1)).cpu().numpy()
             values[group, i] = metric_rows
@@ -347,8 +367,10 @@ def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction
     return sites, values, target_baseline, source_baseline, len(rows)
 
 
-def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str):
-    """Check a sweep request; return ``(spec, metric name, metric function, clean, corrupted)``."""
+def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str, noise=None):
+    """Check a sweep request; return ``(spec, metric name, metric function, clean, corrupted)``.
+    With ``noise`` the corrupted run is the clean tokens plus noise, so ``corrupted`` is ``clean``'s
+    tokens under another name."""
     if sweep not in SWEEPS:
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
@@ -357,7 +379,13 @@ def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, pro
         raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
                            "model.reset_hooks() first")
     metric_name, metric_fn = resolve_metric(metric)
-    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    if noise is not None:
+        clean = prompts.tokenize(model, prepend_bos)
+        corrupted = dataclasses.replace(clean)  # the same tokens; the noise makes it corrupted
+        if any(not 0 <= p < min(clean.lengths) for p in noise.positions):
+            raise ValueError(f"noise positions {list(noise.positions)}: prompts have {min(clean.lengths)} tokens")
+    else:
+        clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
     clean.require_single_token(probe)
     if len(set(clean.lengths)) > 1:
         raise ValueError(f"{probe} lines up prompts position by position, but {prompts.name!r} has "
@@ -382,18 +410,23 @@ def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: 
 
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
-          prepend_bos: bool | None = None) -> PatchingResult:
+          noise=None, prepend_bos: bool | None = None) -> PatchingResult:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
     ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to those indices
-    (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``)."""
+    (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``).
+    ``noise``: a `probes.ablation.GaussianNoise`; the corrupted run is then the clean prompts
+    with noise on their embeddings (causal tracing), averaged over its seeded samples."""
     spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
-                                                             prepend_bos, "patching")
+                                                             prepend_bos, "patching", noise)
     width, n = clean.tokens.shape[1], len(clean.lengths)
     ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
-    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()))
+    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()), noise)
     sites, values, target_baseline, source_baseline, rows_run = memo(
-        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges))
+        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, noise))
 
     return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
-                        source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run)
+                        source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
+                        corruption="prompt pairs" if noise is None else
+                        f"Gaussian noise on positions {list(noise.positions)}, {noise.scale} × embedding std, "
+                        f"{noise.samples} samples, seed {noise.seed}")

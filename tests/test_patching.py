@@ -3,7 +3,9 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from probes import PromptSet, SWEEPS, corruption_check, logit_diff, patch
 from probes.patching import first_differences
@@ -107,3 +109,42 @@ def test_corruption_check_verdicts(tiny_llama):
         assert verdict == ("flips" if c > 0 > k else "lowers" if c >= k else "no effect")
     same = PromptSet(PROMPTS.prompts, PROMPTS.answers, corrupted_prompts=PROMPTS.prompts)
     assert corruption_check(tiny_llama, same).verdicts == ("no effect", "no effect")
+
+
+@pytest.mark.parametrize("sweep", ["resid_pre", "head_out", "mlp_out"])
+def test_patching_a_noise_corruption_equals_transformer_lens_with_the_noise_hooked(tiny_llama, sweep):
+    """Causal tracing: restore clean activations into runs with noisy embeddings; the reference is
+    TransformerLens's engine on the same model with the same noise hook attached, per sample."""
+    import transformer_lens.patching as tl_patching
+
+    from probes import GaussianNoise
+
+    from .patching_reference import REFERENCE
+
+    noise = GaussianNoise(positions=(2, 4), samples=2, seed=5)
+    ours = patch(tiny_llama, PromptSet(PROMPTS.prompts, PROMPTS.answers), sweep, noise=noise)
+    tokens = PROMPTS.tokenize(tiny_llama).tokens
+    answers = PROMPTS.tokenize(tiny_llama).answer_ids
+
+    def metric(logits):
+        final = logits[:, -1]
+        return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).mean()
+
+    with torch.inference_mode():
+        _, clean_cache = tiny_llama.run_with_cache(tokens)
+    name, setter = REFERENCE[sweep]
+    expected = []
+    for draw in noise.draws(tiny_llama, len(tokens)):
+        hook_name, add_noise = noise.hook(draw)
+        tiny_llama.add_hook(hook_name, add_noise)
+        try:
+            axes = ["layer", "pos"] if "pos" in ours.axes else ["layer", "head_index"]
+            expected.append(tl_patching.generic_activation_patch(
+                tiny_llama, tokens, clean_cache, metric, patch_setter=setter, activation_name=name,
+                index_df=pd.DataFrame(list(ours.sites), columns=axes)).numpy())
+        finally:
+            tiny_llama.reset_hooks()
+    np.testing.assert_allclose(ours.mean, np.mean(expected, axis=0), atol=1e-4)
+    assert "Gaussian noise on positions [2, 4]" in ours.notes()[0]
+    if "pos" in ours.axes:  # before the first noised position nothing differs
+        assert (ours.grid("effect")[:, :2] == 0).all()
