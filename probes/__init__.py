@@ -27,14 +27,12 @@ from .neurons import (
     exclusive_neuron_tokens,
     neuron_activations,
     neuron_congruence,
-    neuron_label,
     neuron_prediction_correlation,
-    parse_neuron,
 )
 from .patching import SWEEPS, PatchingResult, patch
 from .prompts import PromptSet
 from .results import Result
-from .sites import head_label, parse_head
+from .sites import head_label, neuron_label, parse_head, parse_neuron
 from .tokens import AnswerTokenError, PromptLengthError, Tokenized, tokenize, tokenize_pair
 
 __all__ = [

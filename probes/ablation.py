@@ -23,7 +23,7 @@ import torch
 from .forward import final_logits, has_hooks
 from .metrics import resolve_metric
 from .results import Result
-from .sites import parse_head
+from .sites import parse_head, parse_neuron
 
 KINDS = ("zero", "mean", "resample")
 
@@ -34,9 +34,7 @@ def _site_hook(model, site: str) -> tuple[str, callable]:
     if re.match(r"^L\d+H\d+$", site):
         layer, head = parse_head(model, site)
         return f"blocks.{layer}.attn.hook_z", lambda a: a[:, :, head]
-    if match := re.match(r"^L(\d+)N(\d+)$", site):
-        from .neurons import parse_neuron
-
+    if re.match(r"^L\d+N\d+$", site):
         layer, neuron = parse_neuron(model, site)
         return f"blocks.{layer}.mlp.hook_post", lambda a: a[:, :, neuron]
     if match := re.match(r"^(attn_out|mlp_out) L(\d+)$", site):

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fixtures import model_name
+
 from .attribution import head_attribution, logit_lens
 from .corruption import corruption_check
 from .logits import top_k
@@ -113,23 +115,18 @@ def feasibility_step(model, prompts, step: str, family: str | None = None) -> Fe
     n = len(prompts)
 
     def result(claim, value, threshold, passed, detail, **extra):
-        return FeasibilityStep(model=prompts.tokenize(model).model_name if step != "answers" else
-                               extra.pop("model_name"), prompt_set=prompts.name, family=family,
+        return FeasibilityStep(model=model_name(model), prompt_set=prompts.name, family=family,
                                step=step, claim=claim, value=float(value), threshold=float(threshold),
                                passed=bool(passed), detail=detail, n_prompts=n, **extra)
 
     if step == "answers":
-        from fixtures import model_name
-
         try:
             ranks = top_k(model, prompts).incorrect_rank
         except AnswerTokenError as error:
-            return result("answers are single tokens", 0, 1, False, str(error).splitlines()[1].strip(),
-                          model_name=model_name(model))
+            return result("answers are single tokens", 0, 1, False, str(error).splitlines()[1].strip())
         median = float(np.median(ranks))
         return result("answers are single tokens and the incorrect one is a plausible rival", median, 20,
-                      median <= 20, f"median rank of the incorrect answer {median:g} (1 = top)",
-                      model_name=model_name(model))
+                      median <= 20, f"median rank of the incorrect answer {median:g} (1 = top)")
     if step == "task":
         top1 = top_k(model, prompts).correct_rank == 1
         return result("the model gets the task", top1.mean(), 0.8, top1.mean() >= 0.8,

@@ -10,38 +10,17 @@ activation is the value at ``mlp.hook_post``. Weights are read in compatibility
 mode, where the unembedding is centred, so congruences compare tokens fairly.
 """
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .forward import memo
+from fixtures import model_name
+
+from .forward import batches, final_logits, memo
 from .results import Result
-
-NEURON = re.compile(r"^L(\d+)N(\d+)$")
-
-
-def neuron_label(layer: int, index: int) -> str:
-    return f"L{layer}N{index}"
-
-
-def parse_neuron(model, neuron) -> tuple[int, int]:
-    """``"L31N892"`` or ``(31, 892)`` → ``(31, 892)``, checked against the model's size."""
-    if isinstance(neuron, str):
-        match = NEURON.match(neuron.strip())
-        if not match:
-            raise ValueError(f"neuron {neuron!r}: write neurons as 'L<layer>N<index>', e.g. 'L31N892'")
-        layer, index = int(match[1]), int(match[2])
-    else:
-        layer, index = (int(x) for x in neuron)
-    n_layers, d_mlp = model.cfg.n_layers, model.cfg.d_mlp
-    if not (0 <= layer < n_layers and 0 <= index < d_mlp):
-        raise ValueError(f"neuron {neuron_label(layer, index)} does not exist: the model has layers "
-                         f"0–{n_layers - 1} and neurons 0–{d_mlp - 1} per layer")
-    return layer, index
-
+from .sites import neuron_label, parse_neuron
 
 def _single_token(model, token: str) -> int:
     ids = model.tokenizer.encode(token, add_special_tokens=False)
@@ -93,8 +72,6 @@ class NeuronCongruence(Result):
 
 def neuron_congruence(model, token: str, k: int = 20) -> NeuronCongruence:
     """Rank every MLP neuron by ``W_out[l][n] · W_U[:, token]``; report the top ``k``."""
-    from fixtures import model_name
-
     token_id = _single_token(model, token)
     w_out, w_u = _weights(model)
     with torch.inference_mode():
@@ -136,8 +113,6 @@ class ExclusivePairs(Result):
 def exclusive_neuron_tokens(model, layers=None, k: int = 20, chunk: int = 2048) -> ExclusivePairs:
     """Search neurons of ``layers`` (default: all) for mutually best neuron–token pairs,
     ranked by congruence; the vocabulary is scanned in chunks of neurons."""
-    from fixtures import model_name
-
     layers = tuple(range(model.cfg.n_layers)) if layers is None else tuple(sorted(layers))
     d_mlp = model.cfg.d_mlp
 
@@ -175,8 +150,6 @@ def _activations(model, tokenized, layers: tuple[int, ...]) -> dict[int, torch.T
     """``mlp.hook_post`` of ``layers`` at every position (batch × pos × d_mlp), one cached pass."""
 
     def compute():
-        from .forward import batches
-
         device = next(model.parameters()).device
         parts: dict[int, list] = {layer: [] for layer in layers}
         for tokens, _ in batches(tokenized):
@@ -284,8 +257,6 @@ def neuron_prediction_correlation(model, prompts, neuron, token: str, measure: s
                                   prepend_bos: bool | None = None) -> NeuronPredictionCorrelation:
     """Correlate ``neuron``'s final-position activation with the model's ``measure``
     (``"logit"`` or ``"prob"``) of ``token`` over the prompts."""
-    from .forward import final_logits
-
     if measure not in ("logit", "prob"):
         raise ValueError(f"measure {measure!r}: choose 'logit' or 'prob'")
     token_id = _single_token(model, token)

@@ -15,6 +15,8 @@ into the answer (GPT-2's ``" 5"``), or a tokenizer that keeps the space apart
 from dataclasses import dataclass
 
 from jaxtyping import Int
+
+from fixtures import model_name as name_of
 from torch import Tensor
 
 MAX_LISTED_PROBLEMS = 8
@@ -132,8 +134,6 @@ def tokenize(model, prompt_set, prepend_bos: bool | None = None) -> Tokenized:
     """Tokenize every prompt (BOS as the model's default unless ``prepend_bos`` says)
     and check every answer; raise `AnswerTokenError` listing all problems at once."""
     import torch
-
-    from fixtures import model_name as name_of
 
     tokenizer, model_name = model.tokenizer, name_of(model)
     if prepend_bos is None:

@@ -57,23 +57,22 @@ def _collect_figures(run: dict) -> dict:
     return figures
 
 
-def feasibility_table(run: dict) -> list[dict]:
-    """Per model and family, the workflow steps in order (tests parametrized by ``family``
-    and ``step``), each with its test, and the first step that does not hold."""
-    from probes.feasibility import STEPS
-
+def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
+    """Per model and family, the workflow steps (tests parametrized by ``family`` and ``step``,
+    in the order they ran) with each step's test, and the first step that does not hold."""
+    steps: list[str] = []
     tables: dict = {}
     for test in run["tests"]:
         params = test.get("params") or {}
-        if "family" in params and params.get("step") in STEPS:
-            key = (test["model"] or "—", params["family"])
-            tables.setdefault(key, {})[params["step"]] = test
+        if "family" in params and "step" in params:
+            steps += [params["step"]] if params["step"] not in steps else []
+            tables.setdefault((test["model"] or "—", params["family"]), {})[params["step"]] = test
     rows = []
     for (model, family), cells in tables.items():
-        ordered = [cells.get(step) for step in STEPS]
-        first = next((step for step, t in zip(STEPS, ordered) if t and t["outcome"] != "passed"), None)
+        ordered = [cells.get(step) for step in steps]
+        first = next((step for step, t in zip(steps, ordered) if t and t["outcome"] != "passed"), None)
         rows.append({"model": model, "family": family, "cells": ordered, "first_break": first})
-    return rows
+    return steps, rows
 
 
 def _plotly_js() -> str:
@@ -90,8 +89,9 @@ def render_html(run: dict) -> str:
     hypotheses = list(dict.fromkeys(t["hypothesis"] for t in run["tests"]))
     models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
     matrix = {(t["hypothesis"], t["model"] or "—"): t for t in run["tests"]}
+    steps, feasibility = feasibility_table(run)
     return env.get_template("index.html.j2").render(
-        run=run, hypotheses=hypotheses, models=models, matrix=matrix, feasibility=feasibility_table(run),
+        run=run, hypotheses=hypotheses, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,
     )

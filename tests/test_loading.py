@@ -34,3 +34,8 @@ def test_dtype_is_applied(dtype):
 def test_bad_dtype_is_named():
     with pytest.raises(ValueError, match="dtype 'float8': choose one of float32, bfloat16, float16"):
         load_model("tiny-llama", "cpu", "float8")
+
+
+def test_model_repr_is_one_line_and_str_keeps_the_module_tree(tiny_llama):
+    assert repr(tiny_llama) == "TransformerBridge(tiny-llama on cpu, float32)"
+    assert "HookPoint" in str(tiny_llama) and isinstance(tiny_llama, torch.nn.Module)

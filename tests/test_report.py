@@ -120,3 +120,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert "Uncaught" not in dom.stderr and "is not defined" not in dom.stderr, dom.stderr[-2000:]
     assert dom.stdout.count('class="main-svg"') >= 12  # every figure drew its SVG
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_feasibility_table_orders_steps_and_marks_the_first_break():
+    from reports.render import feasibility_table
+
+    run = synthetic_run(0)
+    for family, outcomes in (("IOI", ["passed", "passed", "xfailed"]), ("days", ["xfailed", "passed", "xfailed"])):
+        for step, outcome in zip(["task", "answers", "neuron"], outcomes):
+            run["tests"].append({"nodeid": f"t[{family}-{step}]", "hypothesis": f"t[{family}-{step}]",
+                                 "model": "m", "claim": "", "outcome": outcome, "message": "", "details": "",
+                                 "duration": 0.0, "evidence": [], "params": {"family": family, "step": step}})
+    steps, rows = feasibility_table(run)
+    assert steps == ["task", "answers", "neuron"]
+    assert [(r["family"], r["first_break"]) for r in rows] == [("IOI", "neuron"), ("days", "task")]
+    assert "Workflow feasibility" not in render_html({**run, "tests": []})
+    html = render_html(run)
+    assert html.count("◀") == 2 + 1  # one mark per family, and the legend
