@@ -185,11 +185,12 @@ class GaussianNoise:
         shape = (n_prompts, len(self.positions), model.cfg.d_model)
         return [torch.randn(shape, generator=generator) * self.std(model) for _ in range(self.samples)]
 
-    def hook(self, noise: torch.Tensor):
-        """A ``hook_embed`` hook adding ``noise`` (batch × position × d_model) to its rows."""
+    def hook(self, noise: torch.Tensor, offset: int = 0):
+        """A ``hook_embed`` hook adding ``noise`` (batch × position × d_model) to its rows;
+        ``offset``: the run's tokens start at that position (the rest is a cached prefix)."""
 
         def add_noise(embedding, hook):
-            embedding[:, list(self.positions)] += noise.to(embedding.device, embedding.dtype)
+            embedding[:, [p - offset for p in self.positions]] += noise.to(embedding.device, embedding.dtype)
             return embedding
 
         return ("hook_embed", add_noise)

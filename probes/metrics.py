@@ -8,6 +8,11 @@ per row. Pass a name below or your own function with that signature.
 Normalised recovery ``(patched − target) / (source − target)`` is computed by the
 sweep from any metric: 1 means the patch moved the metric all the way to the
 source run's value, 0 means it did nothing.
+
+A metric that reads only the answers' logits may say so, as ``logit_diff`` does, with
+``metric.reads_answers_only = True``: sweeps then give it ``logits`` with just those
+two columns (and ``answers`` = ``[0, 1]``), which spares unembedding the whole
+vocabulary for every patched run.
 """
 
 from torch import Tensor
@@ -17,6 +22,9 @@ def logit_diff_metric(logits: Tensor, answers: Tensor, clean_logits: Tensor) -> 
     """``logit(correct) − logit(incorrect)``."""
     picked = logits.gather(1, answers)
     return picked[:, 0] - picked[:, 1]
+
+
+logit_diff_metric.reads_answers_only = True
 
 
 def answer_logprob(logits: Tensor, answers: Tensor, clean_logits: Tensor) -> Tensor:

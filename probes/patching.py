@@ -12,10 +12,14 @@ site is patched alone, but:
   * a site at a position before the first token where the clean and corrupted
     prompt differ is skipped: its activations are identical in both runs (attention
     is causal), so its effect is exactly zero;
+  * positions before that token are the same in every patched run, so their keys
+    and values are computed once per prompt and each run computes only the
+    positions from the first difference on (`probes.shared_prefix`);
   * layers before a site's layer are the same as the target run's, so they are
     computed once: each prompt runs as a batch of one, and at the start of each
     layer the batch grows by one copy of the unpatched stream per site of that
-    layer, which is then patched — all sites of a prompt in one forward pass;
+    layer, which is then patched — many sites of a prompt in one forward pass,
+    as many as fit the memory budget;
   * each run stops before the unembedding, and only the final position is
     unembedded, since that is all the metric reads.
 """
@@ -24,6 +28,9 @@ import dataclasses
 import itertools
 from dataclasses import dataclass
 
+import warnings
+import weakref
+
 import numpy as np
 import pandas as pd
 import torch
@@ -31,9 +38,10 @@ import torch
 from .forward import has_hooks, memo
 from .metrics import resolve_metric
 from .results import Result
+from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
 from .tokens import Tokenized, tokenize_pair
 
-MAX_ROWS = 256  # most patched copies of one prompt in one forward pass
+DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of activations one patched forward pass may hold
 DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
 
 
@@ -101,23 +109,30 @@ def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
     return out
 
 
-def final_logits_with(model, tokens, positions, hooks) -> torch.Tensor:
-    """Final-position logits of a (patched) run, stopping before the full unembedding."""
+def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
+    """Final-position logits of a (patched) run, stopping before the full unembedding.
+    With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
+    With ``columns`` (rows × k token ids), only those logits, rows × k."""
     captured = {}
 
     def stop(activation, hook):
         captured["resid"] = activation
         raise _Stop
 
-    with torch.inference_mode(), model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)]):
+    cached = {} if prefix is None else {"past_key_values": prefix}
+    with (torch.inference_mode(), passing_the_cache(model),
+          model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
         try:
-            model(tokens, return_type="logits")
+            model(tokens, return_type="logits", **cached)
         except _Stop:
             pass
     resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
     resid = resid[torch.arange(len(resid), device=resid.device), positions]
     with torch.inference_mode():
-        return model.unembed(model.ln_final(resid[:, None]))[:, 0].float()
+        normed = model.ln_final(resid[:, None])[:, 0]
+        if columns is None:
+            return model.unembed(normed[:, None])[:, 0].float()
+        return (torch.einsum("rd,drk->rk", normed, model.W_U[:, columns]) + model.b_U[columns]).float()
 
 
 def _patch_hook(sweep: Sweep, source: torch.Tensor, rows, prompts, pos, head):
@@ -143,50 +158,57 @@ def _patch_hook(sweep: Sweep, source: torch.Tensor, rows, prompts, pos, head):
     return hook
 
 
-def _groups_by_layer(site_ids: list[int], sites, limit: int) -> list[list[int]]:
-    """Split a prompt's sites (sorted by layer) into runs of at most ``limit`` rows."""
-    groups, current = [], []
-    for s in sorted(site_ids, key=lambda s: sites[s]):
-        if len(current) == limit:
-            groups.append(current)
-            current = []
-        current.append(s)
-    return groups + ([current] if current else [])
+def rows_per_pass(model, positions: int, keys: int, budget: int) -> int:
+    """How many runs of ``positions`` tokens (attending to ``keys``) one forward pass can
+    hold in ``budget`` bytes. Per row it counts a layer's largest live activations: a few
+    residual-stream-sized tensors, the MLP's hidden layer (gate, up, product), the
+    attention scores, softmax and pattern, and the cached prefix's keys and values."""
+    cfg = model.cfg
+    item = next(model.parameters()).element_size()
+    kv_width = 2 * (cfg.n_key_value_heads or cfg.n_heads) * cfg.d_head
+    per_row = (positions * (8 * cfg.d_model + 4 * cfg.d_mlp + 3 * cfg.n_heads * keys) + keys * kv_width) * item
+    return max(1, budget // per_row)
 
 
-def _run_growing_batch(model, spec: Sweep, names, sites, group, source_acts, prompt: int,
-                       tokens, final_position: int, extra_hooks=()) -> torch.Tensor:
-    """Final-position logits of one prompt patched at each site in ``group``.
+def _run_growing_batch(model, spec: Sweep, names, sites, chosen: list[int], source_acts, tokens,
+                       offset: int, prefix, extra_hooks=(), columns=None) -> torch.Tensor:
+    """Final-position logits of a group of g prompts: unpatched (rows 0..g−1), then for each
+    site in ``chosen`` (ordered by layer) g rows, each prompt patched at that site.
 
-    Row 0 is the unpatched target. At the start of each layer with sites, one copy of
-    row 0 per site is appended (layers before it are shared), and the copies are patched.
+    ``tokens`` are the prompts' tokens from position ``offset`` on (``prefix`` holds the keys
+    and values before it) and ``source_acts`` the source run's activations over the same
+    positions. At the start of each layer with sites, the batch grows by one copy of the g
+    unpatched rows per site (layers before it are shared), and the copies are patched; so
+    row r always belongs to prompt r mod g. ``columns``: per prompt, the only logits wanted.
     """
-    device = tokens.device
+    device, g = tokens.device, len(tokens)
     by_layer: dict[int, list[int]] = {}
-    for s in group:
+    for s in chosen:
         by_layer.setdefault(sites[s][0], []).append(s)
-    hooks, next_row = list(extra_hooks), 1  # extra hooks (noise) act on row 0, before any growth
+    hooks, next_row = list(extra_hooks), g  # extra hooks (noise) act before any growth
     for layer, members in by_layer.items():
-        rows = torch.arange(next_row, next_row + len(members), device=device)
-        next_row += len(members)
-        index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] for s in members], device=device)
+        rows = torch.arange(next_row, next_row + g * len(members), device=device)
+        next_row += len(rows)
+        index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] - (offset if axis == "pos" else 0)
+                                     for s in members], device=device).repeat_interleave(g)
                  for axis in ("pos", "head", "neuron") if axis in spec.axes}
-        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows,
-                               torch.full((len(members),), prompt, device=device),
+        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows, rows % g,
                                index.get("pos"), index.get("head", index.get("neuron")))
         grow_at = f"blocks.{layer}.hook_resid_pre"
 
-        def grow(activation, hook, copies=len(members), patch_fn=patch_fn,
-                 also_patch=names[layer] == grow_at):
-            activation = torch.cat([activation, activation[:1].expand(copies, *activation.shape[1:])])
+        def grow(activation, hook, copies=len(members), patch_fn=patch_fn, also_patch=names[layer] == grow_at):
+            activation = torch.cat([activation, activation[:g].repeat(copies, *[1] * (activation.ndim - 1))])
             return patch_fn(activation, hook) if also_patch else activation
 
         hooks.append((grow_at, grow))
         if names[layer] != grow_at:
             hooks.append((names[layer], patch_fn))
-    logits = final_logits_with(model, tokens, torch.tensor([final_position] * next_row, device=device),
-                               hooks)
-    return logits[1:]
+    final = torch.full((next_row,), tokens.shape[1] - 1, device=device)
+    return final_logits_with(model, tokens, final, hooks, prefix,
+                             None if columns is None else columns.repeat(next_row // g, 1))
+
+
+_IGNORES_PREFIX: "weakref.WeakSet" = weakref.WeakSet()  # models whose attention ignored the cache
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -306,25 +328,26 @@ def _axis_values(model, spec: Sweep, width: int, layers, positions, heads, neuro
 
 
 def _sweep(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-           ranges: dict, noise=None):
+           ranges: dict, memory_budget: int, noise=None):
     """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``.
     With ``noise`` (a `GaussianNoise`), the corrupted run is the clean prompts with noise on
     their embeddings, and every number is the mean over the noise samples."""
     if noise is not None:
-        runs = [_sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, draw, noise)
+        runs = [_sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, draw,
+                            noise)
                 for draw in noise.draws(model, len(clean.lengths))]
         sites, rows_run = runs[0][0], runs[0][4]
         return (sites, *(np.mean([run[k] for run in runs], axis=0) for k in (1, 2, 3)), rows_run)
-    return _sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges)
+    return _sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget)
 
 
 def _sweep_once(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-                ranges: dict, draw=None, noise=None):
+                ranges: dict, memory_budget: int, draw=None, noise=None):
     """One sweep; ``draw`` (prompt × position × d_model) is the noise of a noise corruption."""
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
 
-    def corrupt(run: Tokenized, rows=slice(None)) -> list:  # hooks that make a run the corrupted one
-        return [noise.hook(draw[rows])] if noise is not None and run is corrupted else []
+    def corrupt(run: Tokenized, rows=slice(None), offset=0) -> list:  # hooks making a run the corrupted one
+        return [noise.hook(draw[rows], offset)] if noise is not None and run is corrupted else []
 
     device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
@@ -342,7 +365,9 @@ def _sweep_once(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, dire
     names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
     source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
                                       [*corrupt(source), *((name, keep(name)) for name in names.values())])
-    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, corrupt(target))
+    target_keys_values = PrefixKeysValues()  # the target run's keys and values, for shared prefixes
+    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, corrupt(target),
+                                      target_keys_values)
     clean_logits = source_logits if source is clean else target_logits
     source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
     target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
@@ -351,20 +376,65 @@ def _sweep_once(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, dire
     values = np.tile(target_baseline, (len(sites), 1))
     firsts = ([min(noise.positions)] * n if noise is not None else first_differences(clean, corrupted))
     pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
-    rows = [(s, i) for s, site in enumerate(sites) for i in range(n)
-            if pos_axis is None or site[pos_axis] >= firsts[i]]
+    rows_run = 0
 
-    for i in range(n):
-        mine = [s for s, prompt in rows if prompt == i]
-        for group in _groups_by_layer(mine, sites, MAX_ROWS):
-            scores = _run_growing_batch(model, spec, names, sites, group, source_acts, i,
-                                        target.tokens[i:i + 1].to(device), width - 1,
-                                        corrupt(target, slice(i, i + 1)))
-            metric_rows = metric_fn(scores, answers[i].expand(len(group), 2),
-                                    clean_logits[i].expand(len(group), -1)).cpu().numpy()
-            values[group, i] = metric_rows
+    # A metric that reads only the two answers' logits gets just those: the sweep then
+    # unembeds two columns per row instead of the whole vocabulary.
+    columns = answers if getattr(metric_fn, "reads_answers_only", False) else None
+    dtype = next(model.parameters()).dtype
+    for first, group in _prompt_groups(firsts, width).items():
+        chosen = [s for s, site in enumerate(sites) if pos_axis is None or site[pos_axis] >= first]
+        offset = 0 if model in _IGNORES_PREFIX else first
+        rows_run += len(chosen) * len(group)
+        group_columns = None if columns is None else columns[group]
 
-    return sites, values, target_baseline, source_baseline, len(rows)
+        def score(offset):
+            prefix = None if not offset else target_keys_values.prefix(group, offset)
+            return _score_group(model, spec, names, sites, chosen, source_acts, target, group, offset, prefix,
+                                memory_budget, corrupt(target, group, offset), group_columns)
+
+        scored = score(offset)
+        expected = target_logits[group] if columns is None else target_logits[group].gather(1, group_columns)
+        if offset and not agrees(scored[0][1][:len(group)], expected, dtype):
+            warnings.warn(f"{type(model).__name__}: a run continuing a cached prompt prefix did not "
+                          "reproduce the full run; patching this model with full runs (slower)",
+                          RuntimeWarning, stacklevel=4)
+            _IGNORES_PREFIX.add(model)
+            scored = score(0)
+        for part, logits in scored:  # rows after the unpatched ones: site-major, prompt-minor
+            patched = logits[len(group):].view(len(part), len(group), -1)
+            for p, i in enumerate(group):
+                picked = answers[i] if columns is None else torch.arange(2, device=device)
+                values[part, i] = metric_fn(patched[:, p], picked.expand(len(part), 2),
+                                            clean_logits[i].expand(len(part), -1)).cpu().numpy()
+
+    return sites, values, target_baseline, source_baseline, rows_run
+
+
+def _prompt_groups(firsts: list[int], width: int) -> dict[int, list[int]]:
+    """Prompts by the first position where their clean and corrupted tokens differ: those
+    share their sites and the length of their shared prefix, so they run together. Prompts
+    without a difference are left out: patching them changes nothing."""
+    groups: dict[int, list[int]] = {}
+    for i, first in enumerate(firsts):
+        if first < width:
+            groups.setdefault(first, []).append(i)
+    return groups
+
+
+def _score_group(model, spec: Sweep, names, sites, chosen: list[int], source_acts, target: Tokenized,
+                 group: list[int], offset: int, prefix, memory_budget: int, extra_hooks, columns=None) -> list:
+    """``[(sites, logits)]``: the group's prompts patched at each of ``chosen``, in as many
+    forward passes as the memory budget needs; logits as `_run_growing_batch`'s."""
+    device = next(model.parameters()).device
+    tokens = target.tokens[group, offset:].to(device)
+    acts = {name: act[group, :, offset:] if spec.pattern else act[group, offset:]
+            for name, act in source_acts.items()}
+    per_pass = max(1, rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget) // len(group) - 1)
+    ordered = sorted(chosen, key=lambda s: sites[s])
+    return [(part, _run_growing_batch(model, spec, names, sites, part, acts, tokens, offset, prefix,
+                                      extra_hooks, columns))
+            for part in (ordered[start:start + per_pass] for start in range(0, len(ordered), per_pass))]
 
 
 def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str, noise=None):
@@ -410,20 +480,23 @@ def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: 
 
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
-          noise=None, prepend_bos: bool | None = None) -> PatchingResult:
+          noise=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+          prepend_bos: bool | None = None) -> PatchingResult:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
     ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to those indices
     (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``).
     ``noise``: a `probes.ablation.GaussianNoise`; the corrupted run is then the clean prompts
-    with noise on their embeddings (causal tracing), averaged over its seeded samples."""
+    with noise on their embeddings (causal tracing), averaged over its seeded samples.
+    ``memory_budget``: bytes of activations one forward pass may hold (default 2 GiB);
+    sites are split over as many passes as that needs. Results do not depend on it."""
     spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
                                                              prepend_bos, "patching", noise)
     width, n = clean.tokens.shape[1], len(clean.lengths)
     ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
     key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()), noise)
     sites, values, target_baseline, source_baseline, rows_run = memo(
-        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, noise))
+        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, noise))
 
     return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
                         source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
