@@ -1,47 +1,80 @@
 """Activation patching, ours against `transformer_lens.patching`, on the default model.
 
-In one process, on eight IOI prompts (15 tokens), for the residual-stream sweep
-(``resid_pre``: 30 layers × 15 positions) and the per-head sweep over all positions
-(``head_out``: 30 layers × 9 heads), it runs the reference (one forward pass of the
-batch per site) and ours, and prints wall time, the ratio and the largest absolute
-difference of the per-site mean logit difference. Target: ≥ 10× faster, < 1e-4.
+On eight IOI prompts (15 tokens), for the residual-stream sweep (``resid_pre``:
+30 layers × 15 positions) and the per-head sweep over all positions (``head_out``:
+30 layers × 9 heads), it runs the reference (one forward pass of the batch per site)
+and ours, and prints wall time, the ratio, the largest absolute difference of the
+per-site mean logit difference and each side's peak memory. Target: ≥ 10× faster,
+< 1e-4. Then attribution patching of the same sweeps: time and correlation with
+exact patching. Then memory: a 512-token prompt pair corrupted at its first name
+(so patched runs share almost no prefix), a head sweep over ten layers, with the
+default memory budget and with none.
 
-    .venv/bin/python benchmarks/patching.py [--prompts 8] [--sweeps resid_pre,head_out]
+Every measurement runs in a process of its own after the model is loaded and warmed
+up. Time and memory are measured in separate runs: peak memory is the rise of the
+process's peak RSS during the call, with glibc told to return every block over 64 KiB
+to the system when freed (``MALLOC_MMAP_THRESHOLD_``), so RSS follows live tensors
+rather than what the allocator keeps; that slows the run, so times come from runs
+without it. The reference's memory run patches its first ten sites only: it runs one
+forward pass per site, so its peak does not grow with the number of sites.
+
+    .venv/bin/python benchmarks/patching.py [--prompts 8] [--sweeps resid_pre,head_out] [--skip-long]
 """
 
 import argparse
+import itertools
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TQDM_DISABLE", "1")
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo's packages, not benchmarks/probes.py
+import numpy as np
 
-import torch  # noqa: E402
-import transformer_lens.patching as tl_patching  # noqa: E402
-
-from fixtures import load_model  # noqa: E402
-from fixtures.families import ioi_prompts  # noqa: E402
-from probes import patch  # noqa: E402
-
-REFERENCE = {
-    "resid_pre": tl_patching.get_act_patch_resid_pre,
-    "resid_mid": tl_patching.get_act_patch_resid_mid,
-    "attn_out": tl_patching.get_act_patch_attn_out,
-    "mlp_out": tl_patching.get_act_patch_mlp_out,
-    "head_out": tl_patching.get_act_patch_attn_head_out_all_pos,
-    "head_pattern": tl_patching.get_act_patch_attn_head_pattern_all_pos,
-}
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)  # the repo's packages, not benchmarks/probes.py
+LONG_LAYERS = range(20, 30)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=8)
-    parser.add_argument("--sweeps", default="resid_pre,head_out")
-    args = parser.parse_args()
+def rss_mb(field: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def long_prompt(model, n_tokens: int = 512):
+    """One IOI sentence after filler text, exactly ``n_tokens`` long with BOS, corrupted at
+    its first name, so nearly every position differs downstream."""
+    from probes import PromptSet
+
+    head, tail = "When Mary and John went to the shops,", " Then, John gave the bag to"
+    filler = "the weather was mild and the streets were quiet that afternoon".split()
+    words = []
+    while len(model.to_tokens(" ".join([head, *words]) + tail)[0]) < n_tokens:
+        words.append(filler[len(words) % len(filler)])
+    clean = " ".join([head, *words[:-1]]) + tail
+    while len(model.to_tokens(clean)[0]) < n_tokens:  # the last word may have been several tokens
+        clean = clean.replace(tail, " so" + tail)
+    return PromptSet([clean], [(" Mary", " John")], corrupted_prompts=[clean.replace("Mary", "Anne", 1)],
+                     name=f"{n_tokens}-token IOI")
+
+
+def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
+    """One measurement, in this (fresh) process."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import pandas as pd
+    import torch
+    import transformer_lens.patching as tl_patching
+
+    from fixtures import load_model
+    from fixtures.families import ioi_prompts
+    from probes import attribution_patch, patch
+    from probes.patching import rows_per_pass
+
     model = load_model("smollm2-135m", device="cpu")
-    prompts = ioi_prompts(args.prompts)
+    prompts = ioi_prompts(n)
     clean, corrupted = prompts.tokenize(model), prompts.corrupted.tokenize(model)
     answers = clean.answer_ids
 
@@ -49,21 +82,103 @@ def main() -> None:
         final = logits[:, -1]
         return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).mean()
 
-    with torch.inference_mode():
-        _, clean_cache = model.run_with_cache(clean.tokens)
-    print(f"SmolLM2-135M on CPU ({torch.get_num_threads()} threads), {args.prompts} IOI prompts of "
-          f"{clean.tokens.shape[1]} tokens, clean into corrupted, metric: mean logit difference")
-    print(f"{'sweep':12}{'sites':>7}{'reference (s)':>15}{'ours (s)':>10}{'ratio':>8}{'max |diff|':>12}")
-    for sweep in args.sweeps.split(","):
-        start = time.perf_counter()
-        reference = REFERENCE[sweep](model, corrupted.tokens, clean_cache, mean_logit_diff)
-        reference_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        ours = patch(model, prompts, sweep)
-        our_seconds = time.perf_counter() - start
-        diff = (torch.tensor(ours.grid("mean")) - reference.double()).abs().max().item()
-        print(f"{sweep:12}{len(ours.sites):7d}{reference_seconds:15.1f}{our_seconds:10.1f}"
-              f"{reference_seconds / our_seconds:7.1f}x{diff:12.1e}")
+    reference = {"resid_pre": ("resid_pre", tl_patching.layer_pos_patch_setter, ["layer", "pos"]),
+                 "head_out": ("z", tl_patching.layer_head_vector_patch_setter, ["layer", "head_index"])}
+    if task == "reference":
+        with torch.inference_mode():
+            _, clean_cache = model.run_with_cache(clean.tokens)
+        name, setter, columns = reference[sweep]
+        units = clean.tokens.shape[1] if sweep == "resid_pre" else model.cfg.n_heads
+        sites = list(itertools.product(range(model.cfg.n_layers), range(units)))
+
+        def call():
+            return tl_patching.generic_activation_patch(
+                model, corrupted.tokens, clean_cache, mean_logit_diff, patch_setter=setter, activation_name=name,
+                index_df=pd.DataFrame(sites[:10] if few_sites else sites, columns=columns)).double().flatten()
+    elif task == "ours":
+        def call():
+            return torch.tensor(patch(model, prompts, sweep).mean)
+    elif task == "attribution":
+        def call():
+            return torch.tensor(attribution_patch(model, prompts, sweep).mean)
+    else:  # long
+        long = long_prompt(model)
+        width = long.tokenize(model).tokens.shape[1]
+
+        def call():
+            return torch.tensor(patch(model, long, "head_out", layers=LONG_LAYERS, memory_budget=budget).mean)
+    model(clean.tokens[:1])  # warm up
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak RSS to the current RSS
+    base, start = rss_mb("VmRSS"), time.perf_counter()
+    values = call()
+    seconds, peak = time.perf_counter() - start, rss_mb("VmHWM") - base
+    out = {"seconds": seconds, "peak_mb": peak, "values": values.tolist(), "threads": torch.get_num_threads()}
+    if task == "long":
+        out.update(width=width, rows_per_pass=rows_per_pass(model, width - 2, width, budget))
+    return out
+
+
+def measure(task: str, sweep: str = "", n: int = 8, budget: int = 0, memory: bool = False) -> dict:
+    """Run one measurement in a fresh process; ``memory``: the peak-memory run (see above)."""
+    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "65536"} if memory else {})}
+    out = subprocess.run([sys.executable, __file__, "--child", task, sweep, str(n), str(budget), str(int(memory))],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    if out.returncode:
+        sys.exit(f"{task} {sweep} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--sweeps", default="resid_pre,head_out")
+    parser.add_argument("--skip-long", action="store_true", help="skip the 512-token memory case")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        task, sweep, n, budget, memory = args.child
+        print(json.dumps(child(task, sweep, int(n), int(budget), memory == "1")))
+        return
+
+    from probes.patching import DEFAULT_MEMORY_BUDGET
+
+    sweeps = args.sweeps.split(",")
+    exact = {}
+    print(f"{'sweep':12}{'sites':>7}{'reference (s)':>15}{'ours (s)':>10}{'ratio':>8}{'max |diff|':>12}"
+          f"{'ref peak (MB)':>15}{'our peak (MB)':>15}")
+    for sweep in sweeps:
+        reference, ours = measure("reference", sweep, args.prompts), measure("ours", sweep, args.prompts)
+        reference_mb = measure("reference", sweep, args.prompts, memory=True)["peak_mb"]
+        our_mb = measure("ours", sweep, args.prompts, memory=True)["peak_mb"]
+        exact[sweep] = ours
+        diff = np.abs(np.array(ours["values"]) - np.array(reference["values"])).max()
+        print(f"{sweep:12}{len(ours['values']):7d}{reference['seconds']:15.1f}{ours['seconds']:10.1f}"
+              f"{reference['seconds'] / ours['seconds']:7.1f}x{diff:12.1e}"
+              f"{reference_mb:15.0f}{our_mb:15.0f}", flush=True)
+    print(f"(SmolLM2-135M on CPU, {ours['threads']} threads, {args.prompts} IOI prompts of 15 tokens, "
+          "clean into corrupted, metric: mean logit difference)")
+
+    print("\nattribution patching (two forward passes, one backward) against exact patching")
+    print(f"{'sweep':12}{'time (s)':>10}{'faster than exact':>19}{'correlation':>13}")
+    for sweep in sweeps:
+        estimate = measure("attribution", sweep, args.prompts)
+        correlation = np.corrcoef(estimate["values"], exact[sweep]["values"])[0, 1]
+        print(f"{sweep:12}{estimate['seconds']:10.1f}{exact[sweep]['seconds'] / estimate['seconds']:18.1f}x"
+              f"{correlation:13.3f}", flush=True)
+
+    if not args.skip_long:
+        runs = {label: measure("long", budget=budget, memory=True)
+                for label, budget in (("2 GiB (default)", DEFAULT_MEMORY_BUDGET), ("none", 2**50))}
+        width = runs["none"]["width"]
+        print(f"\nmemory: one {width}-token prompt pair corrupted at its first name, head_out sweep, "
+              f"layers {LONG_LAYERS.start}-{LONG_LAYERS.stop - 1} ({len(LONG_LAYERS) * 9} sites)")
+        print(f"{'memory budget':16}{'rows/pass':>10}{'time (s)*':>10}{'peak (MB)':>11}")
+        for label, run in runs.items():
+            rows = min(run["rows_per_pass"], len(LONG_LAYERS) * 9 + 1)
+            print(f"{label:16}{rows:>10}{run['seconds']:10.1f}{run['peak_mb']:11.0f}")
+        same = np.abs(np.array(runs["none"]["values"]) - np.array(runs["2 GiB (default)"]["values"])).max()
+        print(f"largest difference between the two: {same:.1e}  (* time of the memory run, slowed by the mmap setting)")
 
 
 if __name__ == "__main__":

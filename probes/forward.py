@@ -41,6 +41,11 @@ def remember(model, key, value) -> None:
         entries.popitem(last=False)
 
 
+def forget_passes(model) -> None:
+    """Drop every pass cached for ``model`` (to time a probe again, or to free memory)."""
+    _cache.pop(model, None)
+
+
 def memo(model, key, compute):
     """``compute()`` once per (model, key) while the model is unhooked."""
     entries = _cache.get(model, {})

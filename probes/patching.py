@@ -393,11 +393,15 @@ def _sweep_once(model, spec: Sweep, clean: Tokenized, corrupted: Tokenized, dire
             return _score_group(model, spec, names, sites, chosen, source_acts, target, group, offset, prefix,
                                 memory_budget, corrupt(target, group, offset), group_columns)
 
-        scored = score(offset)
         expected = target_logits[group] if columns is None else target_logits[group].gather(1, group_columns)
-        if offset and not agrees(scored[0][1][:len(group)], expected, dtype):
-            warnings.warn(f"{type(model).__name__}: a run continuing a cached prompt prefix did not "
-                          "reproduce the full run; patching this model with full runs (slower)",
+        try:
+            scored = score(offset)
+            problem = None if agrees(scored[0][1][:len(group)], expected, dtype) else "did not reproduce"
+        except RuntimeError as error:  # an architecture whose attention cannot take the cache
+            problem = f"failed ({error})"
+        if problem:
+            warnings.warn(f"{type(model).__name__}: a run continuing a cached prompt prefix {problem} the "
+                          "full run; patching this model with full runs (slower, same results)",
                           RuntimeWarning, stacklevel=4)
             _IGNORES_PREFIX.add(model)
             scored = score(0)

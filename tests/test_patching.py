@@ -22,6 +22,18 @@ PROMPTS = PromptSet(
     name="IOI pair")
 
 
+# Prompts whose corruption starts at different positions (10, 8, 13) or nowhere: each group
+# of prompts with one first difference shares a cached prefix of that length.
+STAGGERED = PromptSet(
+    [PROMPTS.prompts[0], PROMPTS.prompts[1], "When Mary and John went to the park, John gave the bag to",
+     PROMPTS.prompts[1]],
+    [(" Mary", " John"), (" Tom", " James"), (" Mary", " John"), (" Tom", " James")],
+    corrupted_prompts=[PROMPTS.corrupted_prompts[0], "When Tom and James went to the shops, James gave the ball to",
+                       "When Mary and John went to the park, John gave the bag to",
+                       "When Tom and James went to the park, James gave the bag to"],
+    name="staggered corruptions")
+
+
 @pytest.fixture(params=["tiny_llama", "tiny_gpt2"])
 def tiny(request):
     return request.getfixturevalue(request.param)
@@ -43,6 +55,50 @@ def test_sites_before_the_first_difference_have_exactly_zero_effect(tiny_llama):
     grid = result.grid("effect")
     assert first == 10 and result.rows_skipped == 2 * 2 * 10
     assert (grid[:, :first] == 0).all() and (grid[:, first:] != 0).any()
+
+
+@pytest.mark.parametrize("sweep", ["resid_pre", "head_out", "head_k_by_pos", "head_pattern", "mlp_out_all_pos"])
+def test_prompts_corrupted_at_different_positions_equal_transformer_lens(tiny, sweep):
+    firsts = first_differences(STAGGERED.tokenize(tiny), STAGGERED.corrupted.tokenize(tiny))
+    assert firsts == [10, 8, 15, 13]  # with BOS; the third prompt is not corrupted at all
+    for direction in ("clean_into_corrupted", "corrupted_into_clean"):
+        ours = patch(tiny, STAGGERED, sweep, direction)
+        expected = reference_patch(tiny, STAGGERED, sweep, direction, ours.sites).numpy()
+        np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
+        assert (ours.values[:, 2] == ours.target_baseline[2]).all()  # nothing to patch
+
+
+def test_a_small_memory_budget_splits_the_work_and_changes_nothing(tiny_llama):
+    from probes.patching import rows_per_pass
+
+    whole = patch(tiny_llama, PROMPTS, "head_out")
+    budget = 3 * (2**30 // rows_per_pass(tiny_llama, 5, 15, 2**30))  # three rows of 5 positions per pass
+    assert rows_per_pass(tiny_llama, 5, 15, budget) == 3
+    split = patch(tiny_llama, PROMPTS, "head_out", memory_budget=budget, layers=[0, 1])  # another memo key
+    np.testing.assert_allclose(split.values, whole.values, atol=1e-5)
+
+
+def _cannot_concatenate(prefix, suffix):
+    raise RuntimeError("shapes do not match")
+
+
+@pytest.mark.parametrize("attention, says", [(lambda prefix, suffix: suffix, "did not reproduce the full run"),
+                                             (_cannot_concatenate, "failed .shapes do not match.")],
+                         ids=["ignores-the-prefix", "cannot-take-it"])
+def test_a_model_that_cannot_use_the_cached_prefix_falls_back_to_full_runs(monkeypatch, attention, says):
+    """If a model's attention does not read the cached prefix, the first unpatched suffix run
+    disagrees with the full run (or fails): the sweep says so, reruns in full, stays exact."""
+    from fixtures import load_model
+    from probes import patching
+    from probes.shared_prefix import PrefixKeysValues
+
+    model = load_model("tiny-llama", device="cpu")  # a model of its own: the fallback is remembered
+    monkeypatch.setattr(PrefixKeysValues, "_after", staticmethod(attention))
+    with pytest.warns(RuntimeWarning, match=says):
+        ours = patch(model, PROMPTS, "head_out")
+    assert model in patching._IGNORES_PREFIX
+    expected = reference_patch(model, PROMPTS, "head_out", "clean_into_corrupted", ours.sites).numpy()
+    np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
 
 
 def test_baselines_and_recovery_scale(tiny_llama):
