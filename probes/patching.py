@@ -16,20 +16,19 @@ site is patched alone, but:
     and values are computed once per prompt and each run computes only the
     positions from the first difference on (`probes.shared_prefix`);
   * layers before a site's layer are the same as the target run's, so they are
-    computed once: each prompt runs as a batch of one, and at the start of each
-    layer the batch grows by one copy of the unpatched stream per site of that
-    layer, which is then patched — many sites of a prompt in one forward pass,
-    as many as fit the memory budget;
+    computed once: the prompts that differ first at the same position start as one
+    batch, and at the start of each layer the batch grows by a copy of their
+    unpatched streams per site of that layer, which are then patched — many sites
+    in one forward pass, as many as fit the memory budget;
   * each run stops before the unembedding, and only the final position is
     unembedded, since that is all the metric reads.
 """
 
 import dataclasses
 import itertools
-from dataclasses import dataclass
-
 import warnings
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -434,7 +433,8 @@ def _score_group(model, spec: Sweep, names, sites, chosen: list[int], source_act
     tokens = target.tokens[group, offset:].to(device)
     acts = {name: act[group, :, offset:] if spec.pattern else act[group, offset:]
             for name, act in source_acts.items()}
-    per_pass = max(1, rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget) // len(group) - 1)
+    rows = rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget)
+    per_pass = max(1, rows // len(group) - 1)  # sites per pass: each adds a row per prompt
     ordered = sorted(chosen, key=lambda s: sites[s])
     return [(part, _run_growing_batch(model, spec, names, sites, part, acts, tokens, offset, prefix,
                                       extra_hooks, columns))
@@ -500,7 +500,8 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
     ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
     key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()), noise)
     sites, values, target_baseline, source_baseline, rows_run = memo(
-        model, key, lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, noise))
+        model, key,
+        lambda: _sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, noise))
 
     return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
                         source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
