@@ -71,7 +71,7 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     from fixtures import load_model
     from fixtures.families import ioi_prompts
     from probes import attribution_patch, patch
-    from probes.patching import rows_per_pass
+    from probes.patch_runs import rows_per_pass
 
     model = load_model("smollm2-135m", device="cpu")
     prompts = ioi_prompts(n)

@@ -9,7 +9,7 @@ import pytest
 
 from fixtures.families import ioi_prompts
 from probes import SWEEPS, patch
-from probes.patching import first_differences
+from probes.patch_runs import first_differences
 
 from .patching_reference import reference_patch
 

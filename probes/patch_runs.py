@@ -1,0 +1,257 @@
+"""How a patching sweep runs: exactly like `transformer_lens.patching`, each site is
+patched alone, but the work that cannot change is not redone.
+
+  * A site at a position before the first token where the clean and corrupted
+    prompt differ is skipped: its activations are identical in both runs (attention
+    is causal), so its effect is exactly zero.
+  * Positions before that token are the same in every patched run, so their keys
+    and values are kept from the unpatched run and each run computes only the
+    positions from the first difference on (`probes.shared_prefix`).
+  * Layers before a site's layer are the same as the target run's, so they are
+    computed once: the prompts that differ first at the same position start as one
+    batch, and at the start of each layer the batch grows by a copy of their
+    unpatched streams per site of that layer, which are then patched; many sites
+    share one forward pass, as many as fit the memory budget.
+  * Each run stops before the unembedding, and only the final position is
+    unembedded (for a metric that reads only the answers, only their two columns).
+"""
+
+import itertools
+import warnings
+import weakref
+
+import numpy as np
+import torch
+
+from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
+from .tokens import Tokenized
+
+
+class _Stop(Exception):
+    """Raised at the final norm's input: everything after it is computed by hand."""
+
+
+def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
+    """Per prompt, the first position where clean and corrupted tokens differ."""
+    out = []
+    for a, b in zip(clean.tokens, corrupted.tokens):
+        differ = (a != b).nonzero()
+        out.append(int(differ[0]) if len(differ) else len(a))
+    return out
+
+
+def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
+    """Final-position logits of a (patched) run, stopping before the full unembedding.
+    With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
+    With ``columns`` (rows × k token ids), only those logits, rows × k."""
+    captured = {}
+
+    def stop(activation, hook):
+        captured["resid"] = activation
+        raise _Stop
+
+    cached = {} if prefix is None else {"past_key_values": prefix}
+    with (torch.inference_mode(), passing_the_cache(model),
+          model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
+        try:
+            model(tokens, return_type="logits", **cached)
+        except _Stop:
+            pass
+    resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
+    resid = resid[torch.arange(len(resid), device=resid.device), positions]
+    with torch.inference_mode():
+        normed = model.ln_final(resid[:, None])[:, 0]
+        if columns is None:
+            return model.unembed(normed[:, None])[:, 0].float()
+        return (torch.einsum("rd,drk->rk", normed, model.W_U[:, columns]) + model.b_U[columns]).float()
+
+
+def _patch_hook(sweep, source: torch.Tensor, rows, prompts, pos, head):
+    """Replace, in each row, the site's slice of the activation by the source prompt's.
+    ``head`` indexes the unit axis after position: a head, or a neuron of ``mlp.hook_post``."""
+
+    def hook(activation, hook):
+        if sweep.pattern:  # batch head query key; "pos" is the query position
+            if pos is None:
+                activation[rows, head] = source[prompts, head]
+            else:
+                activation[rows, head, pos] = source[prompts, head, pos]
+        elif head is None and pos is None:
+            activation[rows] = source[prompts]
+        elif head is None:
+            activation[rows, pos] = source[prompts, pos]
+        elif pos is None:
+            activation[rows, :, head] = source[prompts, :, head]
+        else:
+            activation[rows, pos, head] = source[prompts, pos, head]
+        return activation
+
+    return hook
+
+
+def rows_per_pass(model, positions: int, keys: int, budget: int) -> int:
+    """How many runs of ``positions`` tokens (attending to ``keys``) one forward pass can
+    hold in ``budget`` bytes. Per row it counts a layer's largest live activations: a few
+    residual-stream-sized tensors, the MLP's hidden layer (gate, up, product), the
+    attention scores, softmax and pattern, and the cached prefix's keys and values."""
+    cfg = model.cfg
+    item = next(model.parameters()).element_size()
+    kv_width = 2 * (cfg.n_key_value_heads or cfg.n_heads) * cfg.d_head
+    per_row = (positions * (8 * cfg.d_model + 4 * cfg.d_mlp + 3 * cfg.n_heads * keys) + keys * kv_width) * item
+    return max(1, budget // per_row)
+
+
+def _run_growing_batch(model, spec, names, sites, chosen: list[int], source_acts, tokens,
+                       offset: int, prefix, extra_hooks=(), columns=None) -> torch.Tensor:
+    """Final-position logits of a group of g prompts: unpatched (rows 0..g−1), then for each
+    site in ``chosen`` (ordered by layer) g rows, each prompt patched at that site.
+
+    ``tokens`` are the prompts' tokens from position ``offset`` on (``prefix`` holds the keys
+    and values before it) and ``source_acts`` the source run's activations over the same
+    positions. At the start of each layer with sites, the batch grows by one copy of the g
+    unpatched rows per site (layers before it are shared), and the copies are patched; so
+    row r always belongs to prompt r mod g. ``columns``: per prompt, the only logits wanted.
+    """
+    device, g = tokens.device, len(tokens)
+    by_layer: dict[int, list[int]] = {}
+    for s in chosen:
+        by_layer.setdefault(sites[s][0], []).append(s)
+    hooks, next_row = list(extra_hooks), g  # extra hooks (noise) act before any growth
+    for layer, members in by_layer.items():
+        rows = torch.arange(next_row, next_row + g * len(members), device=device)
+        next_row += len(rows)
+        index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] - (offset if axis == "pos" else 0)
+                                     for s in members], device=device).repeat_interleave(g)
+                 for axis in ("pos", "head", "neuron") if axis in spec.axes}
+        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows, rows % g,
+                               index.get("pos"), index.get("head", index.get("neuron")))
+        grow_at = f"blocks.{layer}.hook_resid_pre"
+
+        def grow(activation, hook, copies=len(members), patch_fn=patch_fn, also_patch=names[layer] == grow_at):
+            activation = torch.cat([activation, activation[:g].repeat(copies, *[1] * (activation.ndim - 1))])
+            return patch_fn(activation, hook) if also_patch else activation
+
+        hooks.append((grow_at, grow))
+        if names[layer] != grow_at:
+            hooks.append((names[layer], patch_fn))
+    final = torch.full((next_row,), tokens.shape[1] - 1, device=device)
+    return final_logits_with(model, tokens, final, hooks, prefix,
+                             None if columns is None else columns.repeat(next_row // g, 1))
+
+
+_IGNORES_PREFIX: "weakref.WeakSet" = weakref.WeakSet()  # models whose attention ignored the cache
+
+
+def run_sweep(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
+           ranges: dict, memory_budget: int, noise=None):
+    """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``.
+    With ``noise`` (a `GaussianNoise`), the corrupted run is the clean prompts with noise on
+    their embeddings, and every number is the mean over the noise samples."""
+    if noise is not None:
+        runs = [_sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, draw,
+                            noise)
+                for draw in noise.draws(model, len(clean.lengths))]
+        sites, rows_run = runs[0][0], runs[0][4]
+        return (sites, *(np.mean([run[k] for run in runs], axis=0) for k in (1, 2, 3)), rows_run)
+    return _sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget)
+
+
+def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
+                ranges: dict, memory_budget: int, draw=None, noise=None):
+    """One sweep; ``draw`` (prompt × position × d_model) is the noise of a noise corruption."""
+    target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
+
+    def corrupt(run: Tokenized, rows=slice(None), offset=0) -> list:  # hooks making a run the corrupted one
+        return [noise.hook(draw[rows], offset)] if noise is not None and run is corrupted else []
+
+    device = next(model.parameters()).device
+    width, n = clean.tokens.shape[1], len(clean.lengths)
+    final_positions = torch.full((n,), width - 1, device=device)
+    answers = clean.answer_ids.to(device)
+
+    # source activations at every hooked layer, and the three unpatched baselines
+    source_acts = {}
+
+    def keep(name):
+        def hook(activation, hook):
+            source_acts[name] = activation.detach().clone()
+        return hook
+
+    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
+    source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
+                                      [*corrupt(source), *((name, keep(name)) for name in names.values())])
+    target_keys_values = PrefixKeysValues()  # the target run's keys and values, for shared prefixes
+    target_logits = final_logits_with(model, target.tokens.to(device), final_positions, corrupt(target),
+                                      target_keys_values)
+    clean_logits = source_logits if source is clean else target_logits
+    source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
+    target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
+
+    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
+    values = np.tile(target_baseline, (len(sites), 1))
+    firsts = ([min(noise.positions)] * n if noise is not None else first_differences(clean, corrupted))
+    pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
+    rows_run = 0
+
+    # A metric that reads only the two answers' logits gets just those: the sweep then
+    # unembeds two columns per row instead of the whole vocabulary.
+    columns = answers if getattr(metric_fn, "reads_answers_only", False) else None
+    dtype = next(model.parameters()).dtype
+    for first, group in _prompt_groups(firsts, width).items():
+        chosen = [s for s, site in enumerate(sites) if pos_axis is None or site[pos_axis] >= first]
+        offset = 0 if model in _IGNORES_PREFIX else first
+        rows_run += len(chosen) * len(group)
+        group_columns = None if columns is None else columns[group]
+
+        def score(offset):
+            prefix = None if not offset else target_keys_values.prefix(group, offset)
+            return _score_group(model, spec, names, sites, chosen, source_acts, target, group, offset, prefix,
+                                memory_budget, corrupt(target, group, offset), group_columns)
+
+        expected = target_logits[group] if columns is None else target_logits[group].gather(1, group_columns)
+        try:
+            scored = score(offset)
+            problem = None if agrees(scored[0][1][:len(group)], expected, dtype) else "did not reproduce"
+        except RuntimeError as error:  # an architecture whose attention cannot take the cache
+            problem = f"failed ({error})"
+        if problem:
+            warnings.warn(f"{type(model).__name__}: a run continuing a cached prompt prefix {problem} the "
+                          "full run; patching this model with full runs (slower, same results)",
+                          RuntimeWarning, stacklevel=4)
+            _IGNORES_PREFIX.add(model)
+            scored = score(0)
+        for part, logits in scored:  # rows after the unpatched ones: site-major, prompt-minor
+            patched = logits[len(group):].view(len(part), len(group), -1)
+            for p, i in enumerate(group):
+                picked = answers[i] if columns is None else torch.arange(2, device=device)
+                values[part, i] = metric_fn(patched[:, p], picked.expand(len(part), 2),
+                                            clean_logits[i].expand(len(part), -1)).cpu().numpy()
+
+    return sites, values, target_baseline, source_baseline, rows_run
+
+
+def _prompt_groups(firsts: list[int], width: int) -> dict[int, list[int]]:
+    """Prompts by the first position where their clean and corrupted tokens differ: those
+    share their sites and the length of their shared prefix, so they run together. Prompts
+    without a difference are left out: patching them changes nothing."""
+    groups: dict[int, list[int]] = {}
+    for i, first in enumerate(firsts):
+        if first < width:
+            groups.setdefault(first, []).append(i)
+    return groups
+
+
+def _score_group(model, spec, names, sites, chosen: list[int], source_acts, target: Tokenized,
+                 group: list[int], offset: int, prefix, memory_budget: int, extra_hooks, columns=None) -> list:
+    """``[(sites, logits)]``: the group's prompts patched at each of ``chosen``, in as many
+    forward passes as the memory budget needs; logits as `_run_growing_batch`'s."""
+    device = next(model.parameters()).device
+    tokens = target.tokens[group, offset:].to(device)
+    acts = {name: act[group, :, offset:] if spec.pattern else act[group, offset:]
+            for name, act in source_acts.items()}
+    rows = rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget)
+    per_pass = max(1, rows // len(group) - 1)  # sites per pass: each adds a row per prompt
+    ordered = sorted(chosen, key=lambda s: sites[s])
+    return [(part, _run_growing_batch(model, spec, names, sites, part, acts, tokens, offset, prefix,
+                                      extra_hooks, columns))
+            for part in (ordered[start:start + per_pass] for start in range(0, len(ordered), per_pass))]
