@@ -143,7 +143,7 @@ _IGNORES_PREFIX: "weakref.WeakSet" = weakref.WeakSet()  # models whose attention
 
 
 def run_sweep(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-           ranges: dict, memory_budget: int, noise=None):
+              ranges: dict, memory_budget: int, noise=None):
     """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``.
     With ``noise`` (a `GaussianNoise`), the corrupted run is the clean prompts with noise on
     their embeddings, and every number is the mean over the noise samples."""
@@ -209,9 +209,11 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
                                 memory_budget, corrupt(target, group, offset), group_columns)
 
         expected = target_logits[group] if columns is None else target_logits[group].gather(1, group_columns)
-        try:
-            scored = score(offset)
+        try:  # the first pass's unpatched rows must reproduce the full run
+            passes = score(offset)
+            scored = [next(passes)]
             problem = None if agrees(scored[0][1][:len(group)], expected, dtype) else "did not reproduce"
+            scored += passes if problem is None else []
         except RuntimeError as error:  # an architecture whose attention cannot take the cache
             problem = f"failed ({error})"
         if problem:
@@ -242,9 +244,9 @@ def _prompt_groups(firsts: list[int], width: int) -> dict[int, list[int]]:
 
 
 def _score_group(model, spec, names, sites, chosen: list[int], source_acts, target: Tokenized,
-                 group: list[int], offset: int, prefix, memory_budget: int, extra_hooks, columns=None) -> list:
-    """``[(sites, logits)]``: the group's prompts patched at each of ``chosen``, in as many
-    forward passes as the memory budget needs; logits as `_run_growing_batch`'s."""
+                 group: list[int], offset: int, prefix, memory_budget: int, extra_hooks, columns=None):
+    """``(sites, logits)`` per forward pass, lazily: the group's prompts patched at each of
+    ``chosen``, in as many passes as the memory budget needs; logits as `_run_growing_batch`'s."""
     device = next(model.parameters()).device
     tokens = target.tokens[group, offset:].to(device)
     acts = {name: act[group, :, offset:] if spec.pattern else act[group, offset:]
@@ -252,6 +254,7 @@ def _score_group(model, spec, names, sites, chosen: list[int], source_acts, targ
     rows = rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget)
     per_pass = max(1, rows // len(group) - 1)  # sites per pass: each adds a row per prompt
     ordered = sorted(chosen, key=lambda s: sites[s])
-    return [(part, _run_growing_batch(model, spec, names, sites, part, acts, tokens, offset, prefix,
-                                      extra_hooks, columns))
-            for part in (ordered[start:start + per_pass] for start in range(0, len(ordered), per_pass))]
+    for start in range(0, len(ordered), per_pass):
+        part = ordered[start:start + per_pass]
+        yield part, _run_growing_batch(model, spec, names, sites, part, acts, tokens, offset, prefix,
+                                       extra_hooks, columns)
