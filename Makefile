@@ -1,7 +1,8 @@
 # Two commands set up a fresh machine and run everything:
 #   make check   the hypotheses on the default model, writing reports/out/index.html
 #                (MODELS="smollm2-135m gpt2" runs them on several models)
-#   make test    the toolkit's own tests
+#   make test    the toolkit's fast tests: unit and plugin tests on tiny models (~2 min)
+#   make test-all  every toolkit test, with the slow ones and those on the real model (CI)
 # Both create .venv on first use. TORCH picks the torch build installed first:
 # the CPU wheel by default; for a GPU, `make TORCH=torch check` (or install CUDA
 # torch into .venv yourself before the first make).
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 MODELS ?=
 MODEL_ARGS := $(foreach m,$(MODELS),--model $(m))
 
-.PHONY: check test venv clean-cache
+.PHONY: check test test-all venv clean-cache
 
 venv: $(VENV)/.installed
 
@@ -29,8 +30,12 @@ $(VENV)/.installed: pyproject.toml
 check: venv
 	$(PY) -m pytest hypotheses $(MODEL_ARGS) $(PYTEST_ARGS)
 
+# The toolkit's own tests write no evidence report: reports/out stays the hypotheses'.
 test: venv
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not integration and not slow" --no-report $(PYTEST_ARGS)
+
+test-all: venv
+	$(PY) -m pytest tests --no-report $(PYTEST_ARGS)
 
 clean-cache:
 	rm -rf "$${CIRCUITCHECK_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/circuitcheck}"

@@ -1,7 +1,6 @@
-"""Wires circuitcheck into every pytest run in this repository.
+"""This repository's own pytest configuration.
 
-fixtures.plugin: --model/--device/--dtype, the ``model`` fixture, @pytest.mark.models.
-reports.plugin: evidence capture, the ``evidence`` fixture, reports/out/index.html.
+The circuitcheck plugin itself (``--model``, the ``model`` fixture, the evidence
+report) is loaded in every project by its ``pytest11`` entry point
+(`circuitcheck.plugin`) once circuitcheck is installed; nothing needs wiring here.
 """
-
-pytest_plugins = ["fixtures.plugin", "reports.plugin"]

@@ -20,7 +20,7 @@ CHILD = """
 import json, time
 t0 = time.perf_counter()
 import torch, transformers, transformer_lens.model_bridge
-from fixtures import load_model
+from circuitcheck.fixtures import load_model
 t1 = time.perf_counter()
 load_model("smollm2-135m", device="cpu")
 t2 = time.perf_counter()

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[0] = str(ROOT)  # the repo's packages, not benchmarks/probes.py
 LONG_LAYERS = range(20, 30)
 
 
@@ -47,7 +46,7 @@ def rss_mb(field: str) -> float:
 def long_prompt(model, n_tokens: int = 512):
     """One IOI sentence after filler text, exactly ``n_tokens`` long with BOS, corrupted at
     its first name, so nearly every position differs downstream."""
-    from probes import PromptSet
+    from circuitcheck.probes import PromptSet
 
     head, tail = "When Mary and John went to the shops,", " Then, John gave the bag to"
     filler = "the weather was mild and the streets were quiet that afternoon".split()
@@ -68,10 +67,10 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     import torch
     import transformer_lens.patching as tl_patching
 
-    from fixtures import load_model
-    from fixtures.families import ioi_prompts
-    from probes import attribution_patch, patch
-    from probes.patch_runs import rows_per_pass
+    from circuitcheck.fixtures import load_model
+    from circuitcheck.fixtures.families import ioi_prompts
+    from circuitcheck.probes import attribution_patch, patch
+    from circuitcheck.probes.patch_runs import rows_per_pass
 
     model = load_model("smollm2-135m", device="cpu")
     prompts = ioi_prompts(n)
@@ -141,7 +140,7 @@ def main() -> None:
         print(json.dumps(child(task, sweep, int(n), int(budget), memory == "1")))
         return
 
-    from probes.patching import DEFAULT_MEMORY_BUDGET
+    from circuitcheck.probes.patching import DEFAULT_MEMORY_BUDGET
 
     sweeps = args.sweeps.split(",")
     exact = {}

@@ -20,8 +20,8 @@ import sys
 
 CHILD = r"""
 import json, sys, time, torch
-from fixtures import load_model
-from fixtures.families import ioi_prompts
+from circuitcheck.fixtures import load_model
+from circuitcheck.fixtures.families import ioi_prompts
 
 def rss_kb(field):
     for line in open("/proc/self/status"):
@@ -36,7 +36,7 @@ with open("/proc/self/clear_refs", "w") as f:
 base = rss_kb("VmRSS")
 start = time.perf_counter()
 if sys.argv[1] == "ours":
-    from probes import attention, head_attribution, layer_attribution, logit_diff, logit_lens, top_k
+    from circuitcheck.probes import attention, head_attribution, layer_attribution, logit_diff, logit_lens, top_k
     logit_diff(model, prompts); top_k(model, prompts); logit_lens(model, prompts)
     layer_attribution(model, prompts); attention(model, prompts, heads)
     values = head_attribution(model, prompts).values.transpose(2, 0, 1).reshape(len(prompts), -1)

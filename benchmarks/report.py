@@ -6,15 +6,12 @@ Target: under 10 s and under 20 MB of HTML.
 """
 
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # the repo's packages, not this folder's scripts
-
-from reports.render import write_report  # noqa: E402
-from tests.test_report import synthetic_run  # noqa: E402
+from circuitcheck.reports.render import write_report
+from circuitcheck.reports.sample import synthetic_run
 
 
 def main() -> None:

@@ -8,10 +8,8 @@ and patching it alone recovers about half of the clean logit difference on
 
 import pytest
 
-from fixtures.families import a_an_prompts, counting_prompts, day_prompts
-from probes import (PromptSet, corruption_check, logit_diff, neuron_congruence,
-                    neuron_prediction_correlation, patch, top_k)
-from probes.neurons import parse_neuron
+from circuitcheck import (PromptSet, a_an_prompts, corruption_check, counting_prompts, day_prompts, logit_diff,
+                          neuron_congruence, neuron_prediction_correlation, parse_neuron, patch, top_k)
 
 PEAR_APPLE = PromptSet(
     ["I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"],

@@ -1,6 +1,6 @@
 """The workflow-feasibility map: every prompt family through every step of the workflow.
 
-Families come from fixtures.families (IOI, a/an, counting, days, pet family) and from
+Families come from circuitcheck.fixtures.families (IOI, a/an, counting, days, pet family) and from
 any file in hypotheses/families/ that registers one with ``@family("name")``. Each
 (family, step) is one checked claim; a step that does not hold is recorded as an
 expected failure with its numbers ("the analogy breaks here"), not as a broken test.
@@ -13,26 +13,27 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.families import FAMILIES
-from probes import STEPS, feasibility_step
+from circuitcheck import FAMILIES, STEPS, feasibility_step
 
 for module in pkgutil.iter_modules([str(Path(__file__).parent / "families")]):
     importlib.import_module(f"hypotheses.families.{module.name}")
 
-_built: dict = {}
-
-
-def family_prompts(model, name):
+@pytest.fixture(scope="session")
+def family_prompts():
     """Each family built once per model (its builder may adapt to the tokenizer)."""
-    key = (id(model), name)
-    if key not in _built:
-        _built[key] = FAMILIES[name](model)
-    return _built[key]
+    built = {}
+
+    def build(model, name):
+        if (model, name) not in built:  # the model itself is the key: it lives all session
+            built[model, name] = FAMILIES[name](model)
+        return built[model, name]
+
+    return build
 
 
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_workflow_step(model, family, step):
+def test_workflow_step(model, family, step, family_prompts):
     """This step of the IOI / 'an'-neuron workflow holds for this family (claims and thresholds:
     probes.feasibility)."""
     result = feasibility_step(model, family_prompts(model, family), step, family)

@@ -9,9 +9,8 @@ movers 9.6, 9.9, 10.0 attend to the indirect object.
 
 import pytest
 
-from fixtures.families import ioi_prompts
-from probes import (attention, attention_to, corruption_check, head_attribution, layer_attribution,
-                    logit_diff, logit_lens, patch, top_k)
+from circuitcheck import (attention, attention_to, corruption_check, head_attribution, ioi_prompts,
+                          layer_attribution, logit_diff, logit_lens, patch, top_k)
 
 IOI = ioi_prompts()
 

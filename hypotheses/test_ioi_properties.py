@@ -6,11 +6,10 @@ still fails (pools are ordered canonical → exotic, and Hypothesis shrinks towa
 import pytest
 from hypothesis import example, given
 
-from fixtures.strategies import ioi_prompt, ioi_prompts
-from probes import logit_diff
+from circuitcheck import logit_diff, strategies
 
 
-@given(prompts=ioi_prompts())
+@given(prompts=strategies.ioi_prompts())
 def test_prefers_the_indirect_object_for_any_names(model, prompts):
     """For any two names, place and object, the model prefers the indirect object."""
     result = logit_diff(model, prompts)
@@ -22,8 +21,8 @@ def test_prefers_the_indirect_object_for_any_names(model, prompts):
     "does not hold for every name pair on SmolLM2-135M: a random search found Kate/Anne, where "
     "repeating the indirect object still leaves the model preferring it (+0.35), kept here as an "
     "explicit example; the eight demo prompts all flip"))
-@given(prompts=ioi_prompts())
-@example(prompts=ioi_prompt("Kate", "Anne"))
+@given(prompts=strategies.ioi_prompts())
+@example(prompts=strategies.ioi_prompt("Kate", "Anne"))
 def test_corruption_flips_for_any_names_on_smollm2(model, prompts):
     """For any two names, repeating the indirect object instead of the subject flips the answer."""
     assert logit_diff(model, prompts.corrupted).per_prompt[0] < 0
@@ -32,7 +31,7 @@ def test_corruption_flips_for_any_names_on_smollm2(model, prompts):
 @pytest.mark.xfail(strict=True, reason=(
     "deliberately false, to show a shrunk counterexample: the margin is not above 6 logits for "
     "every name pair; the details show the most ordinary prompt where it is not"))
-@given(prompts=ioi_prompts())
+@given(prompts=strategies.ioi_prompts())
 def test_margin_exceeds_six_logits_for_any_names(model, prompts):
     """The logit difference exceeds 6 for every name pair (false on purpose)."""
     result = logit_diff(model, prompts)

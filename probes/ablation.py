@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .evidence import probe
 from .forward import final_logits, has_hooks
 from .metrics import resolve_metric
 from .results import Result
@@ -82,6 +83,7 @@ class AblationResult(Result):
         return [f"{self.ablation} ablation" + (f", seed {self.seed}" if self.seed is not None else "")]
 
 
+@probe
 def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="logit_diff",
            seed: int = 0) -> AblationResult:
     """Ablate all ``sites`` at once (every position) and compare the metric with the plain run.
@@ -196,6 +198,7 @@ class GaussianNoise:
         return ("hook_embed", add_noise)
 
 
+@probe
 def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int = 10, seed: int = 0,
                      metric="logit_diff") -> NoiseCorruption:
     """Corrupt the embeddings at ``positions`` (token indices, BOS counted) with Gaussian noise."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .evidence import probe
 from .observe import observe
 from .results import Result
 from .sites import head_label, parse_head
@@ -58,6 +59,7 @@ class AttentionPatterns(Result):
                 for head, per_prompt in zip(self.heads, self.patterns)]
 
 
+@probe
 def attention(model, prompts, heads, shown_prompt: int = 0,
               prepend_bos: bool | None = None) -> AttentionPatterns:
     """Attention patterns of ``heads`` (``["L9H6", ...]`` or ``[(9, 6), ...]``) on every prompt;
@@ -118,6 +120,7 @@ def _target_tokens(prompts, target) -> list[str]:
     return targets
 
 
+@probe
 def attention_to(model, prompts, heads, target="correct",
                  prepend_bos: bool | None = None) -> AttentionTo:
     """How much each head attends from the final position to ``target``: ``"correct"`` or

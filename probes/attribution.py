@@ -23,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .evidence import probe
 from .observe import Observation, observe
 from .results import Result
 from .sites import head_label
@@ -117,6 +118,7 @@ def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str
     return torch.stack(stack), labels + ["final"]
 
 
+@probe
 def logit_lens(model, prompts, prepend_bos: bool | None = None) -> LogitLens:
     """The logit difference (cached final-norm scale) and answer probabilities
     (re-normalised stream, unembedded) at every point of the residual stream."""
@@ -176,6 +178,7 @@ class LayerAttribution(Result):
                 "xlabel": "component", "ylabel": "mean direct contribution"}
 
 
+@probe
 def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerAttribution:
     """Embeddings, ``L{l} attn`` and ``L{l} mlp`` contributions to each prompt's logit difference."""
     tokenized, observation = _observed(model, prompts, prepend_bos, "layer_attribution")
@@ -263,6 +266,7 @@ def head_results(model, observation: Observation) -> Float[Tensor, "layer head b
     return torch.stack(results)
 
 
+@probe
 def head_attribution(model, prompts, prepend_bos: bool | None = None) -> HeadAttribution:
     """Per-head direct logit attribution as a layer × head table (``.top(k)``, ``.bottom(k)``)."""
     tokenized, observation = _observed(model, prompts, prepend_bos, "head_attribution")

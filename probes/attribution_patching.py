@@ -19,6 +19,7 @@ import itertools
 import numpy as np
 import torch
 
+from .evidence import probe
 from .patching import SWEEPS, PatchingResult, Sweep, _axis_values, prepare, sweep_result
 
 
@@ -37,6 +38,7 @@ def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: dict) 
     return product.reshape(len(product), -1).sum(-1)
 
 
+@probe
 def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
                       metric="logit_diff", exact: PatchingResult | None = None, layers=None,
                       positions=None, heads=None, neurons=None,

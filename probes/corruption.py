@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .evidence import probe
 from .logits import logit_diff
 from .results import Result
 
@@ -55,6 +56,7 @@ class CorruptionCheck(Result):
                 "xlabel": "prompt", "ylabel": "logit difference"}
 
 
+@probe
 def corruption_check(model, prompts, min_drop: float = 1.0) -> CorruptionCheck:
     """Compare each prompt's logit difference with its corrupted twin's."""
     clean, corrupted = logit_diff(model, prompts), logit_diff(model, prompts.corrupted)
@@ -63,4 +65,5 @@ def corruption_check(model, prompts, min_drop: float = 1.0) -> CorruptionCheck:
         for c, k in zip(clean.per_prompt, corrupted.per_prompt))
     return CorruptionCheck(model=clean.model, prompt_set=prompts.name, prompts=prompts.prompts,
                            corrupted_prompts=prompts.corrupted_prompts, clean=clean.per_prompt,
-                           corrupted=corrupted.per_prompt, verdicts=verdicts, min_drop=min_drop)
+                           corrupted=corrupted.per_prompt, verdicts=verdicts, min_drop=min_drop,
+                           parts=(clean, corrupted))

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fixtures import model_name
-
 from .attribution import head_attribution, logit_lens
 from .corruption import corruption_check
+from .evidence import probe
 from .logits import top_k
+from .model_state import model_name
 from .neurons import bootstrap_ci, neuron_congruence, neuron_prediction_correlation
 from .patching import patch
 from .results import Result
@@ -109,6 +109,7 @@ def patching_sample(model, prompts, limit: int = 8):
     return prompts.subset(sorted(set(picks)))
 
 
+@probe
 def feasibility_step(model, prompts, step: str, family: str | None = None) -> FeasibilityStep:
     """Measure one workflow step on a prompt family (see the module docstring)."""
     family = family or prompts.name
@@ -192,8 +193,9 @@ class Feasibility(Result):
                 "steps_holding": sum(s.passed for s in self.steps)}
 
 
+@probe
 def feasibility(model, prompts, family: str | None = None, steps=STEPS) -> Feasibility:
     """Run the workflow ``steps`` on a family; ``.first_break`` names where it stops fitting."""
     done = tuple(feasibility_step(model, prompts, step, family) for step in steps)
     return Feasibility(model=done[0].model, prompt_set=prompts.name, family=family or prompts.name,
-                       steps=done)
+                       steps=done, parts=done)

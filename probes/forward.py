@@ -1,26 +1,21 @@
 """Forward passes shared by every probe that needs them, cached per (model, prompts).
 
-Probes that read the same tokenized prompts get the same tensors from a small
-per-model cache, so ``logit_diff``, ``top_k`` and the observational probes on
+Probes that read the same tokenized prompts get the same tensors from the
+model's pass cache (`probes.model_state`, bounded in bytes), so ``logit_diff``, ``top_k`` and the observational probes on
 one prompt set cost one forward pass. While hooks are attached to the model (an
 ablation, a patch) nothing is served from or stored in the cache. Passes run
 without gradients, in batches that bound memory.
 """
 
-import weakref
-from collections import OrderedDict
-
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .model_state import state_of
 from .tokens import Tokenized
 
 TOKENS_PER_BATCH = 2048  # bounds the (batch × pos × vocab) logits of one pass
 MAX_BATCH = 64
-CACHED_PASSES_PER_MODEL = 32
-
-_cache: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyDictionary()
 
 
 def has_hooks(model) -> bool:
@@ -32,26 +27,20 @@ def has_hooks(model) -> bool:
 
 
 def remember(model, key, value) -> None:
-    if has_hooks(model):
-        return
-    entries = _cache.setdefault(model, OrderedDict())
-    entries[key] = value
-    entries.move_to_end(key)
-    if len(entries) > CACHED_PASSES_PER_MODEL:
-        entries.popitem(last=False)
+    if not has_hooks(model):
+        state_of(model).passes.put(key, value)
 
 
 def forget_passes(model) -> None:
     """Drop every pass cached for ``model`` (to time a probe again, or to free memory)."""
-    _cache.pop(model, None)
+    state_of(model).passes.clear()
 
 
 def memo(model, key, compute):
     """``compute()`` once per (model, key) while the model is unhooked."""
-    entries = _cache.get(model, {})
-    if key in entries and not has_hooks(model):
-        entries.move_to_end(key)
-        return entries[key]
+    passes = state_of(model).passes
+    if key in passes and not has_hooks(model):
+        return passes.get(key)
     value = compute()
     remember(model, key, value)
     return value

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .evidence import probe
 from .forward import answer_logprobs, final_logits
 from .results import Result
 
@@ -64,6 +65,7 @@ class LogitDiff(Result):
                 "y": self.per_prompt.tolist(), "xlabel": "prompt", "ylabel": "logit difference"}
 
 
+@probe
 def logit_diff(model, prompts, prepend_bos: bool | None = None) -> LogitDiff:
     """Per-prompt logit difference between each prompt's correct and incorrect answer."""
     tokenized = prompts.tokenize(model, prepend_bos)
@@ -119,6 +121,7 @@ class TopK(Result):
                 "worst_correct_rank": int(self.correct_rank.max()), "n_prompts": len(self.prompts)}
 
 
+@probe
 def top_k(model, prompts, k: int = 5, prepend_bos: bool | None = None) -> TopK:
     """Top-k next tokens (with logits and probabilities) and the rank of each answer."""
     tokenized = prompts.tokenize(model, prepend_bos)

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fixtures import model_name
-
+from .evidence import probe
 from .forward import batches, final_logits, memo
+from .model_state import model_name
 from .results import Result
 from .sites import neuron_label, parse_neuron
+
 
 def _single_token(model, token: str) -> int:
     ids = model.tokenizer.encode(token, add_special_tokens=False)
@@ -70,6 +71,7 @@ class NeuronCongruence(Result):
                 "xlabel": "neuron", "ylabel": f"congruence with {self.token!r}"}
 
 
+@probe
 def neuron_congruence(model, token: str, k: int = 20) -> NeuronCongruence:
     """Rank every MLP neuron by ``W_out[l][n] · W_U[:, token]``; report the top ``k``."""
     token_id = _single_token(model, token)
@@ -110,6 +112,7 @@ class ExclusivePairs(Result):
                 "top_pair": f"{self.neurons[0]} {self.tokens[0]!r}" if self.neurons else "none"}
 
 
+@probe
 def exclusive_neuron_tokens(model, layers=None, k: int = 20, chunk: int = 2048) -> ExclusivePairs:
     """Search neurons of ``layers`` (default: all) for mutually best neuron–token pairs,
     ranked by congruence; the vocabulary is scanned in chunks of neurons."""
@@ -186,6 +189,7 @@ class NeuronActivations(Result):
         return {f"{n} mean": float(v.mean()) for n, v in zip(self.neurons, self.values)}
 
 
+@probe
 def neuron_activations(model, prompts, neurons, all_positions: bool = False,
                        prepend_bos: bool | None = None) -> NeuronActivations:
     """Activations (``mlp.hook_post``) of ``neurons`` (``["L25N1527", ...]``) on every prompt."""
@@ -253,6 +257,7 @@ class NeuronPredictionCorrelation(Result):
                 "ylabel": f"{self.measure} of {self.token!r}", "title": f"r = {self.r:.2f}"}
 
 
+@probe
 def neuron_prediction_correlation(model, prompts, neuron, token: str, measure: str = "logit",
                                   prepend_bos: bool | None = None) -> NeuronPredictionCorrelation:
     """Correlate ``neuron``'s final-position activation with the model's ``measure``

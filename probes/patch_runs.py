@@ -18,11 +18,11 @@ patched alone, but the work that cannot change is not redone.
 
 import itertools
 import warnings
-import weakref
 
 import numpy as np
 import torch
 
+from .model_state import state_of
 from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
 from .tokens import Tokenized
 
@@ -139,7 +139,6 @@ def _run_growing_batch(model, spec, names, sites, chosen: list[int], source_acts
                              None if columns is None else columns.repeat(next_row // g, 1))
 
 
-_IGNORES_PREFIX: "weakref.WeakSet" = weakref.WeakSet()  # models whose attention ignored the cache
 
 
 def run_sweep(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
@@ -199,7 +198,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
     dtype = next(model.parameters()).dtype
     for first, group in _prompt_groups(firsts, width).items():
         chosen = [s for s, site in enumerate(sites) if pos_axis is None or site[pos_axis] >= first]
-        offset = 0 if model in _IGNORES_PREFIX else first
+        offset = first if state_of(model).capabilities.get("prefix_cache", True) else 0
         rows_run += len(chosen) * len(group)
         group_columns = None if columns is None else columns[group]
 
@@ -220,7 +219,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
             warnings.warn(f"{type(model).__name__}: a run continuing a cached prompt prefix {problem} the "
                           "full run; patching this model with full runs (slower, same results)",
                           RuntimeWarning, stacklevel=4)
-            _IGNORES_PREFIX.add(model)
+            state_of(model).capabilities["prefix_cache"] = False  # its attention ignored the cache
             scored = score(0)
         for part, logits in scored:  # rows after the unpatched ones: site-major, prompt-minor
             patched = logits[len(group):].view(len(part), len(group), -1)

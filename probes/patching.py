@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .evidence import probe
 from .forward import has_hooks, memo
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
@@ -235,6 +236,7 @@ def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: 
         **extra)
 
 
+@probe
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
           noise=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,

@@ -3,8 +3,10 @@
 A Result holds the numbers a hypothesis asserts on (numpy arrays, floats), a
 pandas ``.df`` for exploring, a readable ``repr`` (what pytest shows when an
 assert fails) and ``.evidence()``: a JSON-able dict with a title, a summary, a
-table and a figure spec that the report draws. Creating a Result inside a test
-records it as that test's evidence; probes never print or plot.
+table and a figure spec that the report draws. A Result is an immutable value
+(its arrays are read-only); the outermost probe call records it as the test's
+evidence (`circuitcheck.probes.evidence`), and a composite probe keeps the
+Results it was built from as ``parts``. Probes never print or plot.
 
 Figure specs are plain dicts, drawn by the report with plotly:
 ``{"type": "bar", "x": [...], "y": [...], "xlabel": ..., "ylabel": ...}``,
@@ -14,12 +16,11 @@ any spec may carry a ``"title"``.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from reports.attach import table_form
-from reports.capture import record
+from .evidence import json_safe, table_form
 
 
 def json_number(value) -> float | int | None:
@@ -32,6 +33,20 @@ def json_number(value) -> float | int | None:
     return float(value) if math.isfinite(value) else None
 
 
+def read_only(value):
+    """``value`` with every numpy array in it (also inside tuples and dicts) a read-only view."""
+    if isinstance(value, np.ndarray):
+        if value.flags.writeable:
+            value = value.view()
+            value.flags.writeable = False
+        return value
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(read_only(v) for v in value)
+    if isinstance(value, dict):
+        return {k: read_only(v) for k, v in value.items()}
+    return value
+
+
 def figure_list(figure) -> list[dict]:
     return [] if figure is None else [figure] if isinstance(figure, dict) else list(figure)
 
@@ -42,12 +57,14 @@ class Result:
 
     model: str
     prompt_set: str
+    parts: tuple = field(default=(), kw_only=True)  # the Results a composite probe was built from
 
     kind = "result"
     title = "Result"
 
     def __post_init__(self):
-        record(self)
+        for f in fields(self):  # an immutable value: nobody can write into its arrays
+            object.__setattr__(self, f.name, read_only(getattr(self, f.name)))
 
     @property
     def df(self):
@@ -66,7 +83,8 @@ class Result:
         return []
 
     def evidence(self) -> dict:
-        return {
+        """The JSON form the report shows (built only when a report is written)."""
+        form = json_safe({
             "kind": self.kind,
             "title": self.title,
             "model": self.model,
@@ -76,7 +94,10 @@ class Result:
             "notes": self.notes(),
             "table": table_form(self.df),
             "figures": figure_list(self.figure()),
-        }
+        })
+        if self.parts:
+            form["parts"] = [part.evidence() for part in self.parts]
+        return form
 
     def __repr__(self) -> str:
         summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

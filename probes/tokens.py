@@ -15,9 +15,9 @@ into the answer (GPT-2's ``" 5"``), or a tokenizer that keeps the space apart
 from dataclasses import dataclass
 
 from jaxtyping import Int
-
-from fixtures import model_name as name_of
 from torch import Tensor
+
+from .model_state import model_name as name_of
 
 MAX_LISTED_PROBLEMS = 8
 

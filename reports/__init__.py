@@ -1,11 +1,12 @@
-"""Evidence reports: capture what probes find during each test and render it.
+"""Evidence reports: the pytest plugin that gathers each test's evidence and renders it.
 
-`record` is what probes call; `Evidence` is what the ``evidence`` fixture gives a
-hypothesis for its own notes, numbers and tables. The pytest plugin
-(`reports.plugin`) writes ``reports/out/index.html`` and ``evidence.json``.
+Probes record their Results in `circuitcheck.probes.evidence`; `reports.plugin`
+collects them per test (xdist workers included) and writes ``index.html`` and
+``evidence.json``; `render` and `compare` are usable on their own.
 """
 
-from .capture import record
-from .attach import Evidence
+from .compare import compare_runs
+from .render import write_report
+from .run import RunRecord
 
-__all__ = ["Evidence", "record"]
+__all__ = ["RunRecord", "compare_runs", "write_report"]

@@ -8,6 +8,7 @@ process without xdist) gathers reports in `pytest_runtest_logreport` and writes
 interrupt or a fixture error (the run is then marked incomplete).
 """
 
+import functools
 import inspect
 import json
 import sys
@@ -16,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from . import capture
-from .attach import Evidence
 from .run import RunRecord
 
 PROPERTY = "circuitcheck"
@@ -45,9 +44,16 @@ def pytest_configure(config):
     config.pluginmanager.register(ReportWriter(config, folder, compare), "circuitcheck-report-writer")
 
 
+def reporting(config) -> bool:
+    return not config.getoption("no_report")
+
+
 @pytest.fixture
-def evidence() -> Evidence:
-    """Attach notes, numbers, tables and figures to this test's evidence."""
+def evidence():
+    """Attach notes, numbers, tables and figures to this test's evidence
+    (`circuitcheck.probes.evidence.Evidence`)."""
+    from circuitcheck.probes.evidence import Evidence
+
     return Evidence()
 
 
@@ -71,7 +77,7 @@ def _test_facts(item) -> dict:
              "claim": inspect.getdoc(getattr(item, "obj", None)) or ""}
     loaded = getattr(item, "funcargs", {}).get("model")
     if model and loaded is not None:
-        from fixtures import model_info
+        from circuitcheck.probes.model_state import model_info
 
         facts["model_info"] = vars(model_info(loaded)).copy()
     return facts
@@ -79,17 +85,49 @@ def _test_facts(item) -> dict:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    capture.start()
+    if reporting(item.config):
+        from circuitcheck.probes import evidence
+
+        evidence.start()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """A Hypothesis ``@given`` test runs its body once per example and shrink step: keep
+    only the evidence of the last example run (the falsifying one, when the test fails,
+    since Hypothesis replays it last)."""
+    handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+    inner = getattr(handle, "inner_test", None)
+    if inner is None or not reporting(item.config):
+        yield
+        return
+    from circuitcheck.probes import evidence
+
+    @functools.wraps(inner)
+    def one_example(*args, **kwargs):
+        evidence.drain()  # the previous example's evidence
+        return inner(*args, **kwargs)
+
+    handle.inner_test = one_example
+    try:
+        yield
+    finally:
+        handle.inner_test = inner
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
+    if not reporting(item.config):
+        return
+    from circuitcheck.probes import evidence
+
     report = outcome.get_result()
-    payload = {"evidence": capture.drain() if call.when != "teardown" else capture.stop()}
+    items = evidence.drain() if call.when != "teardown" else evidence.stop()
+    payload = {"evidence": [evidence.to_evidence(i) for i in items]}
     if call.when == "setup":  # fixtures (the model among them) are set up by now
         payload["facts"] = _test_facts(item)
-    report.user_properties.append((PROPERTY, json.dumps(payload, default=str)))
+    report.user_properties.append((PROPERTY, json.dumps(payload, default=str, allow_nan=False)))
 
 
 class ReportWriter:

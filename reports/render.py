@@ -42,18 +42,24 @@ def _script_json(data) -> str:
 def _collect_figures(run: dict) -> dict:
     """Give each figure an id; a figure that cannot be drawn becomes a rendering error."""
     figures = {}
+
+    def collect(item: dict, prefix: str) -> None:
+        item["figure_ids"], item["figure_errors"] = [], []
+        for f, spec in enumerate(item.get("figures") or []):
+            try:
+                figure = plotly_figure(spec)
+                json.dumps(figure, allow_nan=False)
+            except Exception as error:  # noqa: BLE001 - shown in the report instead
+                item["figure_errors"].append(f"{type(error).__name__}: {error}")
+                continue
+            figures[f"{prefix}-{f}"] = figure
+            item["figure_ids"].append(f"{prefix}-{f}")
+        for p, part in enumerate(item.get("parts") or []):  # a composite probe's parts
+            collect(part, f"{prefix}-p{p}")
+
     for t, test in enumerate(run["tests"]):
         for e, item in enumerate(test["evidence"]):
-            item["figure_ids"], item["figure_errors"] = [], []
-            for f, spec in enumerate(item.get("figures") or []):
-                try:
-                    figure = plotly_figure(spec)
-                    json.dumps(figure, allow_nan=False)
-                except Exception as error:  # noqa: BLE001 - shown in the report instead
-                    item["figure_errors"].append(f"{type(error).__name__}: {error}")
-                    continue
-                figures[f"fig-{t}-{e}-{f}"] = figure
-                item["figure_ids"].append(f"fig-{t}-{e}-{f}")
+            collect(item, f"fig-{t}-{e}")
     return figures
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import torch
 import transformer_lens.patching as tl_patching
 
-from probes.patching import SWEEPS
+from circuitcheck.probes.patching import SWEEPS
 
 VECTOR_ALL, VECTOR_BY_POS = tl_patching.layer_head_vector_patch_setter, tl_patching.layer_pos_head_vector_patch_setter
 REFERENCE = {  # our sweep -> (TransformerLens activation name, patch setter)

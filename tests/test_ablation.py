@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes import ablate, logit_diff, noise_corruption
+from circuitcheck.probes import ablate, logit_diff, noise_corruption
 
 from .test_patching import PROMPTS
 

@@ -4,8 +4,8 @@ consistency with the model's own output, and a planted copying head."""
 import numpy as np
 import pytest
 
-from fixtures.tiny import planted_copy_head_model
-from probes import (PromptSet, attention, attention_to, head_attribution, layer_attribution,
+from circuitcheck.fixtures.tiny import planted_copy_head_model
+from circuitcheck.probes import (PromptSet, attention, attention_to, head_attribution, layer_attribution,
                     logit_diff, logit_lens, top_k)
 
 PROMPTS = PromptSet(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes import attribution_patch, patch
+from circuitcheck.probes import attribution_patch, patch
 
 from .test_patching import PROMPTS
 

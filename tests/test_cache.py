@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fixtures.cache import CorruptCacheEntry, cache_root, check_entry, read_or_build, write_entry
+from circuitcheck.fixtures.cache import CorruptCacheEntry, cache_root, check_entry, read_or_build, write_entry
 
 
 def fill(tmp):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from fixtures import model_info
-from fixtures.families import ioi_prompts
-from fixtures.gguf_models import SMOLLM2_SHA256, load_gguf, verified_embedded_gguf
-from probes import AnswerTokenError, PromptSet, logit_diff, top_k
+from circuitcheck.probes.model_state import model_info
+from circuitcheck.fixtures.families import ioi_prompts
+from circuitcheck.fixtures.gguf_models import SMOLLM2_SHA256, load_gguf, verified_embedded_gguf
+from circuitcheck.probes import AnswerTokenError, PromptSet, logit_diff, top_k
 
 pytestmark = pytest.mark.integration
 IOI = ioi_prompts()
@@ -56,7 +56,7 @@ def test_smollm2_digit_tokenisation_gets_an_explanation_not_a_crash(smollm2):
 
 
 def test_bfloat16_keeps_the_ioi_preference():
-    from fixtures import load_model
+    from circuitcheck.fixtures import load_model
 
     model = load_model("smollm2-135m", "cpu", "bfloat16")
     assert (logit_diff(model, IOI).per_prompt > 0).all()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes import head_attribution, logit_diff, patch
+from circuitcheck.probes import head_attribution, logit_diff, patch
 
 from .test_patching import PROMPTS, STAGGERED
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-gpt2"])
 def pair(request):
-    from fixtures import load_model
+    from circuitcheck.fixtures import load_model
 
     return load_model(request.param, device="cpu"), load_model(request.param, device="cuda")
 

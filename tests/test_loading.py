@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from fixtures import load_model, model_info
+from circuitcheck.fixtures import load_model
+from circuitcheck.probes.model_state import model_info
 
 
 def test_tiny_models_load_frozen_in_eval_and_compatibility_mode(tiny_llama, tiny_gpt2):
@@ -36,6 +37,10 @@ def test_bad_dtype_is_named():
         load_model("tiny-llama", "cpu", "float8")
 
 
-def test_model_repr_is_one_line_and_str_keeps_the_module_tree(tiny_llama):
-    assert repr(tiny_llama) == "TransformerBridge(tiny-llama on cpu, float32)"
-    assert "HookPoint" in str(tiny_llama) and isinstance(tiny_llama, torch.nn.Module)
+def test_hypothesis_prints_the_model_in_one_line_and_its_class_is_untouched(tiny_llama):
+    from hypothesis.vendor.pretty import pretty
+    from transformer_lens.model_bridge import TransformerBridge
+
+    assert pretty(tiny_llama) == "TransformerBridge(tiny-llama on cpu, float32)"
+    assert type(tiny_llama) is TransformerBridge and "HookPoint" in repr(tiny_llama)
+    assert model_info(tiny_llama).name == "tiny-llama"

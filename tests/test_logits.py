@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from probes import PromptSet, logit_diff, top_k
-from probes.forward import final_logits
+from circuitcheck.probes import PromptSet, logit_diff, top_k
+from circuitcheck.probes.forward import final_logits
 
 PROMPTS = PromptSet(
     ["When John and Mary went to the shops, John gave the bag to", "Then Tom gave the ball to",
@@ -87,12 +87,12 @@ def test_nan_logits_raise_a_clear_error(tiny_llama):
 
 
 def test_many_small_batches_give_the_same_numbers(tiny_llama, monkeypatch):
-    from probes import head_attribution
-    from probes import forward
+    from circuitcheck.probes import head_attribution
+    from circuitcheck.probes import forward
 
     whole = logit_diff(tiny_llama, PROMPTS).per_prompt, head_attribution(tiny_llama, PROMPTS).values
     monkeypatch.setattr(forward, "TOKENS_PER_BATCH", 1)  # one prompt per pass
-    monkeypatch.setattr(forward, "_cache", type(forward._cache)())
+    forward.forget_passes(tiny_llama)
     split = logit_diff(tiny_llama, PROMPTS).per_prompt, head_attribution(tiny_llama, PROMPTS).values
     np.testing.assert_allclose(split[0], whole[0], atol=1e-5)
     np.testing.assert_allclose(split[1], whole[1], atol=1e-5)

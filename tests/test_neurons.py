@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.tiny import planted_neuron_model
-from probes import (PromptSet, exclusive_neuron_tokens, neuron_activations, neuron_congruence,
+from circuitcheck.fixtures.tiny import planted_neuron_model
+from circuitcheck.probes import (PromptSet, exclusive_neuron_tokens, neuron_activations, neuron_congruence,
                     neuron_prediction_correlation, patch)
-from probes.neurons import bootstrap_ci, pearson
+from circuitcheck.probes.neurons import bootstrap_ci, pearson
 
 PAIR = PromptSet(["When Mary and John went to the shops, John gave the bag to"], [(" Mary", " John")],
                  corrupted_prompts=["When Mary and John went to the shops, Mary gave the bag to"])

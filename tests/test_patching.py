@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from probes import PromptSet, SWEEPS, corruption_check, logit_diff, patch
-from probes.patch_runs import first_differences
+from circuitcheck.probes import PromptSet, SWEEPS, corruption_check, logit_diff, patch
+from circuitcheck.probes.patch_runs import first_differences
 
 from .patching_reference import reference_patch
 
@@ -69,7 +69,7 @@ def test_prompts_corrupted_at_different_positions_equal_transformer_lens(tiny, s
 
 
 def test_a_small_memory_budget_splits_the_work_and_changes_nothing(tiny_llama):
-    from probes.patch_runs import rows_per_pass
+    from circuitcheck.probes.patch_runs import rows_per_pass
 
     whole = patch(tiny_llama, PROMPTS, "head_out")
     budget = 3 * (2**30 // rows_per_pass(tiny_llama, 5, 15, 2**30))  # three rows of 5 positions per pass
@@ -88,15 +88,15 @@ def _cannot_concatenate(prefix, suffix):
 def test_a_model_that_cannot_use_the_cached_prefix_falls_back_to_full_runs(monkeypatch, attention, says):
     """If a model's attention does not read the cached prefix, the first unpatched suffix run
     disagrees with the full run (or fails): the sweep says so, reruns in full, stays exact."""
-    from fixtures import load_model
-    from probes import patch_runs
-    from probes.shared_prefix import PrefixKeysValues
+    from circuitcheck.fixtures import load_model
+    from circuitcheck.probes.model_state import state_of
+    from circuitcheck.probes.shared_prefix import PrefixKeysValues
 
     model = load_model("tiny-llama", device="cpu")  # a model of its own: the fallback is remembered
     monkeypatch.setattr(PrefixKeysValues, "_after", staticmethod(attention))
     with pytest.warns(RuntimeWarning, match=says):
         ours = patch(model, PROMPTS, "head_out")
-    assert model in patch_runs._IGNORES_PREFIX
+    assert state_of(model).capabilities["prefix_cache"] is False
     expected = reference_patch(model, PROMPTS, "head_out", "clean_into_corrupted", ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
 
@@ -173,7 +173,7 @@ def test_patching_a_noise_corruption_equals_transformer_lens_with_the_noise_hook
     TransformerLens's engine on the same model with the same noise hook attached, per sample."""
     import transformer_lens.patching as tl_patching
 
-    from probes import GaussianNoise
+    from circuitcheck.probes import GaussianNoise
 
     from .patching_reference import REFERENCE
 

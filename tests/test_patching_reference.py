@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from fixtures.families import ioi_prompts
-from probes import SWEEPS, patch
-from probes.patch_runs import first_differences
+from circuitcheck.fixtures.families import ioi_prompts
+from circuitcheck.probes import SWEEPS, patch
+from circuitcheck.probes.patch_runs import first_differences
 
 from .patching_reference import reference_patch
 

@@ -7,11 +7,10 @@ import time
 
 import pytest
 
-PLUGINS = ("-p", "fixtures.plugin", "-p", "reports.plugin")
 
 HYPOTHESES = '''
 import pytest
-from probes import PromptSet, logit_diff, top_k
+from circuitcheck.probes import PromptSet, logit_diff, top_k
 
 HOSTILE = PromptSet(['When <script>alert("x")</script> and Mary went to the shops, "John" gave the bag to'],
                     [(" Mary", " John")], name="<b>hostile</b> ünïcode")
@@ -45,7 +44,7 @@ def test_fixture_error(broken):
 
 
 def run(pytester, *args, timeout=180):
-    return pytester.runpytest_subprocess(*PLUGINS, "-p", "no:cacheprovider", *args, timeout=timeout)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
 
 
 @pytest.fixture
@@ -101,6 +100,7 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     assert last.startswith("circuitcheck report: ") and "(1 passed, 1 failed, 1 error" in last
 
 
+@pytest.mark.slow
 def test_xdist_report_matches_a_single_process_run(hypotheses):
     pytest.importorskip("xdist")
     run(hypotheses, "--model", "tiny-llama", "--report-dir", "serial")
@@ -114,6 +114,7 @@ def test_xdist_report_matches_a_single_process_run(hypotheses):
     assert evidence_kinds(parallel) == evidence_kinds(serial)
 
 
+@pytest.mark.slow
 def test_every_model_runs_every_hypothesis(pytester):
     pytester.makepyfile(test_m='def test_runs(model):\n    assert model.cfg.n_layers == 2\n')
     result = run(pytester, "--model", "tiny-llama", "--model", "tiny-gpt2", "-v", "--no-report")
@@ -164,9 +165,11 @@ def test_cuda_without_a_gpu_is_a_clear_usage_error(pytester):
     result.stderr.fnmatch_lines(["ERROR: --device cuda was asked for, but torch * sees no CUDA GPU*"])
 
 
-def test_pytest_help_imports_no_torch():
-    code = ("import sys, pytest; pytest.main(['--help', '-p', 'fixtures.plugin', '-p', 'reports.plugin']);"
+def test_pytest_help_imports_no_torch(tmp_path):
+    """Outside this repository, the entry point alone brings the options in, without torch."""
+    code = ("import sys, pytest; pytest.main(['--help']);"
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path).stdout
     assert "--model=NAME" in out and "--report-dir=DIR" in out
     assert out.strip().endswith("NO-TORCH")

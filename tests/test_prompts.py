@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from probes import AnswerTokenError, PromptSet, tokenize
+from circuitcheck.probes import AnswerTokenError, PromptSet, tokenize
 
 IOI = "When John and Mary went to the shops, John gave the bag to"
 
@@ -93,8 +93,8 @@ def test_tokenized_tokens_are_long_tensors(tiny_gpt2):
 def test_multi_token_answers_are_scored_by_summed_log_probabilities(tiny_llama):
     import numpy as np
 
-    from probes import logit_diff, top_k
-    from probes.forward import answer_logprobs
+    from circuitcheck.probes import logit_diff, top_k
+    from circuitcheck.probes.forward import answer_logprobs
 
     s = PromptSet([IOI, IOI], [(" Zebedee", " John"), (" Mary", " John")], multi_token=True)
     result = logit_diff(tiny_llama, s)
@@ -116,7 +116,7 @@ def test_multi_token_answers_are_scored_by_summed_log_probabilities(tiny_llama):
 
 
 def test_multi_token_answers_sharing_a_first_token_are_noted(tiny_llama):
-    from probes import logit_diff
+    from circuitcheck.probes import logit_diff
 
     result = logit_diff(tiny_llama, PromptSet([IOI, IOI], [(" Mary", " Maryland"), (" Mary", " John")],
                                               multi_token=True))
@@ -125,7 +125,7 @@ def test_multi_token_answers_sharing_a_first_token_are_noted(tiny_llama):
 
 
 def test_clean_and_corrupted_prompts_of_different_lengths_show_both_token_lists(tiny_llama):
-    from probes import PromptLengthError, tokenize_pair
+    from circuitcheck.probes import PromptLengthError, tokenize_pair
 
     s = PromptSet([IOI, "Then Tom gave the ball to"], [(" Mary", " John"), (" Anne", " Tom")],
                   corrupted_prompts=["When John and Mary went to the shops, Mary gave the bag to",

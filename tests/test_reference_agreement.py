@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.families import ioi_prompts
-from probes import PromptSet, head_attribution, layer_attribution, logit_diff, logit_lens
+from circuitcheck.fixtures.families import ioi_prompts
+from circuitcheck.probes import PromptSet, head_attribution, layer_attribution, logit_diff, logit_lens
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-4

@@ -7,38 +7,21 @@ import subprocess
 import jsonschema
 import pytest
 
-from reports import capture
-from reports.render import render_html, write_report
-from reports.run import SCHEMA_VERSION
+from circuitcheck.probes import evidence as capture
+from circuitcheck.reports.render import render_html, write_report
+from circuitcheck.reports.run import SCHEMA_VERSION
+from circuitcheck.reports.sample import synthetic_run
 
 from .test_plugin import run as run_pytest
 
 SCHEMA = json.loads((__import__("pathlib").Path(__file__).parents[1] / "reports" / "evidence.schema.json").read_text())
 
 
-def synthetic_run(n_tests: int = 3, figures: int = 1) -> dict:
-    """A run document as the plugin writes it, with bar, heatmap and line figures."""
-    tests = []
-    for i in range(n_tests):
-        evidence = [{"kind": "logit_diff", "title": f"figure {f}", "summary": {"mean": 1.5 * f},
-                     "table": {"columns": ["prompt", "logit_diff"], "rows": [[f"prompt {k}", k * 0.5] for k in range(8)]},
-                     "figures": [[{"type": "bar", "x": [f"p{k}" for k in range(8)], "y": [k - 3.0 for k in range(8)]},
-                                  {"type": "heatmap", "z": [[(l * h) % 7 - 3.0 for h in range(9)] for l in range(30)],
-                                   "x": [f"H{h}" for h in range(9)], "y": [f"L{l}" for l in range(30)]},
-                                  {"type": "line", "x": list(range(61)), "series": {"diff": [k * 0.1 for k in range(61)]}}][f % 3]]}
-                    for f in range(figures)]
-        tests.append({"nodeid": f"hypotheses/test_x.py::test_{i}[smollm2-135m]", "hypothesis": f"hypotheses/test_x.py::test_{i}",
-                      "model": "smollm2-135m", "claim": f"claim {i}", "outcome": "passed", "message": "", "details": "",
-                      "duration": 0.1, "evidence": evidence})
-    return {"schema_version": SCHEMA_VERSION, "command": "pytest", "started": 0.0, "duration": 1.0, "exitstatus": 0,
-            "incomplete": False, "platform": "test", "python": "3", "versions": {"torch": "x"},
-            "counts": {"passed": n_tests}, "models": [{"name": "smollm2-135m"}], "tests": tests}
-
-
 def test_synthetic_run_matches_the_schema():
     jsonschema.validate(synthetic_run(), SCHEMA)
 
 
+@pytest.mark.slow
 def test_plugin_output_validates_against_the_schema(pytester):
     from .test_plugin import HYPOTHESES
 
@@ -47,6 +30,7 @@ def test_plugin_output_validates_against_the_schema(pytester):
     jsonschema.validate(json.loads((pytester.path / "out" / "evidence.json").read_text()), SCHEMA)
 
 
+@pytest.mark.slow
 def test_compare_shows_changed_verdicts_and_moved_numbers(pytester, monkeypatch):
     pytester.makepyfile(test_flip='''
 import os
@@ -77,7 +61,7 @@ def test_steady():
 def test_report_files_are_replaced_atomically(tmp_path, monkeypatch):
     write_report(synthetic_run(), tmp_path)
     before = (tmp_path / "index.html").read_text()
-    monkeypatch.setattr("reports.render.render_html", lambda run: 1 / 0)
+    monkeypatch.setattr("circuitcheck.reports.render.render_html", lambda run: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         write_report(synthetic_run(5), tmp_path)
     assert (tmp_path / "index.html").read_text() == before
@@ -123,7 +107,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 
 def test_feasibility_table_orders_steps_and_marks_the_first_break():
-    from reports.render import feasibility_table
+    from circuitcheck.reports.render import feasibility_table
 
     run = synthetic_run(0)
     for family, outcomes in (("IOI", ["passed", "passed", "xfailed"]), ("days", ["xfailed", "passed", "xfailed"])):

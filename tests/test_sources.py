@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from fixtures import DEFAULT_MODEL, DeviceUnavailable, ModelUnavailable, resolve_device, resolve_model
-from fixtures.gguf_models import SMOLLM2_SHA256, embedded_gguf_path, verified_embedded_gguf
-from fixtures.sources import hub_reachability
+from circuitcheck.fixtures import DEFAULT_MODEL, DeviceUnavailable, ModelUnavailable, resolve_device, resolve_model
+from circuitcheck.fixtures.gguf_models import SMOLLM2_SHA256, embedded_gguf_path, verified_embedded_gguf
+from circuitcheck.fixtures.sources import hub_reachability
 
 
 def test_default_model_is_the_embedded_gguf():

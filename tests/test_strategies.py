@@ -2,7 +2,7 @@
 
 from hypothesis import find, settings
 
-from fixtures.strategies import a_an_prompts, counting_prompts, ioi_prompts
+from circuitcheck.fixtures.strategies import a_an_prompts, counting_prompts, ioi_prompts
 
 
 def test_shrinking_lands_on_the_canonical_prompts():

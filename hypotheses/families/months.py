@@ -4,8 +4,7 @@ Every file in hypotheses/families/ is imported by the feasibility suite, so this
 family appears in the report's feasibility table with no other change.
 """
 
-from fixtures.families import family
-from probes import PromptSet
+from circuitcheck import PromptSet, family
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")

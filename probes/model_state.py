@@ -1,0 +1,133 @@
+"""Everything circuitcheck keeps about one loaded model, in one object on the model.
+
+``state_of(model)`` is a `ModelState`: the model's `ModelInfo` (what the report
+says about it), a cache of forward passes bounded in bytes, and what the
+patching engine has learnt the model can do. It lives as ``model.circuitcheck``
+(created on first use for a model circuitcheck did not load), so it goes away
+with the model, and ``release()`` frees the passes at fixture teardown. No
+module-level registry is keyed by the model.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields, is_dataclass
+
+import numpy as np
+
+DEFAULT_PASS_CACHE_BYTES = 1 << 30  # 1 GiB of cached activations per model
+STATE_ATTRIBUTE = "circuitcheck"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the report says about a loaded model."""
+
+    name: str
+    source: str
+    device: str
+    dtype: str
+    n_layers: int
+    n_heads: int
+    d_model: int
+    sha256: str | None = None
+    prepended: str | None = None  # the token put before every prompt, if any
+
+
+def nbytes(value) -> int:
+    """Bytes held by the tensors and arrays inside ``value`` (dataclasses, dicts, sequences)."""
+    if hasattr(value, "element_size") and hasattr(value, "nelement"):  # a torch tensor
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes(v) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return sum(nbytes(getattr(value, f.name)) for f in fields(value))
+    return 0
+
+
+class PassCache:
+    """Least-recently-used forward passes, holding at most ``max_bytes`` of tensors.
+
+    An entry larger than the whole budget is computed and returned but not kept."""
+
+    def __init__(self, max_bytes: int = DEFAULT_PASS_CACHE_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict = OrderedDict()
+        self._sizes: dict = {}
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._sizes.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key) -> bool:
+        return key in self._entries
+
+    def get(self, key):
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
+    def put(self, key, value) -> None:
+        size = nbytes(value)
+        self.pop(key)
+        if size > self.max_bytes:
+            return
+        self._entries[key], self._sizes[key] = value, size
+        while self.bytes > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self.pop(oldest)
+
+    def pop(self, key) -> None:
+        self._entries.pop(key, None)
+        self._sizes.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._sizes.clear()
+
+
+@dataclass
+class ModelState:
+    """circuitcheck's per-model state: info, pass cache, learnt capabilities."""
+
+    info: ModelInfo
+    passes: PassCache = field(default_factory=PassCache)
+    capabilities: dict = field(default_factory=dict)  # e.g. {"prefix_cache": False}
+
+    def release(self) -> None:
+        """Free the cached passes (the model itself is left as it is)."""
+        self.passes.clear()
+        self.capabilities.clear()
+
+
+def _info_from_config(model) -> ModelInfo:
+    cfg = model.cfg
+    return ModelInfo(getattr(cfg, "model_name", None) or "model", "unknown", str(cfg.device),
+                     str(cfg.dtype).removeprefix("torch."), cfg.n_layers, cfg.n_heads, cfg.d_model)
+
+
+def state_of(model) -> ModelState:
+    """The model's `ModelState`, created from its config on first use."""
+    state = model.__dict__.get(STATE_ATTRIBUTE)
+    if state is None:
+        state = ModelState(_info_from_config(model))
+        attach_state(model, state)
+    return state
+
+
+def attach_state(model, state: ModelState) -> None:
+    """Put ``state`` on the model (as a plain attribute, not a submodule or buffer)."""
+    object.__setattr__(model, STATE_ATTRIBUTE, state)
+
+
+def model_info(model) -> ModelInfo:
+    """The `ModelInfo` of a model (``load_model`` fills it in; others get it from their config)."""
+    return state_of(model).info
+
+
+def model_name(model) -> str:
+    return model_info(model).name
