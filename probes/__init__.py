@@ -34,6 +34,9 @@ from .prompts import PromptSet
 from .results import Result
 from .sites import head_label, neuron_label, parse_head, parse_neuron
 from .tokens import AnswerTokenError, PromptLengthError, Tokenized, tokenize, tokenize_pair
+from .input_errors import hide_frames_for_input_errors
+
+hide_frames_for_input_errors(__name__)
 
 __all__ = [
     "AblationResult",

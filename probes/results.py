@@ -33,6 +33,18 @@ def json_number(value) -> float | int | None:
     return float(value) if math.isfinite(value) else None
 
 
+MAX_ROWS_SHOWN = 60
+
+
+def _table_text(frame) -> str:
+    """A DataFrame as text, prompts whole; beyond 60 rows its first and last 30."""
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", None, "display.width", 1000):
+        return frame.to_string(max_rows=MAX_ROWS_SHOWN, min_rows=MAX_ROWS_SHOWN,
+                               float_format=lambda x: f"{x:.3f}")
+
+
 def read_only(value):
     """``value`` with every numpy array in it (also inside tuples and dicts) a read-only view."""
     if isinstance(value, np.ndarray):
@@ -61,6 +73,7 @@ class Result:
 
     kind = "result"
     title = "Result"
+    value_column = None  # the number a claim is usually about, for ordering extremes
 
     def __post_init__(self):
         for f in fields(self):  # an immutable value: nobody can write into its arrays
@@ -99,8 +112,37 @@ class Result:
             form["parts"] = [part.evidence() for part in self.parts]
         return form
 
-    def __repr__(self) -> str:
+    def headline(self) -> str:
         summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in self.summary().items())
-        return (f"{type(self).__name__}({self.model}, {self.prompt_set!r}: {summary})\n"
-                f"{self.df.to_string(max_rows=20, float_format=lambda x: f'{x:.3f}')}")
+        return f"{type(self).__name__}({self.model}, {self.prompt_set!r}: {summary})"
+
+    def __repr__(self) -> str:
+        """The headline and the table: whole up to 60 rows; beyond, its first and last rows
+        ordered by ``value_column`` (the extremes), when the Result names one."""
+        frame = self.df
+        if len(frame) > MAX_ROWS_SHOWN and self.value_column in frame.columns:
+            frame = frame.sort_values(self.value_column)
+        return f"{self.headline()}\n{_table_text(frame)}"
+
+    def assert_all(self, condition: str, message: str = "") -> None:
+        """Assert that ``condition`` holds on every row of ``.df``, a pandas expression over
+        its columns (``"logit_diff > 0"``, ``"correct_rank <= 3"``). On failure the error
+        lists the rows that break it first, then the others, whole at any verbosity."""
+        __tracebackhide__ = True
+        frame = self.df
+        try:
+            holds = frame.eval(condition)
+        except Exception as error:  # noqa: BLE001 - name the columns the condition may use
+            raise ValueError(f"condition {condition!r} cannot be evaluated on {type(self).__name__}.df "
+                             f"({type(error).__name__}: {error}); its columns are "
+                             f"{', '.join(map(str, frame.columns))}") from None
+        failing = frame[~holds.astype(bool)]
+        if failing.empty:
+            return
+        lines = [f"{message}: " if message else "",
+                 f"{condition!r} fails on {len(failing)} of {len(frame)} rows of {self.headline()}",
+                 "rows that break it:", _table_text(failing)]
+        if len(failing) < len(frame):
+            lines += ["the other rows:", _table_text(frame[holds.astype(bool)])]
+        raise AssertionError("\n".join(lines).lstrip("\n"))
