@@ -125,6 +125,12 @@ class Result:
             frame = frame.sort_values(self.value_column)
         return f"{self.headline()}\n{_table_text(frame)}"
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows the Result: title, numbers, figures and table (`probes.notebook`)."""
+        from .notebook import result_html
+
+        return result_html(self)
+
     def assert_all(self, condition: str, message: str = "") -> None:
         """Assert that ``condition`` holds on every row of ``.df``, a pandas expression over
         its columns (``"logit_diff > 0"``, ``"correct_rank <= 3"``). On failure the error

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from .figures import plotly_figure
+from circuitcheck.probes.figures import plotly_figure
 
 TEMPLATES = Path(__file__).parent / "templates"
 

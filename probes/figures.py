@@ -1,4 +1,5 @@
-"""Figure specs from probes (plain dicts) to plotly figures (data + layout dicts).
+"""Figure specs from probes (plain dicts) to plotly figures (data + layout dicts): what the
+report and a notebook hand to plotly.js.
 
 Only the plotly.js library is needed in the page; this module builds the JSON
 that ``Plotly.newPlot`` takes, without importing plotly's Python side.
