@@ -4,22 +4,31 @@ at which step does the analogy break?
 Each step is a claim with a stated threshold, measured on the family and recorded with
 its evidence (the probes it runs record theirs too):
 
-1. ``task``: the model gets the task (top-1 accuracy ≥ 0.8; bootstrap interval);
-2. ``answers``: answers are single tokens and the incorrect one is a plausible rival
+1. ``answers``: answers are single tokens and the incorrect one is a plausible rival
    (median rank of the incorrect answer among ~50k tokens ≤ 20);
+2. ``task``: the model gets the task (top-1 accuracy ≥ 0.8; bootstrap interval);
 3. ``corruption``: the corruption flips the answer (fraction flipped ≥ 0.8);
 4. ``lens``: the logit lens shows the answer forming at identifiable layers (one step of
    the residual stream adds ≥ 30% of the final logit difference);
 5. ``heads``: direct attribution concentrates on a few heads (top 5 carry ≥ 50% of the
    total absolute head effect, and beat random heads on held-out prompts, p < 0.05);
 6. ``patching``: patching localises (the same for head-output patching, on at most
-   eight prompts of one token length, spread over the family);
-7. ``neuron``: the neuron most congruent with the first prompt's answer token predicts
-   it over the family (r ≥ 0.5, 95% interval above 0).
+   eight prompts of one token length, spread over the family; the step reports which);
+7. ``neuron``: for each distinct correct answer, the neuron most congruent with it
+   predicts it: over every prompt of the family, Pearson r between that neuron's
+   activation and that answer's logit. The step's value is the mean of these r over
+   prompts, each prompt judged by its own answer's neuron (so r is weighted by how many
+   prompts expect each answer; a neuron that never varies counts as r = 0), with a 95%
+   bootstrap interval over prompts; it holds at r ≥ 0.5 with the interval above 0.
+
+``answers`` comes first because every other step reads one answer token per prompt: when
+it breaks, each later step records a break that says it could not be measured and why,
+so the first break names the real cause.
 
 For steps 5 and 6 the p-value is a held-out circuit test: the top heads are chosen on
 half of the prompts and evaluated on the other half against random sets of as many
-heads; it is the share of random sets that do as well.
+heads; it is the share of random sets that do as well. With one prompt there is no
+held-out half: the step is judged by the share alone and its detail says so.
 """
 
 from collections import Counter
@@ -31,19 +40,33 @@ import pandas as pd
 from .attribution import head_attribution, logit_lens
 from .corruption import corruption_check
 from .evidence import probe
+from .forward import final_logits
 from .logits import top_k
 from .model_state import model_name
-from .neurons import bootstrap_ci, neuron_congruence, neuron_prediction_correlation
+from .neurons import bootstrap_ci, neuron_activations, neuron_congruence, pearson
 from .patching import patch
+from .prompts import index_label
 from .results import Result
-from .tokens import AnswerTokenError
+from .tokens import AnswerTokenError, PromptLengthError
 
-STEPS = ("task", "answers", "corruption", "lens", "heads", "patching", "neuron")
+# Each step's claim and threshold, in the order the workflow takes them.
+CLAIMS = {
+    "answers": ("answers are single tokens and the incorrect one is a plausible rival", 20.0),
+    "task": ("the model gets the task", 0.8),
+    "corruption": ("the corruption flips the answer", 0.8),
+    "lens": ("the answer forms at identifiable layers", 0.3),
+    "heads": ("direct attribution concentrates on a few heads", 0.5),
+    "patching": ("patching localises to a few heads", 0.5),
+    "neuron": ("the neuron most congruent with each prompt's answer predicts it", 0.5),
+}
+STEPS = tuple(CLAIMS)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class FeasibilityStep(Result):
-    """One step of the workflow on one family: the measured value against its threshold."""
+    """One step of the workflow on one family: the measured value against its threshold
+    (NaN when the step could not be measured; ``detail`` says why). ``prompt_indices``
+    names the prompts a step used when it used only some of them (``n_prompts`` of them)."""
 
     family: str
     step: str
@@ -55,6 +78,7 @@ class FeasibilityStep(Result):
     ci: tuple[float, float] | None = None
     p_value: float | None = None
     n_prompts: int = 0
+    prompt_indices: tuple[int, ...] = ()
 
     kind = "feasibility_step"
 
@@ -68,8 +92,10 @@ class FeasibilityStep(Result):
                               "threshold": self.threshold, "holds": self.passed, "detail": self.detail}])
 
     def summary(self) -> dict:
-        out = {"value": self.value, "threshold": self.threshold, "holds": str(self.passed),
-               "n_prompts": self.n_prompts}
+        out = {"family": self.family, "step": self.step, "value": self.value,
+               "threshold": self.threshold, "holds": str(self.passed), "n_prompts": self.n_prompts}
+        if self.prompt_indices:
+            out["prompts used"] = index_label(self.prompt_indices)
         if self.ci is not None:
             out["ci_low"], out["ci_high"] = self.ci
         if self.p_value is not None:
@@ -86,7 +112,7 @@ def _mean_ci(flags: np.ndarray) -> tuple[float, float]:
 
 def held_out_share(values: np.ndarray, k: int = 5, samples: int = 1000, seed: int = 0):
     """Pick the top ``k`` components (rows) on even prompts (columns); on odd prompts, their share
-    of the total absolute effect and the p-value against random ``k``-sets."""
+    of the total absolute effect and the p-value against random ``k``-sets (None with one prompt)."""
     if values.shape[1] < 2:
         magnitude = np.abs(values.mean(axis=1))
         return float(np.sort(magnitude)[::-1][:k].sum() / magnitude.sum()), None
@@ -100,74 +126,136 @@ def held_out_share(values: np.ndarray, k: int = 5, samples: int = 1000, seed: in
     return share, float((1 + (random_shares >= share).sum()) / (1 + samples))
 
 
-def patching_sample(model, prompts, limit: int = 8):
-    """At most ``limit`` prompts, spread over the family, from its most common token length."""
+def _p_detail(p: float | None, n: int) -> str:
+    if p is None:
+        return (f"; no held-out p-value: the p-value needs at least 2 prompts ({n} here), "
+                "so this step is judged by the share alone")
+    return f"; held-out p = {p:.3g}"
+
+
+def patching_indices(model, prompts, limit: int = 8) -> list[int]:
+    """The prompts the patching step uses: all of the family's most common token length when
+    there are at most ``limit``, else ``limit`` of them spread evenly (first and last included)."""
     lengths = prompts.tokenize(model).lengths
     common = Counter(lengths).most_common(1)[0][0]
     same = [i for i, length in enumerate(lengths) if length == common]
-    picks = [same[round(k * (len(same) - 1) / max(limit - 1, 1))] for k in range(min(limit, len(same)))]
-    return prompts.subset(sorted(set(picks)))
+    if len(same) <= limit:
+        return same
+    return [same[int(k)] for k in np.linspace(0, len(same) - 1, limit).round()]
+
+
+def patching_sample(model, prompts, limit: int = 8):
+    """`patching_indices` as a PromptSet (its name lists the indices)."""
+    return prompts.subset(patching_indices(model, prompts, limit))
+
+
+def answer_problem(model, prompts) -> str | None:
+    """Why the family's answers cannot be read as one token per prompt, or None."""
+    try:
+        tokenized = prompts.tokenize(model)
+    except AnswerTokenError as error:
+        more = len(error.problems) - 1
+        return error.problems[0] + (f" (and {more} more answer problem(s))" if more else "")
+    try:
+        tokenized.require_single_token("the workflow")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _neuron_step(model, prompts):
+    """Per distinct correct answer: its most congruent neuron and r between that neuron's
+    activation and the answer's logit over all prompts; the prompt-weighted mean r and its
+    bootstrap interval (see the module docstring)."""
+    tokenized = prompts.tokenize(model)
+    correct = [a for a, _ in prompts.answers]
+    answers = list(Counter(correct))  # distinct, in order of first appearance
+    neurons = [neuron_congruence(model, a).labels[0] for a in answers]
+    activation = neuron_activations(model, prompts, neurons).values  # answer × prompt
+    ids = [int(tokenized.answer_ids[correct.index(a), 0]) for a in answers]
+    logit = final_logits(model, tokenized)[:, ids].numpy().T  # answer × prompt
+    own = np.array([answers.index(a) for a in correct])
+
+    def weighted_r(rows):
+        r = np.array([pearson(activation[j, rows], logit[j, rows]) for j in range(len(answers))])
+        counts = np.bincount(own[rows], minlength=len(answers))
+        return float((np.nan_to_num(r) * counts).sum() / counts.sum()), r
+
+    everyone = np.arange(len(correct))
+    value, r = weighted_r(everyone)
+    ci = bootstrap_ci(everyone, everyone, lambda rows, _: weighted_r(rows)[0])
+    counts = Counter(correct)
+    order = sorted(range(len(answers)), key=lambda j: -counts[answers[j]])
+    shown = [f"{answers[j]!r}: {neurons[j]} r = {r[j]:.2f} ({counts[answers[j]]} prompts)" for j in order[:4]]
+    more = f"; … {len(answers) - 4} more answers" if len(answers) > 4 else ""
+    detail = (f"prompt-weighted r = {value:.2f} (95% CI {ci[0]:.2f} to {ci[1]:.2f}) over "
+              f"{len(answers)} distinct answer(s), each with its most congruent neuron: "
+              + "; ".join(shown) + more)
+    return value, ci, detail
 
 
 @probe
 def feasibility_step(model, prompts, step: str, family: str | None = None) -> FeasibilityStep:
     """Measure one workflow step on a prompt family (see the module docstring)."""
+    if step not in CLAIMS:
+        raise ValueError(f"step {step!r}: choose one of {', '.join(STEPS)}")
     family = family or prompts.name
     n = len(prompts)
+    claim, threshold = CLAIMS[step]
 
-    def result(claim, value, threshold, passed, detail, **extra):
+    def result(value, passed, detail, **extra):
+        extra.setdefault("n_prompts", n)
         return FeasibilityStep(model=model_name(model), prompt_set=prompts.name, family=family,
-                               step=step, claim=claim, value=float(value), threshold=float(threshold),
-                               passed=bool(passed), detail=detail, n_prompts=n, **extra)
+                               step=step, claim=claim, value=float(value), threshold=threshold,
+                               passed=bool(passed), detail=detail, **extra)
 
+    if problem := answer_problem(model, prompts):
+        if step == "answers":
+            return result(float("nan"), False, f"answers are not single tokens: {problem}")
+        return result(float("nan"), False, f"not measured: every step reads one answer token per "
+                      f"prompt, and step 'answers' breaks: {problem}")
     if step == "answers":
-        try:
-            ranks = top_k(model, prompts).incorrect_rank
-        except AnswerTokenError as error:
-            return result("answers are single tokens", 0, 1, False, str(error).splitlines()[1].strip())
-        median = float(np.median(ranks))
-        return result("answers are single tokens and the incorrect one is a plausible rival", median, 20,
-                      median <= 20, f"median rank of the incorrect answer {median:g} (1 = top)")
+        median = float(np.median(top_k(model, prompts).incorrect_rank))
+        return result(median, median <= threshold, f"median rank of the incorrect answer {median:g} (1 = top)")
     if step == "task":
         top1 = top_k(model, prompts).correct_rank == 1
-        return result("the model gets the task", top1.mean(), 0.8, top1.mean() >= 0.8,
-                      f"top-1 on {int(top1.sum())} of {n} prompts", ci=_mean_ci(top1))
+        return result(top1.mean(), top1.mean() >= threshold, f"top-1 on {int(top1.sum())} of {n} prompts",
+                      ci=_mean_ci(top1))
     if step == "corruption":
         check = corruption_check(model, prompts)
         flipped = np.array([v == "flips" for v in check.verdicts])
-        return result("the corruption flips the answer", flipped.mean(), 0.8, flipped.mean() >= 0.8,
-                      f"flips {int(flipped.sum())} of {n}; no effect on "
-                      f"{check.verdicts.count('no effect')}", ci=_mean_ci(flipped))
+        return result(flipped.mean(), flipped.mean() >= threshold, f"flips {int(flipped.sum())} of {n}; no "
+                      f"effect on {check.verdicts.count('no effect')}", ci=_mean_ci(flipped))
     if step == "lens":
         lens = logit_lens(model, prompts)
         rises = np.diff(lens.mean)
         final = lens.mean[-1]
         share = float(rises.max() / final) if final > 0 else 0.0
         where = lens.labels[int(rises.argmax()) + 1]
-        return result("the answer forms at identifiable layers", share, 0.3, share >= 0.3,
+        return result(share, share >= threshold,
                       f"largest single rise at {where}: {share:.0%} of the final {final:.2f}")
     if step == "heads":
         heads = head_attribution(model, prompts)
         share, (_, p) = heads.share_of_top(5), held_out_share(heads.values.reshape(-1, n))
-        return result("direct attribution concentrates on a few heads", share, 0.5,
-                      share >= 0.5 and (p is None or p < 0.05),
-                      f"top 5 heads ({', '.join(heads.top(5)['head'])}) carry {share:.0%}", p_value=p)
+        return result(share, share >= threshold and (p is None or p < 0.05),
+                      f"top 5 heads ({', '.join(heads.top(5)['head'])}) carry {share:.0%}" + _p_detail(p, n),
+                      p_value=p)
     if step == "patching":
-        sample = patching_sample(model, prompts)
-        sweep = patch(model, sample, "head_out")
+        used = patching_indices(model, prompts)
+        try:
+            sweep = patch(model, prompts.subset(used), "head_out")
+        except PromptLengthError as error:
+            return result(float("nan"), False, "not measured: " + str(error).splitlines()[0],
+                          n_prompts=len(used), prompt_indices=tuple(used))
         share, (_, p) = sweep.share_of_top(5), held_out_share(sweep.values - sweep.target_baseline)
-        return result("patching localises to a few heads", share, 0.5, share >= 0.5 and (p is None or p < 0.05),
+        length = prompts.tokenize(model).lengths[used[0]]
+        return result(share, share >= threshold and (p is None or p < 0.05),
                       f"top 5 heads ({', '.join(sweep.top(5)['site'])}) carry {share:.0%} of the patching "
-                      f"effect on {len(sample)} prompts", p_value=p)
-    if step == "neuron":
-        token = prompts.answers[0][0]  # the family's canonical (first) answer
-        neuron = neuron_congruence(model, token).labels[0]
-        corr = neuron_prediction_correlation(model, prompts, neuron, token)
-        passed = corr.r >= 0.5 and corr.ci[0] > 0
-        return result("a congruent neuron predicts the answer", corr.r if np.isfinite(corr.r) else 0.0, 0.5,
-                      passed, f"{neuron}, most congruent with {token!r}: r = {corr.r:.2f} "
-                      f"(95% CI {corr.ci[0]:.2f} to {corr.ci[1]:.2f})", ci=corr.ci)
-    raise ValueError(f"step {step!r}: choose one of {', '.join(STEPS)}")
+                      f"effect on {len(used)} of {n} prompts {index_label(used)} (those of {length} tokens, "
+                      f"the most common length)" + _p_detail(p, len(used)),
+                      p_value=p, n_prompts=len(used), prompt_indices=tuple(used))
+    value, ci, detail = _neuron_step(model, prompts)
+    return result(value, value >= threshold and ci[0] > 0, detail, ci=ci)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

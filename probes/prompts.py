@@ -7,10 +7,30 @@ to be exactly one token for the model at hand, which tokenizers make easy to get
 wrong, so `tokenize` checks every answer and explains each problem it finds.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 from string import Formatter
 
 from .tokens import AnswerTokenError, Tokenized, tokenize
+
+
+def index_label(indices, longest: int = 48) -> str:
+    """Indices as a short label that tells any two lists apart: runs of three or more
+    consecutive indices become ranges, ``[0-3, 7]`` (order and repeats are kept); a label
+    longer than ``longest`` characters keeps its ends and adds the count and a hash of the
+    whole list, ``[0, 2, 4, …, 96, 98: 50 prompts #1c9f0e]``."""
+    indices = [int(i) for i in indices]
+    parts, start = [], 0
+    for end in range(1, len(indices) + 1):
+        if end == len(indices) or indices[end] != indices[end - 1] + 1:
+            run = indices[start:end]
+            parts += [f"{run[0]}-{run[-1]}"] if len(run) >= 3 else [str(i) for i in run]
+            start = end
+    label = ", ".join(parts)
+    if len(label) + 2 <= longest:
+        return f"[{label}]"
+    digest = hashlib.sha1(",".join(map(str, indices)).encode()).hexdigest()[:6]
+    return f"[{', '.join(parts[:3])}, …, {', '.join(parts[-2:])}: {len(indices)} prompts #{digest}]"
 
 
 @dataclass(frozen=True)
@@ -89,11 +109,12 @@ class PromptSet:
         return len(self.prompts)
 
     def subset(self, indices, name: str | None = None) -> "PromptSet":
-        """The prompts at ``indices`` (with their answers and corrupted twins)."""
-        indices = list(indices)
+        """The prompts at ``indices`` (with their answers and corrupted twins), named by them:
+        ``ioi.subset([0, 1, 2, 3, 7]).name == "IOI [0-3, 7]"``."""
+        indices = [int(i) for i in indices]
         pick = lambda items: None if items is None else [items[i] for i in indices]  # noqa: E731
         return PromptSet(pick(self.prompts), pick(self.answers), pick(self.corrupted_prompts),
-                         name or f"{self.name} [{len(indices)} of {len(self)}]", self.multi_token,
+                         name or f"{self.name} {index_label(indices)}", self.multi_token,
                          tuple(pick(list(self.fillers))) if self.fillers else ())
 
     @property

@@ -65,7 +65,8 @@ def _collect_figures(run: dict) -> dict:
 
 def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
     """Per model and family, the workflow steps (tests parametrized by ``family`` and ``step``,
-    in the order they ran) with each step's test, and the first step that does not hold."""
+    and the ``feasibility_step`` parts of each ``feasibility`` evidence item, in the order they
+    ran) with each step's test, and the first step that does not hold."""
     steps: list[str] = []
     tables: dict = {}
     for test in run["tests"]:
@@ -73,6 +74,18 @@ def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
         if "family" in params and "step" in params:
             steps += [params["step"]] if params["step"] not in steps else []
             tables.setdefault((test["model"] or "—", params["family"]), {})[params["step"]] = test
+        for item in test.get("evidence") or []:  # a feasibility(...) call: one row, its steps as parts
+            if item.get("kind") != "feasibility":
+                continue
+            family = (item.get("summary") or {}).get("family") or item.get("prompt_set") or "—"
+            for part in item.get("parts") or []:
+                summary = part.get("summary") or {}
+                if part.get("kind") == "feasibility_step" and "step" in summary:
+                    step = summary["step"]
+                    steps += [step] if step not in steps else []
+                    outcome = "passed" if summary.get("holds") == "True" else "xfailed"
+                    tables.setdefault((test["model"] or item.get("model") or "—", family), {})[step] = {
+                        "nodeid": test["nodeid"], "outcome": outcome, "params": {"step": step}}
     rows = []
     for (model, family), cells in tables.items():
         ordered = [cells.get(step) for step in steps]
