@@ -1,0 +1,134 @@
+"""Write docs/API.md: every name `from circuitcheck import …` offers, from its docstrings.
+
+    .venv/bin/python docs/build_api.py          # rewrite docs/API.md
+    .venv/bin/python docs/build_api.py --check  # exit 1 when docs/API.md is out of date (CI)
+
+For each function: its signature and docstring, and for the string arguments
+that take a fixed set of values, the values (from the registries the code
+checks them against). For each Result: its fields, properties and methods.
+"""
+
+import argparse
+import dataclasses
+import inspect
+import sys
+from pathlib import Path
+
+OUTPUT = Path(__file__).with_name("API.md")
+SECTIONS = (
+    ("Prompts", ("PromptSet", "AnswerTokenError", "PromptLengthError", "tokenize", "tokenize_pair", "Tokenized")),
+    ("Models", ("load_model", "model_info", "ModelInfo", "DEFAULT_MODEL", "ModelUnavailable", "DeviceUnavailable")),
+    ("Prompt families and strategies", ("ioi_prompts", "a_an_prompts", "counting_prompts", "day_prompts",
+                                        "pet_family_prompts", "family", "FAMILIES", "strategies")),
+)
+
+
+def allowed_values() -> dict[str, str]:
+    """String arguments with a fixed set of values, as the code checks them."""
+    from circuitcheck.probes import METRICS, STEPS, SWEEPS
+    from circuitcheck.probes.ablation import KINDS
+    from circuitcheck.probes.patching import DIRECTIONS
+
+    def listed(values):
+        return ", ".join(f"`{v}`" for v in values)
+
+    return {"sweep": listed(SWEEPS), "direction": listed(DIRECTIONS), "metric": listed(METRICS) + " or a function",
+            "kind": listed(KINDS), "step": listed(STEPS)}
+
+
+def _doc(obj) -> str:
+    return inspect.cleandoc(obj.__doc__ or "").strip()
+
+
+def _signature(name: str, obj) -> str:
+    try:
+        return f"{name}{inspect.signature(obj)}"
+    except (TypeError, ValueError):
+        return name
+
+
+def function_entry(name: str, obj, values: dict) -> list[str]:
+    lines = [f"### `{_signature(name, obj)}`", "", _doc(obj), ""]
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    for parameter, text in values.items():
+        if parameter in parameters:
+            lines += [f"- `{parameter}`: {text}"]
+    return lines + [""] if lines[-1] != "" else lines
+
+
+def class_entry(name: str, cls) -> list[str]:
+    lines = [f"### `{name}`", "", _doc(cls), ""]
+    if dataclasses.is_dataclass(cls):
+        own = [f for f in dataclasses.fields(cls) if f.name not in ("model", "prompt_set", "parts")]
+        if own:
+            lines += ["| field | type |", "|---|---|"]
+            lines += [f"| `{f.name}` | `{getattr(f.type, '__name__', str(f.type)).replace('|', '&#124;')}` |"
+                      for f in own]
+            lines.append("")
+    members = []
+    for member, value in vars(cls).items():
+        if member.startswith("_") or member in ("kind", "title", "value_column"):
+            continue
+        doc = _doc(value.fget if isinstance(value, property) else value) if callable(value) or isinstance(
+            value, property) else ""
+        what = "property" if isinstance(value, property) else _signature(member, value) if callable(value) else None
+        if what:
+            members.append(f"- `{member if what == 'property' else what}`{' (property)' if what == 'property' else ''}"
+                           f"{': ' + doc.splitlines()[0] if doc else ''}")
+    return lines + members + ([""] if members else [])
+
+
+def build() -> str:
+    import circuitcheck
+    from circuitcheck.probes.results import Result
+
+    values = allowed_values()
+    placed = {n for _, names in SECTIONS for n in names}
+    results = sorted(n for n in circuitcheck.__all__ if isinstance(getattr(circuitcheck, n), type)
+                     and issubclass(getattr(circuitcheck, n), Result) and n not in placed)
+    probes = sorted(n for n in circuitcheck.__all__ if n not in placed and n not in results)
+    sections = [*SECTIONS, ("Probes and helpers", tuple(probes)), ("Results", tuple(results))]
+    out = ["# circuitcheck API", "",
+           "Everything `from circuitcheck import …` offers, generated from the docstrings by",
+           "`docs/build_api.py` (CI fails when this page is out of date). Every Result also has",
+           "`.df` (a pandas DataFrame), `.summary()`, `.figure()`, `.evidence()`, `.parts`,",
+           "`assert_all(condition)` and a notebook display.", ""]
+    for title, names in sections:
+        out += [f"## {title}", ""]
+        for name in names:
+            obj = getattr(circuitcheck, name)
+            if inspect.ismodule(obj):
+                out += [f"### `{name}`", "", _doc(obj), ""]
+                out += [f"- `{n}{inspect.signature(f)}`: {_doc(f).splitlines()[0] if _doc(f) else ''}"
+                        for n, f in vars(obj).items()
+                        if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == obj.__name__]
+                out.append("")
+            elif inspect.isclass(obj):
+                out += class_entry(name, obj)
+            elif callable(obj):
+                out += function_entry(name, obj, values)
+            else:
+                shown = ", ".join(map(str, obj)) if isinstance(obj, (tuple, list, dict)) else repr(obj)
+                out += [f"### `{name}`", "", f"`{shown}`", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when docs/API.md is out of date")
+    text = build()
+    if parser.parse_args().check:
+        if not OUTPUT.is_file() or OUTPUT.read_text() != text:
+            print(f"{OUTPUT} is out of date: run .venv/bin/python docs/build_api.py", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
