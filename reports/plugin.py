@@ -3,9 +3,12 @@
 On every process (xdist workers included) evidence recorded during a test is
 attached to its test report as a JSON string in ``user_properties``, so it
 travels to the controller with the report. The controller (or the single
-process without xdist) gathers reports in `pytest_runtest_logreport` and writes
-``index.html`` and ``evidence.json`` in `pytest_sessionfinish`, also after an
-interrupt or a fixture error (the run is then marked incomplete).
+process without xdist) gathers reports in `pytest_runtest_logreport` and, in
+`pytest_sessionfinish`, writes ``index.html`` and ``evidence.json`` into a folder of
+this run's own inside the report folder (`store`), also after an interrupt or a
+fixture error (the run is then marked incomplete). A report folder that cannot be
+written, or an earlier run to compare with that cannot be read, stops the run before
+it starts; a report that still cannot be written at the end makes the run fail.
 """
 
 import functools
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from . import store
 from .run import RunRecord
 
 PROPERTY = "circuitcheck"
@@ -25,23 +29,54 @@ PROPERTY = "circuitcheck"
 def pytest_addoption(parser):
     group = parser.getgroup("circuitcheck-report", "circuitcheck evidence report")
     group.addoption("--report-dir", metavar="DIR", default=None,
-                    help="folder for index.html and evidence.json (default: reports/out in "
-                         "the repository)")
+                    help="folder of the reports: each run writes DIR/<UTC time>-<run id>/ "
+                         "(index.html, evidence.json) and points DIR/latest at it (default: "
+                         "reports/out in the repository)")
+    group.addoption("--report-keep", metavar="N", type=int, default=store.KEEP,
+                    help=f"keep the newest N run folders in the report folder, delete older "
+                         f"ones (0: keep all; default {store.KEEP})")
     group.addoption("--no-report", action="store_true", help="write no evidence report")
-    group.addoption("--report-compare", metavar="OLD.json", default=None,
-                    help="compare with an earlier evidence.json: changed verdicts and moved numbers")
+    group.addoption("--report-compare", metavar="OLD", default=None,
+                    help="compare with an earlier run: its evidence.json, its run folder, or a "
+                         "report folder (its latest run): changed verdicts and moved numbers")
+
+
+def _reason(error: OSError) -> str:
+    return f"{error.strerror}: {error.filename}" if error.strerror and error.filename else str(error)
 
 
 def pytest_configure(config):
-    if config.getoption("no_report") or hasattr(config, "workerinput"):
+    """On the controller: check, before any test runs, that the report can be written
+    and that the run to compare with can be read."""
+    if config.getoption("no_report") or hasattr(config, "workerinput") or config.option.help:
         return
     folder = config.getoption("report_dir")
-    folder = Path(folder) if folder else Path(config.rootpath) / "reports" / "out"
+    folder = Path(folder).absolute() if folder else Path(config.rootpath) / "reports" / "out"
+    keep = config.getoption("report_keep")
+    if keep < 0:
+        raise pytest.UsageError(f"--report-keep {keep}: pass the number of run folders to keep "
+                                "(0 keeps all)")
+    try:
+        store.check_writable(folder)
+    except OSError as error:
+        raise pytest.UsageError(
+            f"--report-dir {folder}: the report cannot be written there ({_reason(error)}). Pass "
+            "--report-dir with a folder you can write (each run adds a folder of its own to it), "
+            "or --no-report.") from None
     compare = config.getoption("report_compare")
-    if compare and not Path(compare).is_file():
-        raise pytest.UsageError(f"--report-compare {compare}: no such file; pass an evidence.json "
-                                "written by an earlier run")
-    config.pluginmanager.register(ReportWriter(config, folder, compare), "circuitcheck-report-writer")
+    old = None
+    if compare:
+        from .compare import load_evidence
+
+        try:
+            compare, old = load_evidence(compare)
+        except ValueError as error:
+            raise pytest.UsageError(
+                f"--report-compare {config.getoption('report_compare')}: {error}. Pass an "
+                "evidence.json written by an earlier run (or its run folder, or a report folder "
+                "for its latest run), or leave out --report-compare.") from None
+    writer = ReportWriter(config, folder, compare, old=old, keep=keep)
+    config.pluginmanager.register(writer, "circuitcheck-report-writer")
 
 
 def reporting(config) -> bool:
@@ -133,13 +168,15 @@ def pytest_runtest_makereport(item, call):
 class ReportWriter:
     """Collects test reports on the controller and writes the report at the end."""
 
-    def __init__(self, config, folder: Path, compare: str | None = None):
+    def __init__(self, config, folder: Path, compare: Path | None = None, old: dict | None = None,
+                 keep: int = store.KEEP):
         self.config = config
         self.folder = folder
-        self.compare = compare
+        self.compare, self.old, self.keep = compare, old, keep
         self.run = RunRecord(command=" ".join(["pytest", *config.invocation_params.args]),
-                             started=time.time())
+                             started=time.time(), run_id=store.new_run_id())
         self.written: Path | None = None
+        self.failure: str | None = None
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -150,25 +187,34 @@ class ReportWriter:
         self.run.add_phase(report, payloads)
 
     def pytest_sessionfinish(self, session, exitstatus):
+        """Write the report; if that fails, say so and make the run fail (exit status 3,
+        unless it already failed): a lost report must not pass unnoticed."""
         interrupted = int(exitstatus) in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
         self.run.finish(int(exitstatus), incomplete=interrupted or bool(session.shouldfail),
                         stopped_early=bool(session.shouldstop))
-        from .render import write_report
-
         try:
             run = self.run.to_json()
             if self.compare:
                 from .compare import compare_runs
 
-                compare_runs(run, Path(self.compare))
-            self.written = write_report(run, self.folder)
+                compare_runs(run, self.compare, old=self.old)
+            self.written = store.publish(run, self.folder, self.keep)
         except Exception as error:  # noqa: BLE001 - a broken report must not hide test results
-            sys.stderr.write(f"circuitcheck: writing the report failed: {error!r}\n")
+            reason = _reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+            self.failure = f"circuitcheck report NOT written to {self.folder}: {reason}"
+            if int(session.exitstatus) == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_unconfigure(self, config):
-        """Last line of the run (after pytest's own summary): where the report is."""
+        """Last line of the run (after pytest's own summary): where the report is, or why
+        there is none."""
         terminal = config.pluginmanager.get_plugin("terminalreporter")
-        if self.written and terminal is not None:
+        if self.failure:
+            if terminal is not None:
+                terminal.write_line(self.failure, red=True, bold=True)
+            else:
+                sys.stderr.write(self.failure + "\n")
+        elif self.written and terminal is not None:
             counts = ", ".join(f"{n} {o}" for o, n in self.run.counts().items())
             note = " (incomplete)" if self.run.incomplete else ""
             terminal.write_line(f"circuitcheck report: {self.written}{note} ({counts})")

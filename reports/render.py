@@ -1,10 +1,12 @@
-"""Write ``evidence.json`` and ``index.html`` for a run, atomically.
+"""Write ``evidence.json`` and ``index.html`` for a run into a folder (`store` gives each
+run its own folder).
 
 The HTML is rendered by jinja2 with autoescape on; user text (prompts, claims,
 messages) only ever appears as escaped text. Figures travel as one JSON blob in
 a ``<script type="application/json">`` element (with ``<`` escaped so no text
 can close it) and are drawn by plotly.js, inlined once per page: the report is
-one file that works offline.
+one file that works offline. Both files are strict JSON inside: NaN and infinities
+become null (``json_safe``), and ``allow_nan=False`` refuses any that slip through.
 """
 
 import json
@@ -13,8 +15,6 @@ import tempfile
 from pathlib import Path
 
 import jinja2
-
-from circuitcheck.probes.figures import plotly_figure
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -41,6 +41,8 @@ def _script_json(data) -> str:
 
 def _collect_figures(run: dict) -> dict:
     """Give each figure an id; a figure that cannot be drawn becomes a rendering error."""
+    from circuitcheck.probes.figures import plotly_figure  # probes import torch: not at plugin import
+
     figures = {}
 
     def collect(item: dict, prefix: str) -> None:
@@ -104,6 +106,8 @@ def render_html(run: dict) -> str:
     """The report page; adds figure ids to ``run`` (so render after writing the JSON)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     env.filters["number"] = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else v)
+    env.filters["repr"] = repr
+    env.filters["seconds"] = lambda v, digits: "?" if v is None else f"{v:.{digits}f}"
     figures = _collect_figures(run)
     hypotheses = list(dict.fromkeys(t["hypothesis"] for t in run["tests"]))
     models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
@@ -117,9 +121,13 @@ def render_html(run: dict) -> str:
 
 
 def write_report(run: dict, folder: Path) -> Path:
-    """Write ``folder/evidence.json`` and ``folder/index.html``; return the HTML path."""
+    """Write ``folder/evidence.json`` and ``folder/index.html``; return the HTML path.
+    Non-finite numbers anywhere in ``run`` are written as null."""
+    from circuitcheck.probes.evidence import json_safe  # imports torch: only when writing
+
     folder = Path(folder)
-    write_atomic(folder / "evidence.json", json.dumps(run, indent=1, default=str))
+    run = json_safe(run)  # a copy: rendering adds figure ids to it
+    write_atomic(folder / "evidence.json", json.dumps(run, indent=1, default=str, allow_nan=False))
     html = folder / "index.html"
     write_atomic(html, render_html(run))
     return html

@@ -35,6 +35,7 @@ def _message(report) -> str:
 class RunRecord:
     command: str
     started: float
+    run_id: str = ""  # names the run's folder; also in index.html (store.new_run_id)
     tests: dict = field(default_factory=dict)
     exitstatus: int | None = None
     finished: float | None = None
@@ -100,6 +101,7 @@ class RunRecord:
         """The evidence.json document (schema: reports/evidence.schema.json, reports/SCHEMA.md)."""
         return {
             "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
             "command": self.command,
             "started": self.started,
             "duration": (self.finished or time.time()) - self.started,

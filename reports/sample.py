@@ -17,6 +17,6 @@ def synthetic_run(n_tests: int = 3, figures: int = 1) -> dict:
         tests.append({"nodeid": f"hypotheses/test_x.py::test_{i}[smollm2-135m]", "hypothesis": f"hypotheses/test_x.py::test_{i}",
                       "model": "smollm2-135m", "claim": f"claim {i}", "outcome": "passed", "message": "", "details": "",
                       "duration": 0.1, "evidence": evidence})
-    return {"schema_version": SCHEMA_VERSION, "command": "pytest", "started": 0.0, "duration": 1.0, "exitstatus": 0,
+    return {"schema_version": SCHEMA_VERSION, "run_id": "0123abcd", "command": "pytest", "started": 0.0, "duration": 1.0, "exitstatus": 0,
             "incomplete": False, "platform": "test", "python": "3", "versions": {"torch": "x"},
             "counts": {"passed": n_tests}, "models": [{"name": "smollm2-135m"}], "tests": tests}

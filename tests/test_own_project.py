@@ -70,8 +70,8 @@ def test_an_installed_wheel_works_in_a_project_of_its_own(tmp_path):
                              "--report-dir", "report"], capture_output=True, text=True, cwd=project, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout
-    report = json.loads((project / "report" / "evidence.json").read_text())
+    report = json.loads((project / "report" / "latest" / "evidence.json").read_text())
     kinds = {t["nodeid"].split("::")[1]: [e["kind"] for e in t["evidence"]] for t in report["tests"]}
     assert kinds == {"test_the_model_runs[tiny-llama]": ["logit_diff"],
                      "test_corruption_is_checked[tiny-llama]": ["corruption_check"]}
-    assert (project / "report" / "index.html").is_file()
+    assert (project / "report" / "latest" / "index.html").is_file()

@@ -54,7 +54,8 @@ def hypotheses(pytester):
 
 
 def load_report(pytester, folder="out"):
-    return json.loads((pytester.path / folder / "evidence.json").read_text())
+    """The newest run's evidence.json in report folder ``folder``."""
+    return json.loads((pytester.path / folder / "latest" / "evidence.json").read_text())
 
 
 def outcomes(report):
@@ -91,13 +92,17 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     assert "fixture exploded" in tests["test_fixture_error"]["details"]
     assert report["models"][0]["device"] == "cpu" and report["models"][0]["n_layers"] == 2
 
-    html = (hypotheses.path / "out" / "index.html").read_text()
+    html = (hypotheses.path / "out" / "latest" / "index.html").read_text()
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html
     assert "<i>not markup</i>" not in html and "<b>hostile</b>" not in html
     assert " onerror=" not in html and " onclick=" not in html
     assert html.count("Plotly.newPlot") == 1 and "cdn.plot.ly" not in html.split("<script>")[0]
     last = result.outlines[-1]
     assert last.startswith("circuitcheck report: ") and "(1 passed, 1 failed, 1 error" in last
+    # the exact run folder's page, not the moving `latest`
+    run_folder = (hypotheses.path / "out" / "latest").resolve()
+    assert run_folder.name.endswith("-" + report["run_id"])
+    assert last.split()[2] == str(run_folder / "index.html")
 
 
 @pytest.mark.slow
@@ -139,7 +144,7 @@ def test_never_runs():
     assert report["incomplete"] is True
     assert "test_stop.py::test_first" in outcomes(report)
     assert "test_stop.py::test_never_runs" not in outcomes(report)
-    assert "incomplete" in (pytester.path / "out" / "index.html").read_text()
+    assert "incomplete" in (pytester.path / "out" / "latest" / "index.html").read_text()
 
 
 def test_unknown_model_fails_fast_with_one_line(pytester, monkeypatch):

@@ -27,7 +27,7 @@ def test_plugin_output_validates_against_the_schema(pytester):
 
     pytester.makepyfile(test_claims=HYPOTHESES)
     run_pytest(pytester, "--model", "tiny-llama", "--report-dir", "out")
-    jsonschema.validate(json.loads((pytester.path / "out" / "evidence.json").read_text()), SCHEMA)
+    jsonschema.validate(json.loads((pytester.path / "out" / "latest" / "evidence.json").read_text()), SCHEMA)
 
 
 @pytest.mark.slow
@@ -45,14 +45,16 @@ def test_steady():
     run_pytest(pytester, "--report-dir", "old")
     monkeypatch.setenv("FLIP", "1")
     monkeypatch.setenv("SCORE", "2")
-    run_pytest(pytester, "--report-dir", "new", "--report-compare", "old/evidence.json")
-    report = json.loads((pytester.path / "new" / "evidence.json").read_text())
+    run_pytest(pytester, "--report-dir", "new", "--report-compare", "old")  # a report folder: its latest run
+    report = json.loads((pytester.path / "new" / "latest" / "evidence.json").read_text())
     tests = {t["nodeid"]: t for t in report["tests"]}
     flips = tests["test_flip.py::test_flips"]["compare"]
     assert flips["status"] == "changed" and flips["old_outcome"] == "passed"
     assert flips["moves"] == [{"name": "number #1 score", "old": 1.0, "new": 2.0}]
     assert tests["test_flip.py::test_steady"]["compare"]["status"] == "same"
-    html = (pytester.path / "new" / "index.html").read_text()
+    old_run = (pytester.path / "old" / "latest").resolve()
+    assert report["compared_with"]["path"] == str(old_run / "evidence.json")
+    html = (pytester.path / "new" / "latest" / "index.html").read_text()
     assert "passed → failed" in html and "since the compared run" in html
     missing = run_pytest(pytester, "--report-compare", "nowhere.json")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
@@ -121,3 +123,126 @@ def test_feasibility_table_orders_steps_and_marks_the_first_break():
     assert "Workflow feasibility" not in render_html({**run, "tests": []})
     html = render_html(run)
     assert html.count("◀") == 2 + 1  # one mark per family, and the legend
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as browsers and most JSON tools do."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_anywhere_are_written_as_null(tmp_path):
+    run = synthetic_run(1)
+    run["duration"] = float("nan")  # a run-level number
+    run["tests"][0]["evidence"].append({"kind": "number", "title": "raw", "value": float("inf"),
+                                        "figures": [{"type": "bar", "x": ["a", "b"], "y": [float("nan"), 1.0]}]})
+    write_report(run, tmp_path)
+    report = strict_json((tmp_path / "evidence.json").read_text())
+    assert report["duration"] is None and report["tests"][0]["evidence"][-1]["value"] is None
+    html = (tmp_path / "index.html").read_text()
+    figures = html.split('id="circuitcheck-figures">')[1].split("</script>")[0]
+    assert [None, 1.0] in [trace["y"] for figure in strict_json(figures).values() for trace in figure["data"]]
+
+
+def test_a_nan_number_in_a_run_gives_strict_json(pytester):
+    pytester.makepyfile(test_nan='''
+def test_nan(evidence):
+    evidence.number("ratio", float("nan"), threshold=float("inf"))
+''')
+    run_pytest(pytester, "--report-dir", "out").assert_outcomes(passed=1)
+    report = strict_json((pytester.path / "out" / "latest" / "evidence.json").read_text())
+    [number] = report["tests"][0]["evidence"]
+    assert number["value"] is None and number["threshold"] is None and "nan" in number["note"]
+
+
+def test_models_table_shows_what_was_prepended():
+    run = synthetic_run(1)
+    run["models"] = [{"name": "a", "prepended": "<|endoftext|>"}, {"name": "b", "prepended": None},
+                     {"name": "c"}]
+    jsonschema.validate(run, SCHEMA)
+    html = render_html(run)
+    assert "a; prepended: &#39;&lt;|endoftext|&gt;&#39;" in html
+    assert "b; prepended: nothing" in html and "c; prepended" not in html
+
+
+# Per-run folders (circuitcheck.reports.store)
+
+from circuitcheck.reports import store  # noqa: E402
+
+
+def run_id_in_html(html: str) -> str:
+    return html.split('<meta name="circuitcheck-run-id" content="')[1].split('"')[0]
+
+
+def publish_runs(report_dir, n, keep=store.KEEP, start=1_700_000_000.0):
+    folders = []
+    for i in range(n):
+        run = {**synthetic_run(1), "run_id": store.new_run_id(), "started": start + 60 * i}
+        folders.append(store.publish(run, report_dir, keep=keep).parent)
+    return folders
+
+
+def assert_consistent(folder):
+    """Both files of a run folder come from the run its name says."""
+    assert sorted(p.name for p in folder.iterdir()) == ["evidence.json", "index.html"]
+    run_id = strict_json((folder / "evidence.json").read_text())["run_id"]
+    assert folder.name.endswith("-" + run_id) and run_id_in_html((folder / "index.html").read_text()) == run_id
+
+
+def test_each_run_gets_its_own_folder_and_latest_points_at_the_newest(tmp_path):
+    first, second = publish_runs(tmp_path, 2)
+    assert first.name.startswith("20231114T221320Z-") and first != second
+    for folder in (first, second):
+        assert_consistent(folder)
+    assert (tmp_path / "latest").is_symlink() and not (tmp_path / "latest").readlink().is_absolute()
+    assert (tmp_path / "latest").resolve() == second.resolve() == store.latest_run(tmp_path).resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name, "latest"])
+
+
+def test_only_the_newest_runs_are_kept(tmp_path):
+    folders = publish_runs(tmp_path, 5, keep=3)
+    assert sorted(p for p in tmp_path.iterdir() if store.RUN_NAME.match(p.name)) == folders[2:]
+    assert store.latest_run(tmp_path) == folders[-1]
+    publish_runs(tmp_path, 2, keep=0, start=1_800_000_000.0)  # 0 keeps all
+    assert len([p for p in tmp_path.iterdir() if store.RUN_NAME.match(p.name)]) == 5
+
+
+def test_leftovers_of_killed_runs_are_removed_once_stale(tmp_path):
+    import os
+    import time
+
+    dead = tmp_path / f"{store.TEMP_PREFIX}deadbeef-x1"  # killed between writing and renaming
+    dead.mkdir()
+    (dead / "evidence.json").write_text("")
+    old_layout = tmp_path / ".index.html.k2j3"  # the one-folder layout's empty temporary file
+    old_layout.write_text("")
+    live = tmp_path / f"{store.TEMP_PREFIX}0123abcd-y2"  # a run writing right now
+    live.mkdir()
+    mine = tmp_path / "notes.txt"  # not ours: never touched
+    mine.write_text("keep me")
+    hour_ago = time.time() - 2 * store.STALE_AFTER
+    for path in (dead, old_layout, mine):
+        os.utime(path, (hour_ago, hour_ago))
+    [folder] = publish_runs(tmp_path, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, "latest", live.name, "notes.txt"])
+
+
+def test_a_failed_write_leaves_no_folder_and_latest_unchanged(tmp_path, monkeypatch):
+    [first] = publish_runs(tmp_path, 1)
+    monkeypatch.setattr("circuitcheck.reports.render.render_html", lambda run: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        publish_runs(tmp_path, 1, start=1_800_000_000.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, "latest"])
+    assert store.latest_run(tmp_path) == first
+
+
+def test_latest_txt_where_symlinks_cannot_be_made(tmp_path, monkeypatch):
+    def no_symlinks(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.symlink", no_symlinks)
+    first, second = publish_runs(tmp_path, 2)
+    assert (tmp_path / "latest.txt").read_text() == second.name + "\n"
+    assert not (tmp_path / "latest").exists() and store.latest_run(tmp_path) == second
