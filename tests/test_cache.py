@@ -186,3 +186,11 @@ def test_replacing_an_entry_leaves_open_readers_their_files(tmp_path):
         assert reader.read() == b"x" * 100
     assert (folder / "weights.bin").read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # the old entry is gone
+
+
+def test_a_build_clears_what_a_killed_build_left(tmp_path):
+    stale = tmp_path / ".entry.k2j4_x"  # write_entry's temporary folder, its process killed
+    stale.mkdir()
+    (stale / "weights.bin").write_bytes(b"half")
+    read_or_build(tmp_path / "entry", fill, lambda f: None, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".entry.lock", "entry"]
