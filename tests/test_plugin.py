@@ -178,3 +178,95 @@ def test_pytest_help_imports_no_torch(tmp_path):
                          cwd=tmp_path).stdout
     assert "--model=NAME" in out and "--report-dir=DIR" in out
     assert out.strip().endswith("NO-TORCH")
+
+
+MARKER_TEST = '''
+import pathlib
+def test_runs():
+    pathlib.Path("ran.txt").write_text("yes")
+'''
+
+
+def assert_usage_error_before_any_test(pytester, result, *words):
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    [error] = [line for line in result.errlines if line.startswith("ERROR:")]
+    for word in words:
+        assert word in error, error
+    assert not (pytester.path / "ran.txt").exists()
+
+
+def test_a_report_dir_that_cannot_be_written_stops_the_run_before_it_starts(pytester):
+    pytester.makepyfile(test_m=MARKER_TEST)
+    (pytester.path / "afile").write_text("not a folder")
+    for folder in ("afile", "afile/sub"):  # root cannot write under a regular file either
+        result = run(pytester, "--report-dir", folder)
+        assert_usage_error_before_any_test(pytester, result, f"--report-dir {pytester.path / folder}",
+                                           "--no-report")
+
+
+def test_a_read_only_report_dir_stops_the_run_before_it_starts(pytester):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only folders; the file-as-folder test covers this path")
+    pytester.makepyfile(test_m=MARKER_TEST)
+    locked = pytester.mkdir("locked")
+    locked.chmod(0o555)
+    try:
+        result = run(pytester, "--report-dir", "locked")
+    finally:
+        locked.chmod(0o755)
+    assert_usage_error_before_any_test(pytester, result, "Permission denied", "--no-report")
+
+
+def test_an_unreadable_report_to_compare_with_stops_the_run_before_it_starts(pytester):
+    pytester.makepyfile(test_m=MARKER_TEST)
+    (pytester.path / "broken.json").write_text('{"tests": [')
+    (pytester.path / "list.json").write_text("[1, 2]")
+    pytester.mkdir("empty")
+    for name, reason in (("broken.json", "is not valid JSON"), ("list.json", "not an evidence.json"),
+                         ("empty", "does not exist"), ("nowhere.json", "does not exist")):
+        result = run(pytester, "--report-dir", "out", "--report-compare", name)
+        assert_usage_error_before_any_test(pytester, result, f"--report-compare {name}: ", reason,
+                                           "leave out --report-compare")
+
+
+def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(pytester):
+    pytester.makepyfile(test_m='''
+import pathlib, shutil
+def test_removes_the_report_folder():
+    shutil.rmtree("out", ignore_errors=True)
+    pathlib.Path("out").write_text("a file where the report folder was")
+''')
+    result = run(pytester, "--report-dir", "out")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    assert result.outlines[-1].startswith(f"circuitcheck report NOT written to {pytester.path / 'out'}: ")
+
+
+@pytest.mark.slow
+def test_runs_writing_one_report_dir_at_once_keep_their_own_folders(pytester):
+    """Two runs started together, a few rounds: every folder holds one run's two files."""
+    pytester.makepyfile(test_m='''
+def test_x(evidence):
+    evidence.table([{"row": i, "value": i / 3} for i in range(2000)])
+''')
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--report-dir", "out"]
+    lasts = []
+    for _ in range(3):
+        runs = [subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        for process in runs:
+            out, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, out[-3000:]
+            lasts.append(out.strip().splitlines()[-1])
+    folders = sorted(p for p in (pytester.path / "out").iterdir() if p.name != "latest")
+    assert len(folders) == 6  # no temporaries left, no run lost
+    for folder in folders:
+        assert sorted(p.name for p in folder.iterdir()) == ["evidence.json", "index.html"]
+        run_id = json.loads((folder / "evidence.json").read_text())["run_id"]
+        html = (folder / "index.html").read_text()
+        assert folder.name.endswith(run_id) and f'name="circuitcheck-run-id" content="{run_id}"' in html
+    assert sorted(line.split()[2] for line in lasts) == [str(f / "index.html") for f in folders]
+    latest = (pytester.path / "out" / "latest").resolve()
+    assert latest in folders[-2:]  # the newer round's runs: whichever finished last
