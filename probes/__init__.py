@@ -16,6 +16,7 @@ from .attribution import (
     logit_lens,
 )
 from .corruption import CorruptionCheck, corruption_check
+from .head_scores import HeadScores, head_scores
 from .feasibility import STEPS, Feasibility, FeasibilityStep, feasibility, feasibility_step
 from .logits import LogitDiff, TopK, logit_diff, top_k
 from .metrics import METRICS, answer_logprob, kl_to_clean, logit_diff_metric
@@ -49,6 +50,7 @@ __all__ = [
     "FeasibilityStep",
     "GaussianNoise",
     "HeadAttribution",
+    "HeadScores",
     "LayerAttribution",
     "LogitDiff",
     "LogitLens",
@@ -76,6 +78,7 @@ __all__ = [
     "feasibility_step",
     "head_attribution",
     "head_label",
+    "head_scores",
     "kl_to_clean",
     "layer_attribution",
     "logit_diff",
