@@ -119,9 +119,15 @@ def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str
 
 
 @probe
-def logit_lens(model, prompts, prepend_bos: bool | None = None) -> LogitLens:
+def logit_lens(model, prompts, prepend_bos: bool | None = None, token: str | None = None) -> LogitLens:
     """The logit difference (cached final-norm scale) and answer probabilities
-    (re-normalised stream, unembedded) at every point of the residual stream."""
+    (re-normalised stream, unembedded) at every point of the residual stream.
+    With ``token`` (e.g. ``" Paris"``) the prompts need no answers: it follows that one
+    token and returns a `probes.logits.TokenLens`."""
+    if token is not None:
+        from .logits import token_lens
+
+        return token_lens(model, prompts, token, prepend_bos)
     tokenized, observation = _observed(model, prompts, prepend_bos, "logit_lens")
     stack, labels = accumulated_resid(model, observation)
     ids = tokenized.answer_ids

@@ -29,7 +29,7 @@ class ModelInfo:
     n_heads: int
     d_model: int
     sha256: str | None = None
-    prepended: str | None = None  # the token put before every prompt, if any
+    prepended: str | None = None  # the token put before every prompt, if any (`bos_to_prepend`)
 
 
 def nbytes(value) -> int:
@@ -104,17 +104,28 @@ class ModelState:
         self.capabilities.clear()
 
 
-def _info_from_config(model) -> ModelInfo:
+def info_from_config(model, prepended: str | None = None) -> ModelInfo:
+    """A `ModelInfo` from the bridge's config, with ``prepended`` as decided by the caller."""
     cfg = model.cfg
     return ModelInfo(getattr(cfg, "model_name", None) or "model", "unknown", str(cfg.device),
-                     str(cfg.dtype).removeprefix("torch."), cfg.n_layers, cfg.n_heads, cfg.d_model)
+                     str(cfg.dtype).removeprefix("torch."), cfg.n_layers, cfg.n_heads, cfg.d_model,
+                     prepended=prepended)
+
+
+def _info_from_bridge(model) -> ModelInfo:
+    """For a bridge circuitcheck did not boot: `bos_to_prepend` reads the bridge's tokenizer,
+    which TransformerLens rebuilt to add BOS, so its BOS is prepended (boot models with
+    ``circuitcheck.fixtures.load_model`` or ``boot_bridge`` to follow the model's own tokenizer)."""
+    from .tokens import bos_to_prepend
+
+    return info_from_config(model, bos_to_prepend(model.tokenizer) if model.tokenizer else None)
 
 
 def state_of(model) -> ModelState:
     """The model's `ModelState`, created from its config on first use."""
     state = model.__dict__.get(STATE_ATTRIBUTE)
     if state is None:
-        state = ModelState(_info_from_config(model))
+        state = ModelState(_info_from_bridge(model))
         attach_state(model, state)
     return state
 

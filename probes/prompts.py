@@ -37,6 +37,9 @@ def index_label(indices, longest: int = 48) -> str:
 class PromptSet:
     """Prompts, one ``(correct, incorrect)`` answer pair per prompt, optional corrupted prompts.
 
+    ``answers`` may be left out (None) for probes that need none: `top_k` then gives
+    the top tokens without ranks, and ``logit_lens(..., token=" Paris")`` follows one
+    token; probes that compare answers (logit_diff, attribution, patching) refuse it.
     Answers must be one token each unless ``multi_token=True``; then `logit_diff`
     scores each answer by the summed log-probabilities of its tokens (teacher
     forcing), and first-token probes (top_k, lens, attribution) refuse the set.
@@ -49,7 +52,7 @@ class PromptSet:
     """
 
     prompts: tuple[str, ...]
-    answers: tuple[tuple[str, str], ...]
+    answers: tuple[tuple[str, str], ...] | None = None
     corrupted_prompts: tuple[str, ...] | None = None
     name: str = "prompts"
     multi_token: bool = False
@@ -57,15 +60,15 @@ class PromptSet:
 
     def __post_init__(self):
         prompts = (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts)
-        answers = tuple(tuple(pair) for pair in self.answers)
+        answers = None if self.answers is None else tuple(tuple(pair) for pair in self.answers)
         object.__setattr__(self, "prompts", prompts)
         object.__setattr__(self, "answers", answers)
         if not prompts:
             raise ValueError(f"PromptSet {self.name!r} has no prompts")
-        if len(answers) != len(prompts):
+        if answers is not None and len(answers) != len(prompts):
             raise ValueError(f"PromptSet {self.name!r}: {len(prompts)} prompts but "
                              f"{len(answers)} answer pairs; give one (correct, incorrect) per prompt")
-        for i, pair in enumerate(answers):
+        for i, pair in enumerate(answers or ()):
             if len(pair) != 2 or not all(isinstance(a, str) and a for a in pair):
                 raise ValueError(f"PromptSet {self.name!r}, prompt {i} {prompts[i]!r}: answers "
                                  f"must be a (correct, incorrect) pair of strings, got {pair!r}")
@@ -77,7 +80,7 @@ class PromptSet:
                                  f"{len(corrupted)} corrupted prompts; give one per prompt")
 
     @classmethod
-    def from_template(cls, template: str, fillers, answers: tuple[str, str],
+    def from_template(cls, template: str, fillers, answers: tuple[str, str] | None = None,
                       corrupted_template: str | None = None, name: str = "prompts",
                       multi_token: bool = False) -> "PromptSet":
         """One prompt per filler dict: ``template.format(**filler)``; answers and the
@@ -97,7 +100,8 @@ class PromptSet:
                                  f"filler {filler} does not give them")
         return cls(
             prompts=[template.format(**f) for f in fillers],
-            answers=[(answers[0].format(**f), answers[1].format(**f)) for f in fillers],
+            answers=None if answers is None
+            else [(answers[0].format(**f), answers[1].format(**f)) for f in fillers],
             corrupted_prompts=None if corrupted_template is None
             else [corrupted_template.format(**f) for f in fillers],
             name=name,

@@ -10,6 +10,12 @@ The second condition catches the classic traps: a missing leading space
 (``"to" + "Mary"``), a prompt ending in a space the tokenizer would have merged
 into the answer (GPT-2's ``" 5"``), or a tokenizer that keeps the space apart
 (SmolLM2 splits ``" 5"`` into ``" "`` and ``"5"``).
+
+What goes before the prompt is decided once per model (`bos_to_prepend`, kept in
+``ModelInfo.prepended``) so that, by default, the model reads what its own
+tokenizer would give it; ``prepend_bos=True``/``False`` overrides it per call.
+A prompt the model cannot take (empty with nothing before it, longer than the
+context) is refused here, before any forward pass.
 """
 
 from dataclasses import dataclass
@@ -17,9 +23,69 @@ from dataclasses import dataclass
 from jaxtyping import Int
 from torch import Tensor
 
-from .model_state import model_name as name_of
+from .model_state import model_info, model_name as name_of
 
 MAX_LISTED_PROBLEMS = 8
+PREPEND_BOS_MODES = ("auto", "yes", "no")
+DOCUMENT_SEPARATOR = "<|endoftext|>"
+
+
+def bos_to_prepend(tokenizer) -> str | None:
+    """The token a model was trained to see at the start of a document, or None.
+
+    Call it on the model's own Hugging Face tokenizer (TransformerLens replaces a
+    bridge's tokenizer with one that always adds BOS). It returns:
+
+    - the BOS token when the tokenizer adds it by itself: ``encode(text)`` with
+      special tokens starts with ``bos_token_id`` (Llama-2's ``<s>``, Llama-3's
+      ``<|begin_of_text|>``);
+    - the BOS token when it is the document separator, ``bos_token == eos_token ==
+      "<|endoftext|>"`` (GPT-2, Pythia): TransformerLens's convention, under which
+      the published GPT-2 IOI numbers were measured;
+    - None otherwise: SmolLM2's BOS ``<|im_start|>`` opens a chat turn and its
+      tokenizer never adds it, so prepending it would change what the model sees.
+    """
+    bos, bos_id = tokenizer.bos_token, tokenizer.bos_token_id
+    if bos is None or bos_id is None:
+        return None
+    if tokenizer.encode("a", add_special_tokens=True)[:1] == [bos_id] != \
+            tokenizer.encode("a", add_special_tokens=False)[:1]:
+        return bos
+    if bos == tokenizer.eos_token == DOCUMENT_SEPARATOR:
+        return bos
+    return None
+
+
+def decide_prepended(tokenizer, mode: str | bool = "auto") -> str | None:
+    """What to put before every prompt for ``mode``: ``auto`` (`bos_to_prepend`),
+    ``yes``/True (the tokenizer's BOS) or ``no``/False (nothing)."""
+    mode = {True: "yes", False: "no"}.get(mode, mode)
+    if mode not in PREPEND_BOS_MODES:
+        raise ValueError(f"prepend_bos {mode!r}: choose one of {', '.join(PREPEND_BOS_MODES)}")
+    if mode == "no":
+        return None
+    if mode == "yes":
+        if tokenizer.bos_token is None:
+            raise ValueError("prepend_bos 'yes': this tokenizer has no BOS token; use 'auto' or 'no'")
+        return tokenizer.bos_token
+    return bos_to_prepend(tokenizer)
+
+
+class PromptInputError(ValueError):
+    """A prompt the model cannot take; the message names the prompt, its tokens, the limit and the fix."""
+
+
+class EmptyPromptError(PromptInputError):
+    """An empty prompt with nothing prepended: there is no position to read a prediction from."""
+
+
+class PromptTooLongError(PromptInputError):
+    """A prompt (with its prepended token and, for multi-token answers, its longest answer)
+    longer than the model's context, ``model.cfg.n_ctx``."""
+
+
+class MissingAnswersError(ValueError):
+    """A probe that reads (correct, incorrect) answers met a PromptSet without them."""
 
 
 class AnswerTokenError(ValueError):
@@ -43,9 +109,29 @@ class Tokenized:
     tokens: Int[Tensor, "batch pos"]
     lengths: tuple[int, ...]
     str_tokens: tuple[tuple[str, ...], ...]
-    answer_ids: Int[Tensor, "batch 2"]
+    answer_id_table: Int[Tensor, "batch 2"] | None  # None: the prompt set has no answers
     bos: str | None
     answer_tokens: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
+
+    @property
+    def has_answers(self) -> bool:
+        return self.answer_id_table is not None
+
+    @property
+    def answer_ids(self) -> Int[Tensor, "batch 2"]:
+        """Each prompt's (correct, incorrect) first answer token; an error without answers."""
+        self.require_answers("this probe")
+        return self.answer_id_table
+
+    def require_answers(self, probe: str) -> None:
+        """Raise `MissingAnswersError`, naming ``probe`` and the fix, when there are no answers."""
+        if self.has_answers:
+            return
+        raise MissingAnswersError(
+            f"{probe} reads each prompt's (correct, incorrect) answer pair, but PromptSet "
+            f"{self.prompt_set.name!r} has none; give them: PromptSet(prompts, answers=[(' Mary', "
+            "' John'), ...]). Without answers, use top_k (the top tokens) or "
+            "logit_lens(model, prompts, token=' Paris') (one token across layers)")
 
     @property
     def single_token(self) -> bool:
@@ -58,7 +144,8 @@ class Tokenized:
         return tuple(i for i, (a, b) in enumerate(self.answer_tokens) if a[0] == b[0])
 
     def require_single_token(self, probe: str) -> None:
-        """Raise a clear error when a first-token probe meets multi-token answers."""
+        """Raise a clear error when a first-token probe meets multi-token answers, or none."""
+        self.require_answers(probe)
         if self.single_token:
             return
         i, pair = next((i, p) for i, p in enumerate(self.prompt_set.answers)
@@ -130,17 +217,56 @@ def common_prefix(a: list[int], b: list[int]) -> list[int]:
     return a[:n]
 
 
+def prepended(model, prepend_bos: bool | None = None) -> str | None:
+    """The token put before every prompt: the model's decision (``ModelInfo.prepended``,
+    made by `bos_to_prepend` at load) unless ``prepend_bos`` is True (the tokenizer's
+    BOS) or False (nothing)."""
+    if prepend_bos is None:
+        return model_info(model).prepended
+    return model.tokenizer.bos_token if prepend_bos else None
+
+
+def input_problems(model, prompt_set, rows: list[list[int]], bos: str | None,
+                   answer_tokens) -> tuple[type, list[str]] | None:
+    """The prompts the model cannot take, as ``(error class, problems)``, or None.
+    Multi-token answers are scored by feeding prompt + answer, so they count too."""
+    name = name_of(model)
+    if empty := [i for i, r in enumerate(rows) if not r]:
+        return EmptyPromptError, [
+            f"prompt {i} {prompt_set.prompts[i]!r} is 0 tokens and nothing is prepended for "
+            f"{name}, so there is no position to read a prediction from; give it text, or "
+            "prepend the BOS token (prepend_bos=True, or --prepend-bos yes)" for i in empty]
+    limit = int(model.cfg.n_ctx)
+    scored_whole = any(len(a) > 1 for pair in answer_tokens for a in pair)
+    problems = []
+    for i, row in enumerate(rows):
+        extra = max(map(len, answer_tokens[i])) if scored_whole else 0
+        if len(row) + extra > limit:
+            how = (f" with {bos!r} prepended" if bos else "") + (f" and its {extra}-token answer"
+                                                                 if extra else "")
+            problems.append(
+                f"prompt {i} {_short(prompt_set.prompts[i])} is {len(row) + extra} tokens{how}, but "
+                f"{name} reads at most {limit} (model.cfg.n_ctx); shorten it by at least "
+                f"{len(row) + extra - limit} tokens, keeping its end (the answer is read there)")
+    return (PromptTooLongError, problems) if problems else None
+
+
+def _short(prompt: str) -> str:
+    return repr(prompt) if len(prompt) <= 60 else f"{prompt[:28]!r}…{prompt[-28:]!r}"
+
+
 def tokenize(model, prompt_set, prepend_bos: bool | None = None) -> Tokenized:
-    """Tokenize every prompt (BOS as the model's default unless ``prepend_bos`` says)
-    and check every answer; raise `AnswerTokenError` listing all problems at once."""
+    """Tokenize every prompt (with the model's prepended token unless ``prepend_bos``
+    says otherwise), check every answer and that the model can take every prompt;
+    raise `AnswerTokenError` or a `PromptInputError` listing all problems at once."""
     import torch
 
     tokenizer, model_name = model.tokenizer, name_of(model)
-    if prepend_bos is None:
-        prepend_bos = bool(getattr(model.cfg, "default_prepend_bos", True))
+    bos = prepended(model, prepend_bos)
     multi = bool(getattr(prompt_set, "multi_token", False))
+    answers = getattr(prompt_set, "answers", None)
     problems, answer_tokens = [], []
-    for i, (prompt, pair) in enumerate(zip(prompt_set.prompts, prompt_set.answers)):
+    for i, (prompt, pair) in enumerate(zip(prompt_set.prompts, answers or ())):
         found = [p for a in pair if (p := answer_problem(tokenizer, model_name, i, prompt, a, multi))]
         problems += found
         ids = tuple(tuple(_encode(tokenizer, a)) for a in pair)
@@ -151,8 +277,15 @@ def tokenize(model, prompt_set, prepend_bos: bool | None = None) -> Tokenized:
     if problems:
         raise AnswerTokenError(prompt_set.name, model_name, problems)
 
-    bos = [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
-    rows = [bos + _encode(tokenizer, p) for p in prompt_set.prompts]
+    start = [] if bos is None else [tokenizer.convert_tokens_to_ids(bos)]
+    rows = [start + _encode(tokenizer, p) for p in prompt_set.prompts]
+    if found := input_problems(model, prompt_set, rows, bos, answer_tokens):
+        error, listed = found
+        shown = listed[:MAX_LISTED_PROBLEMS]
+        more = len(listed) - len(shown)
+        raise error(f"PromptSet {prompt_set.name!r} on {model_name}: {len(listed)} prompt(s) the "
+                    "model cannot take\n" + "\n".join(f"  - {p}" for p in shown)
+                    + (f"\n  … and {more} more" if more > 0 else ""))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     width = max(len(r) for r in rows)
     tokens = torch.tensor([r + [pad] * (width - len(r)) for r in rows], dtype=torch.long)
@@ -162,8 +295,9 @@ def tokenize(model, prompt_set, prepend_bos: bool | None = None) -> Tokenized:
         tokens=tokens,
         lengths=tuple(len(r) for r in rows),
         str_tokens=tuple(tuple(_pieces(tokenizer, r)) for r in rows),
-        answer_ids=torch.tensor([[a[0] for a in pair] for pair in answer_tokens], dtype=torch.long),
-        bos=tokenizer.bos_token if bos else None,
+        answer_id_table=None if answers is None else
+        torch.tensor([[a[0] for a in pair] for pair in answer_tokens], dtype=torch.long),
+        bos=bos,
         answer_tokens=tuple(answer_tokens),
     )
 

@@ -1,5 +1,6 @@
 """Integration: the real default model, SmolLM2-135M-Instruct, loaded offline from its GGUF."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,13 +30,24 @@ def test_bridge_predicts_what_transformers_predicts(smollm2):
     assert (ours - theirs).abs().max().item() < 1e-3
 
 
-def test_logit_diff_agrees_with_a_plain_transformerlens_computation(smollm2):
-    result = logit_diff(smollm2, IOI)
-    for i, (prompt, (good, bad)) in enumerate(zip(IOI.prompts, IOI.answers)):
-        with torch.inference_mode():
-            logits = smollm2(smollm2.to_tokens(prompt))[0, -1]
-        expected = logits[smollm2.to_single_token(good)] - logits[smollm2.to_single_token(bad)]
-        assert result.per_prompt[i] == pytest.approx(expected.item(), abs=1e-4)
+def test_default_logits_are_what_hugging_face_gives_for_the_same_prompt_string(smollm2):
+    """SmolLM2's tokenizer adds no BOS (its BOS <|im_start|> opens a chat turn), so by
+    default nothing is prepended and the logits are Hugging Face's for the same string,
+    up to the centring of the unembedding (compared as log-probabilities and differences)."""
+    assert model_info(smollm2).prepended is None
+    hf_model, tokenizer = load_gguf(*verified_embedded_gguf())
+    prompt = "Then, Alice and Bob had a long argument. Afterwards Bob said to"
+    alice, bob = smollm2.to_single_token(" Alice"), smollm2.to_single_token(" Bob")
+    ids = torch.tensor([tokenizer(prompt).input_ids])
+    with torch.inference_mode():
+        theirs = hf_model.eval()(ids).logits[0, -1]
+    ours = top_k(smollm2, PromptSet([prompt], [(" Alice", " Bob")]), k=5)
+    result = logit_diff(smollm2, PromptSet([prompt], [(" Alice", " Bob")]))
+    assert result.per_prompt[0] == pytest.approx((theirs[alice] - theirs[bob]).item(), abs=1e-4)
+    assert result.correct_logprob[0] == pytest.approx(theirs.log_softmax(-1)[alice].item(), abs=1e-4)
+    np.testing.assert_allclose(ours.probs[0], theirs.softmax(-1).topk(5).values.numpy(), atol=1e-5)
+    with_bos = logit_diff(smollm2, PromptSet([prompt], [(" Alice", " Bob")]), prepend_bos=True)
+    assert abs(with_bos.per_prompt[0] - result.per_prompt[0]) > 0.1  # BOS would move it
 
 
 def test_ioi_behaviour_matches_what_the_design_notes_report(smollm2):

@@ -44,3 +44,25 @@ def test_hypothesis_prints_the_model_in_one_line_and_its_class_is_untouched(tiny
     assert pretty(tiny_llama) == "TransformerBridge(tiny-llama on cpu, float32)"
     assert type(tiny_llama) is TransformerBridge and "HookPoint" in repr(tiny_llama)
     assert model_info(tiny_llama).name == "tiny-llama"
+
+
+def test_prepend_bos_option_reaches_the_model_and_is_checked(pytester):
+    from circuitcheck.fixtures.loading import PREPEND_BOS_MODES
+    from circuitcheck.probes.tokens import PREPEND_BOS_MODES as PROBE_MODES
+
+    assert PREPEND_BOS_MODES == PROBE_MODES
+    pytester.makepyfile(test_bos='''
+from circuitcheck.probes import PromptSet, top_k
+from circuitcheck.probes.model_state import model_info
+
+def test_prepended(model, request):
+    expected = {"auto": "<|endoftext|>", "yes": "<|endoftext|>", "no": None}
+    assert model_info(model).prepended == expected[request.config.getoption("--prepend-bos")]
+    assert top_k(model, PromptSet(["When John and Mary"])).bos == model_info(model).prepended
+''')
+    for mode in ("auto", "yes", "no"):
+        result = pytester.runpytest_subprocess("--model", "tiny-gpt2", "--prepend-bos", mode, "--no-report", "-q")
+        result.assert_outcomes(passed=1)
+    help_text = pytester.runpytest_subprocess("--help").stdout.str()
+    assert "--prepend-bos" in help_text and "nothing for SmolLM2" in help_text
+    pytester.runpytest_subprocess("--prepend-bos", "maybe").stderr.fnmatch_lines(["*invalid choice: 'maybe'*"])

@@ -96,3 +96,45 @@ def test_many_small_batches_give_the_same_numbers(tiny_llama, monkeypatch):
     split = logit_diff(tiny_llama, PROMPTS).per_prompt, head_attribution(tiny_llama, PROMPTS).values
     np.testing.assert_allclose(split[0], whole[0], atol=1e-5)
     np.testing.assert_allclose(split[1], whole[1], atol=1e-5)
+
+
+def raw_hf_last_logits(arch: str, tokens: torch.Tensor) -> torch.Tensor:
+    """The same random weights as plain Hugging Face, not centred: the raw logits."""
+    from circuitcheck.fixtures.tiny import tiny_hf_model
+
+    hf_model, _ = tiny_hf_model(arch)
+    with torch.inference_mode():
+        return hf_model(tokens).logits[0, -1]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_logits_are_centred_and_shown_beside_probabilities(arch, request):
+    model = request.getfixturevalue(f"tiny_{arch}")
+    one = PROMPTS.subset([0])
+    raw = raw_hf_last_logits(arch, one.tokenize(model).tokens)
+    top, diff = top_k(model, one, k=3), logit_diff(model, one)
+    order = raw.argsort(descending=True)[:3]
+    np.testing.assert_allclose(top.logits[0], (raw - raw.mean())[order].numpy(), atol=1e-4)
+    np.testing.assert_allclose(top.probs[0], raw.softmax(-1)[order].numpy(), atol=1e-5)
+    assert not np.allclose(top.logits[0], raw[order].numpy(), atol=1e-3)  # absolute logits move
+    assert {"logit", "prob"} <= set(top.df.columns) and any("centred" in n for n in top.notes())
+    good, bad = (model.to_single_token(a) for a in one.answers[0])
+    logprobs = raw.log_softmax(-1)
+    assert diff.correct_logprob[0] == pytest.approx(logprobs[good].item(), abs=1e-4)
+    assert diff.incorrect_logprob[0] == pytest.approx(logprobs[bad].item(), abs=1e-4)
+    assert diff.per_prompt[0] == pytest.approx((raw[good] - raw[bad]).item(), abs=1e-4)
+    assert any("centred" in n and "mean over the vocabulary" in n for n in diff.notes())
+    assert list(diff.df.columns[4:]) == ["correct_logit", "incorrect_logit", "correct_logprob",
+                                         "incorrect_logprob"]
+
+
+def test_top_k_table_marks_the_answers_and_lists_those_below_the_top(tiny_llama):
+    result = top_k(tiny_llama, PROMPTS, k=2)
+    frame = result.df
+    for i, prompt in enumerate(PROMPTS.prompts):
+        rows = frame[frame.prompt == prompt]
+        for j, role in enumerate(("correct", "incorrect")):
+            rank = int((result.correct_rank, result.incorrect_rank)[j][i])
+            [marked] = rows[rows.answer == role].itertuples()
+            assert marked.rank == rank and (rank <= 2 or marked.token == PROMPTS.answers[i][j])
+            assert marked.prob == pytest.approx(result.answer_probs[i, j])
