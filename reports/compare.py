@@ -18,7 +18,7 @@ MOVE_THRESHOLD = 1e-6
 def load_evidence(path) -> tuple[Path, dict]:
     """The path and document of the evidence.json at ``path`` (a file, a run folder, or a
     report folder's latest run); ValueError saying what is wrong with it otherwise."""
-    path = Path(path)
+    path = Path(path).absolute()
     if path.is_dir():
         latest = latest_run(path)
         folder = path if (path / "evidence.json").exists() or latest is None else latest

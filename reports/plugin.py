@@ -48,7 +48,7 @@ def _reason(error: OSError) -> str:
 def pytest_configure(config):
     """On the controller: check, before any test runs, that the report can be written
     and that the run to compare with can be read."""
-    if config.getoption("no_report") or hasattr(config, "workerinput") or config.option.help:
+    if config.getoption("no_report") or hasattr(config, "workerinput") or getattr(config.option, "help", False):
         return
     folder = config.getoption("report_dir")
     folder = Path(folder).absolute() if folder else Path(config.rootpath) / "reports" / "out"
