@@ -29,7 +29,8 @@ def reference(smollm2):
     out = []
     for prompt, (good, bad) in zip(PROMPTS.prompts, PROMPTS.answers):
         with torch.inference_mode():
-            _, cache = smollm2.run_with_cache(smollm2.to_tokens(prompt))
+            # SmolLM2's tokenizer adds no BOS, so the probes prepend none either
+            _, cache = smollm2.run_with_cache(smollm2.to_tokens(prompt, prepend_bos=False))
         out.append((cache, smollm2.to_single_token(good), smollm2.to_single_token(bad)))
     return out
 
