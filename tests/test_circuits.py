@@ -1,0 +1,162 @@
+"""Circuits on tiny models: batched evaluation equals one hooked run per circuit, a planted
+circuit is faithful and beats random circuits, completeness and minimality, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from circuitcheck.probes import PromptSet
+from circuitcheck.probes.circuits import (
+    Circuit,
+    completeness,
+    evaluate,
+    faithfulness,
+    minimality,
+    random_circuit_test,
+    setup,
+)
+
+from .test_patching import PROMPTS
+
+# The ABC form of PROMPTS: a third name in place of the repeated one (the mean-ablation reference).
+OTHER = PromptSet(["When Mary and John went to the shops, Tom gave the bag to",
+                   "When Tom and James went to the park, Mary gave the ball to"], name="ABC pair")
+
+
+def reference_metric(model, prompts, circuit, reference, kind):
+    """F(C) the plain way: one run_with_hooks, each head outside the circuit overwritten."""
+    tokenized = prompts.tokenize(model)
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(reference.tokenize(model).tokens)
+    finals = tokenized.final_positions
+    where = dict(circuit.positions)
+
+    def hook(layer):
+        def replace(z, hook):
+            for head in range(n_heads):
+                label = f"L{layer}H{head}"
+                ablated = cache[hook.name].mean(0) if kind == "mean" else torch.zeros_like(z[0])
+                for row in range(len(z)):
+                    for pos in range(z.shape[1]):
+                        spec = where.get(label)
+                        kept = label in circuit.heads and (
+                            spec is None or (spec == "end" and pos == finals[row]) or
+                            (spec != "end" and pos in spec))
+                        if not kept:
+                            z[row, pos, head] = ablated[pos, head]
+            return z
+        return replace
+
+    hooks = [(f"blocks.{l}.attn.hook_z", hook(l)) for l in range(n_layers)]
+    if circuit.mlps is not None:
+        def mlp(layer):
+            def replace(out, hook):
+                if layer not in circuit.mlps:
+                    out[:] = cache[hook.name].mean(0) if kind == "mean" else 0
+                return out
+            return replace
+        hooks += [(f"blocks.{l}.hook_mlp_out", mlp(l)) for l in range(n_layers)]
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tokenized.tokens, fwd_hooks=hooks)
+    final = logits[torch.arange(len(finals)), finals]
+    answers = tokenized.answer_ids
+    return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).squeeze(1).numpy()
+
+
+@pytest.mark.parametrize("kind", ["mean", "zero"])
+def test_batched_circuits_equal_one_hooked_run_each(tiny_llama, kind):
+    circuits = [Circuit(["L0H1", "L1H2"]), Circuit(["L1H0"], positions={"L1H0": "end"}),
+                Circuit(["L0H0", "L0H3", "L1H3"], positions={"L0H0": [2, 5]}),
+                Circuit(["L0H2"], mlps=[1]), Circuit([], mlps=[])]
+    s = setup(tiny_llama, PROMPTS, OTHER, kind, mlps=True)
+    batched = evaluate(s, circuits)
+    one_by_one = evaluate(s, circuits, tokens_per_pass=1)  # one circuit per pass
+    for circuit, row, single in zip(circuits, batched, one_by_one):
+        expected = reference_metric(tiny_llama, PROMPTS, circuit, OTHER, kind)
+        np.testing.assert_allclose(row, expected, atol=1e-4)
+        np.testing.assert_allclose(single, expected, atol=1e-4)
+
+
+def test_faithfulness_of_the_whole_model_is_the_model(tiny_gpt2):
+    everything = Circuit.full(tiny_gpt2)
+    result = faithfulness(tiny_gpt2, PROMPTS, everything)
+    assert result.ratio == pytest.approx(1.0, abs=1e-4)
+    assert result.gap < 1e-4
+    assert result.summary()["F(C)/F(M)"] == pytest.approx(1.0, abs=1e-4)
+    assert result.figure()["type"] == "bar" and list(result.df.columns) == ["prompt", "F(M)", "F(C)", "F(empty)"]
+
+
+def planted_model(heads=((0, 3), (1, 5)), factor=200.0):
+    """A 2-layer, 8-head tiny Llama whose chosen heads write 200 × their usual output: they carry
+    the logits, so the circuit of those heads is faithful and a random one is not."""
+    from circuitcheck.fixtures.loading import boot_bridge
+    from circuitcheck.fixtures.tiny import tiny_hf_model
+
+    hf_model, tokenizer = tiny_hf_model("llama", seed=1, n_heads=8)
+    d_head = hf_model.config.hidden_size // 8
+    with torch.no_grad():
+        for layer, head in heads:
+            hf_model.model.layers[layer].self_attn.o_proj.weight[:, head * d_head:(head + 1) * d_head] *= factor
+    return boot_bridge(hf_model, tokenizer, "tiny-llama-planted-circuit")
+
+
+def test_a_planted_circuit_is_faithful_and_beats_random_circuits():
+    model = planted_model()
+    test = random_circuit_test(model, PROMPTS, ["L0H3", "L1H5"], n=60, reference=OTHER)
+    [faithful] = test.parts
+    assert faithful.normalised == pytest.approx(1.0, abs=0.1), faithful
+    assert test.p_value < 0.05 and test.beats_random(0.95), test
+    assert faithful.gap < np.median(test.random_gaps) / 10
+    # a random circuit without the planted heads keeps almost none of it
+    other = faithfulness(model, PROMPTS, ["L0H0", "L1H1"], reference=OTHER)
+    assert other.gap > 5 * faithful.gap
+
+
+def test_random_circuits_are_seeded_and_the_p_value_counts_ties(tiny_llama):
+    a = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=8, seed=3)
+    b = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=8, seed=3)
+    assert a.random_circuits == b.random_circuits
+    np.testing.assert_array_equal(a.random_metric, b.random_metric)
+    ties = (a.random_gaps <= a.candidate_gap).sum()
+    assert a.p_value == pytest.approx((1 + ties) / 9)
+    assert all(len(Circuit([c.strip("{}")]).heads) == 1 for c in a.random_circuits)
+
+
+def test_completeness_of_the_whole_model_is_exact_and_greedy_finds_the_worst_k(tiny_llama):
+    full = completeness(tiny_llama, PROMPTS, Circuit.full(tiny_llama), n_random=3, greedy_steps=1)
+    np.testing.assert_allclose(full.gaps, 0, atol=1e-4)  # C = M: every K gives the same model
+    part = completeness(tiny_llama, PROMPTS, ["L0H1", "L1H2", "L1H0"], n_random=4, greedy_steps=2)
+    assert part.sources[0] == "empty" and part.ks[0] == ()
+    assert part.sources.count("greedy") == 2
+    worst_k, worst_gap = part.worst
+    assert worst_gap == pytest.approx(part.gaps.max())
+    greedy = [i for i, s in enumerate(part.sources) if s == "greedy"]
+    assert len(part.ks[greedy[1]]) == 2 and part.ks[greedy[1]][:1] == part.ks[greedy[0]]
+
+
+def test_minimality_finds_the_component_that_is_not_needed():
+    model = planted_model(heads=((0, 3),))
+    result = minimality(model, PROMPTS, ["L0H3", "L1H1"], n_random=3, reference=OTHER)
+    change = dict(zip(result.components, result.change))
+    assert change["L0H3"] > 10 * change["L1H1"], result
+    assert result.needed(0.5 * change["L0H3"]) == ["L0H3"]
+    assert "L1H1" in result.not_needed(0.5 * change["L0H3"])
+
+
+def test_bad_input_gets_clear_errors(tiny_llama):
+    with pytest.raises(ValueError, match="empty"):
+        faithfulness(tiny_llama, PROMPTS, [])
+    with pytest.raises(ValueError, match="L7H0 does not exist"):
+        faithfulness(tiny_llama, PROMPTS, ["L7H0"])
+    with pytest.raises(ValueError, match="write heads as"):
+        Circuit(["head 3"])
+    short = PromptSet(["When Mary went out"], name="short")
+    with pytest.raises(ValueError, match="tokens wide.*same template"):
+        faithfulness(tiny_llama, PROMPTS, ["L0H1"], reference=short)
+    with pytest.raises(ValueError, match="not in the circuit"):
+        Circuit(["L0H1"], positions={"L1H1": "end"})
+    with pytest.raises(ValueError, match="positions 0–"):
+        faithfulness(tiny_llama, PROMPTS, Circuit(["L0H1"], positions={"L0H1": [99]}))
+    with pytest.raises(ValueError, match="ablation 'median'"):
+        faithfulness(tiny_llama, PROMPTS, ["L0H1"], ablation="median")
