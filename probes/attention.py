@@ -85,9 +85,16 @@ class AttentionTo(Result):
     targets: tuple[str, ...]
     positions: tuple[tuple[int, ...], ...]
     values: np.ndarray
+    target: str = "target"  # as asked: "correct", "incorrect", or the token(s)
 
     kind = "attention_to"
-    title = "Attention from the final position to a target token"
+
+    @property
+    def title(self) -> str:
+        """Names the target and the heads, so two charts of one test are told apart."""
+        what = {"correct": "the correct answer's token", "incorrect": "the incorrect answer's token"}
+        heads = ", ".join(self.heads[:6]) + (f" and {len(self.heads) - 6} more" if len(self.heads) > 6 else "")
+        return f"Attention from the final position to {what.get(self.target, self.target)}: {heads}"
 
     @property
     def mean(self) -> np.ndarray:
@@ -105,8 +112,9 @@ class AttentionTo(Result):
         return {f"{h} mean": float(m) for h, m in zip(self.heads, self.mean)}
 
     def figure(self) -> dict:
-        return {"type": "bar", "x": list(self.heads), "y": self.mean.tolist(),
-                "xlabel": "head", "ylabel": "mean attention to target"}
+        return {"type": "bar", "x": list(self.heads), "y": self.mean.tolist(), "title": self.title,
+                "xlabel": "head", "ylabel": f"mean attention to the {self.target} token"
+                if self.target in ("correct", "incorrect") else "mean attention to the target"}
 
 
 def _target_tokens(prompts, target) -> list[str]:
@@ -140,4 +148,6 @@ def attention_to(model, prompts, heads, target="correct",
                         for j, n in enumerate(tokenized.lengths)] for layer, index in parsed])
     return AttentionTo(model=tokenized.model_name, prompt_set=prompts.name,
                        heads=tuple(head_label(*h) for h in parsed), targets=tuple(targets),
-                       positions=tuple(positions), values=values)
+                       positions=tuple(positions), values=values,
+                       target=target if isinstance(target, str) and target in ("correct", "incorrect")
+                       else repr(target) if isinstance(target, str) else "each prompt's target token")

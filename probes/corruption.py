@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .evidence import probe
+from .figures import prompt_labels
 from .logits import logit_diff
 from .results import Result
 
@@ -51,7 +52,8 @@ class CorruptionCheck(Result):
                 "mean_clean": float(self.clean.mean()), "mean_corrupted": float(self.corrupted.mean())}
 
     def figure(self) -> dict:
-        return {"type": "line", "x": [f"{i}: {p[-28:]}" for i, p in enumerate(self.prompts)],
+        labels, hover = prompt_labels(self.prompts)
+        return {"type": "line", "x": labels, "hover": hover,
                 "series": {"clean": self.clean.tolist(), "corrupted": self.corrupted.tolist()},
                 "xlabel": "prompt", "ylabel": "logit difference"}
 

@@ -15,6 +15,7 @@ import torch
 
 from .attribution import accumulated_resid, scale_like_final_norm
 from .evidence import probe
+from .figures import prompt_labels
 from .forward import answer_logprobs, final_logits
 from .observe import observe
 from .results import Result
@@ -94,7 +95,8 @@ class LogitDiff(Result):
         return notes
 
     def figure(self) -> dict:
-        return {"type": "bar", "x": [f"{i}: {p[-32:]}" for i, p in enumerate(self.prompts)],
+        labels, hover = prompt_labels(self.prompts)
+        return {"type": "bar", "x": labels, "hover": hover,
                 "y": self.per_prompt.tolist(), "xlabel": "prompt",
                 "ylabel": "logit difference" if self.scoring == "logit" else "log-probability difference"}
 

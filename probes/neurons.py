@@ -253,7 +253,7 @@ class NeuronPredictionCorrelation(Result):
 
     def figure(self) -> dict:
         return {"type": "scatter", "x": self.activation.tolist(), "y": self.prediction.tolist(),
-                "labels": [p[-40:] for p in self.prompts], "xlabel": f"{self.neuron} activation",
+                "labels": list(self.prompts), "xlabel": f"{self.neuron} activation",
                 "ylabel": f"{self.measure} of {self.token!r}", "title": f"r = {self.r:.2f}"}
 
 

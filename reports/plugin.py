@@ -24,6 +24,8 @@ from . import store
 from .run import RunRecord
 
 PROPERTY = "circuitcheck"
+ORDER = pytest.StashKey[int]()  # the test's place in the collection (definition order)
+EXAMPLES = pytest.StashKey[int]()  # examples a Hypothesis test ran (shrink steps and replay included)
 
 
 def pytest_addoption(parser):
@@ -110,12 +112,23 @@ def _test_facts(item) -> dict:
     params = {k: str(v) for k, v in (callspec.params.items() if callspec else ()) if k != "model"}
     facts = {"hypothesis": hypothesis, "model": model, "params": params,
              "claim": inspect.getdoc(getattr(item, "obj", None)) or ""}
+    if ORDER in item.stash:
+        facts["order"] = item.stash[ORDER]
     loaded = getattr(item, "funcargs", {}).get("model")
     if model and loaded is not None:
         from circuitcheck.probes.model_state import model_info
 
         facts["model_info"] = vars(model_info(loaded)).copy()
     return facts
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Remember each test's place in the collection, so the report lists tests in the
+    order they are defined, not the order they finished in (under xdist each worker
+    collects the same items in the same order)."""
+    for index, item in enumerate(items):
+        item.stash[ORDER] = index
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -130,7 +143,7 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     """A Hypothesis ``@given`` test runs its body once per example and shrink step: keep
     only the evidence of the last example run (the falsifying one, when the test fails,
-    since Hypothesis replays it last)."""
+    since Hypothesis replays it last), and count the examples for the report."""
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
     if inner is None or not reporting(item.config):
@@ -138,9 +151,12 @@ def pytest_runtest_call(item):
         return
     from circuitcheck.probes import evidence
 
+    item.stash[EXAMPLES] = 0
+
     @functools.wraps(inner)
     def one_example(*args, **kwargs):
         evidence.drain()  # the previous example's evidence
+        item.stash[EXAMPLES] += 1
         return inner(*args, **kwargs)
 
     handle.inner_test = one_example
@@ -162,7 +178,19 @@ def pytest_runtest_makereport(item, call):
     payload = {"evidence": [evidence.to_evidence(i) for i in items]}
     if call.when == "setup":  # fixtures (the model among them) are set up by now
         payload["facts"] = _test_facts(item)
+    if call.when == "call" and EXAMPLES in item.stash:  # a property test: which example is shown
+        falsified = call.excinfo is not None and not isinstance(call.excinfo.value, pytest.skip.Exception)
+        payload["examples"] = examples_record(item.stash[EXAMPLES], falsified)
     report.user_properties.append((PROPERTY, json.dumps(payload, default=str, allow_nan=False)))
+
+
+def examples_record(count: int, falsified: bool) -> dict:
+    """The test record's ``examples``: how many ran, and which one's evidence is shown."""
+    shown = "falsifying" if falsified else "last"
+    plural = "example" if count == 1 else "examples"
+    return {"count": count, "shown": shown,
+            "note": f"{count} {plural} run; evidence of the {shown} one shown"
+                    + ("" if falsified else " (the property held for all)")}
 
 
 class ReportWriter:
@@ -177,6 +205,7 @@ class ReportWriter:
                              started=time.time(), run_id=store.new_run_id())
         self.written: Path | None = None
         self.failure: str | None = None
+        self.compare_line: str | None = None
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -195,9 +224,10 @@ class ReportWriter:
         try:
             run = self.run.to_json()
             if self.compare:
-                from .compare import compare_runs
+                from .compare import compare_runs, summary_line
 
                 compare_runs(run, self.compare, old=self.old)
+                self.compare_line = summary_line(run)
             self.written = store.publish(run, self.folder, self.keep)
         except Exception as error:  # noqa: BLE001 - a broken report must not hide test results
             reason = _reason(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
@@ -207,7 +237,7 @@ class ReportWriter:
 
     def pytest_unconfigure(self, config):
         """Last line of the run (after pytest's own summary): where the report is, or why
-        there is none."""
+        there is none; with --report-compare, the comparison's counts on the line before."""
         terminal = config.pluginmanager.get_plugin("terminalreporter")
         if self.failure:
             if terminal is not None:
@@ -215,6 +245,8 @@ class ReportWriter:
             else:
                 sys.stderr.write(self.failure + "\n")
         elif self.written and terminal is not None:
+            if self.compare_line:
+                terminal.write_line(self.compare_line)
             counts = ", ".join(f"{n} {o}" for o, n in self.run.counts().items())
             note = " (incomplete)" if self.run.incomplete else ""
             terminal.write_line(f"circuitcheck report: {self.written}{note} ({counts})")

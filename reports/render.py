@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jinja2
 
+from .run import definition_order
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -108,13 +110,17 @@ def render_html(run: dict) -> str:
     env.filters["number"] = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else v)
     env.filters["repr"] = repr
     env.filters["seconds"] = lambda v, digits: "?" if v is None else f"{v:.{digits}f}"
+    run["tests"] = definition_order(run["tests"])
     figures = _collect_figures(run)
     hypotheses = list(dict.fromkeys(t["hypothesis"] for t in run["tests"]))
+    claims = {}  # each hypothesis's claim: the first line of its docstring
+    for test in run["tests"]:
+        claims.setdefault(test["hypothesis"], (test.get("claim") or "").strip().split("\n")[0])
     models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
     matrix = {(t["hypothesis"], t["model"] or "—"): t for t in run["tests"]}
     steps, feasibility = feasibility_table(run)
     return env.get_template("index.html.j2").render(
-        run=run, hypotheses=hypotheses, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
+        run=run, hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,
     )

@@ -31,6 +31,23 @@ def _message(report) -> str:
     return crash.message if crash is not None else str(longrepr or "")
 
 
+def definition_order(tests: list[dict]) -> list[dict]:
+    """``tests`` in the order they are defined: by file, then by their place in pytest's
+    collection (``order``), then by first appearance, so a run under xdist (which finishes
+    tests in any order) reads like a serial one. A hypothesis run on several models keeps
+    its models together, at its first model's place."""
+    first: dict = {}
+    for index, test in enumerate(tests):
+        key = (test.get("order", float("inf")), index)
+        first[test["hypothesis"]] = min(first.get(test["hypothesis"], key), key)
+
+    def key(pair):
+        index, test = pair
+        return (test["nodeid"].split("::")[0], first[test["hypothesis"]], test.get("order", float("inf")), index)
+
+    return [test for _, test in sorted(enumerate(tests), key=key)]
+
+
 @dataclass
 class RunRecord:
     command: str
@@ -58,6 +75,8 @@ class RunRecord:
         test["duration"] += report.duration
         for payload in payloads:
             test.update(payload.get("facts", {}))
+            if "examples" in payload:
+                test["examples"] = payload["examples"]
             test["evidence"] += payload.get("evidence", [])
         xfail = getattr(report, "wasxfail", None)
         outcome = None
@@ -113,5 +132,5 @@ class RunRecord:
             "versions": {p: _version(p) for p in VERSIONED_PACKAGES},
             "counts": self.counts(),
             "models": self.models(),
-            "tests": list(self.tests.values()),
+            "tests": definition_order(list(self.tests.values())),
         }

@@ -246,3 +246,121 @@ def test_latest_txt_where_symlinks_cannot_be_made(tmp_path, monkeypatch):
     first, second = publish_runs(tmp_path, 2)
     assert (tmp_path / "latest.txt").read_text() == second.name + "\n"
     assert not (tmp_path / "latest").exists() and store.latest_run(tmp_path) == second
+
+
+# Report fixes (issue 13, point 5)
+
+from circuitcheck.probes.figures import plotly_figure, prompt_labels  # noqa: E402
+
+IOI_LIKE = ["When Mary and John went to the shops, John gave the bag to",
+            "When Tom and Anna went to the shops, Anna gave the bag to",
+            "When Mary and John went to the park, John gave the ball to"]
+
+
+def test_prompt_labels_keep_the_part_that_differs():
+    labels, full = prompt_labels(IOI_LIKE)
+    assert full == IOI_LIKE
+    assert labels == ["0: …Mary and John…shops, John gave the bag…", "1: …Tom and Anna…shops, Anna gave the bag…",
+                      "2: …Mary and John…park, John gave the ball…"]
+    assert prompt_labels(["The capital of France is", "The capital of Germany is"])[0] == ["0: …France…",
+                                                                                           "1: …Germany…"]
+    same, _ = prompt_labels(["one prompt", "one prompt"])  # equal prompts stay apart
+    assert len(set(same)) == 2
+    assert all(len(label) < 50 for label in prompt_labels([p * 5 for p in IOI_LIKE])[0])
+
+
+def test_prompt_figures_label_what_differs_and_hover_the_whole_prompt(tiny_llama):
+    from circuitcheck.probes import PromptSet, corruption_check, logit_diff
+
+    texts = [IOI_LIKE[0], "When John and Mary went to the shops, Mary gave the bag to"]
+    prompts = PromptSet(texts, [(" Mary", " John"), (" John", " Mary")], name="ioi-like",
+                        corrupted_prompts=[texts[0].replace("John gave", "Mary gave"),
+                                           texts[1].replace("Mary gave", "John gave")])
+    for spec in (logit_diff(tiny_llama, prompts).figure(), corruption_check(tiny_llama, prompts).figure()):
+        assert spec["x"] == ["0: …Mary and John…John…", "1: …John and Mary…Mary…"] and spec["hover"] == texts
+        for trace in plotly_figure(spec)["data"]:
+            assert trace["hovertext"] == texts and "%{hovertext}" in trace["hovertemplate"]
+    hostile = plotly_figure({"type": "bar", "x": ["a"], "y": [1.0], "hover": ["<b>x</b> & y"]})
+    assert hostile["data"][0]["hovertext"] == ["&lt;b&gt;x&lt;/b&gt; &amp; y"]
+
+
+def test_the_right_axis_has_room_for_its_title():
+    spec = {"type": "line", "x": ["a", "b"], "series": {"d": [1, 2], "p": [0.1, 0.2]}, "right_axis": ["p"],
+            "right_label": "mean probability"}
+    layout = plotly_figure(spec)["layout"]
+    assert layout["yaxis2"]["automargin"] is True and layout["margin"]["r"] >= 60
+    assert layout["yaxis2"]["title"]["text"] == "mean probability"
+
+
+def test_attention_to_the_two_answers_carries_two_titles(tiny_llama):
+    from circuitcheck.probes import PromptSet, attention_to
+
+    prompts = PromptSet(IOI_LIKE[:1], [(" Mary", " John")], name="ioi-like")
+    to_io = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], "correct")
+    to_s = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], "incorrect")
+    assert to_io.title != to_s.title and "correct answer" in to_io.title and "incorrect answer" in to_s.title
+    assert "L0H0, L1H1" in to_io.title and to_io.figure()["title"] == to_io.title
+    assert to_io.evidence()["title"] != to_s.evidence()["title"]
+    assert "' Mary'" in attention_to(tiny_llama, prompts, ["L0H0"], " Mary").title
+
+
+def test_matrix_and_evidence_follow_definition_order_with_each_claim():
+    from circuitcheck.reports.run import definition_order
+
+    run = synthetic_run(4)
+    for test, order, claim in zip(run["tests"], (2, 0, 3, 1), ("Third.\nMore.", "First.", "Fourth.", "Second.")):
+        test.update(order=order, claim=claim)  # listed in completion order, as under xdist
+    run["tests"][2]["nodeid"] = run["tests"][2]["hypothesis"] = "hypotheses/test_a.py::test_z"  # another file
+    assert [t["claim"][:5] for t in definition_order(run["tests"])] == ["Fourt", "First", "Secon", "Third"]
+    no_order = definition_order([{k: v for k, v in t.items() if k != "order"} for t in run["tests"]])
+    html = render_html(run)
+    matrix = html.split("<h2>Hypotheses × models</h2>")[1].split("<h2>Evidence</h2>")[0]
+    rows = [row.split("<code>")[1].split("</code>")[0] for row in matrix.split("<tr>")[2:]]
+    assert rows == ["hypotheses/test_a.py::test_z", "hypotheses/test_x.py::test_1",
+                    "hypotheses/test_x.py::test_3", "hypotheses/test_x.py::test_0"]
+    assert "<td>Third.</td>" in matrix and "More." not in matrix
+    assert [t["claim"][:5] for t in no_order] == ["Fourt", "Third", "First", "Secon"]  # file, then as they came
+
+
+def showcase_run() -> dict:
+    """A run with a property test's counterexample, a comparison and a logit-lens figure."""
+    run = synthetic_run(2, figures=2)
+    failing, passing = run["tests"]
+    failing.update(outcome="failed", message="AssertionError: assert 1.2 > 2",
+                   examples={"count": 37, "shown": "falsifying",
+                             "note": "37 examples run; evidence of the falsifying one shown"},
+                   compare={"status": "changed", "old_outcome": "passed",
+                            "moves": [{"name": "logit_diff #1 mean", "old": 2.5, "new": 1.2}],
+                            "prompts": {"old_prompt_sets": ["ioi-A"], "new_prompt_sets": ["ioi-B"],
+                                        "prompts_added": [IOI_LIKE[1]], "prompts_removed": [IOI_LIKE[0]]}})
+    passing["compare"] = {"status": "same", "old_outcome": "passed", "moves": []}
+    labels, hover = prompt_labels(IOI_LIKE)
+    failing["evidence"] = [
+        {"kind": "logit_diff", "title": "Logit difference", "prompt_set": "ioi-B",
+         "figures": [{"type": "bar", "x": labels, "hover": hover, "y": [1.5, -0.5, 2.0],
+                      "xlabel": "prompt", "ylabel": "logit difference"}]},
+        {"kind": "logit_lens", "title": "Logit lens", "prompt_set": "ioi-B",
+         "figures": [{"type": "line", "x": [f"L{l} {s}" for l in range(30) for s in ("pre", "mid")],
+                      "xlabel": "residual stream", "ylabel": "mean logit difference",
+                      "right_label": "mean probability", "right_axis": ["P(correct)", "P(incorrect)"],
+                      "series": {"logit difference": [l / 10 for l in range(60)],
+                                 "P(correct)": [l / 60 for l in range(60)],
+                                 "P(incorrect)": [(60 - l) / 120 for l in range(60)]}}]}]
+    run["compared_with"] = {"path": "/runs/old/evidence.json", "started": 0.0, "run_id": "89abcdef"}
+    run["removed_since_compared"] = []
+    from circuitcheck.reports.compare import summarise
+
+    run["compare_summary"] = summarise(run)
+    return run
+
+
+def test_report_shows_counterexample_and_comparison_summary():
+    run = showcase_run()
+    jsonschema.validate(run, SCHEMA)
+    assert run["compare_summary"] == {"verdicts_changed": 1, "numbers_moved": 1, "prompt_sets_changed": 1,
+                                      "new": 0, "removed": 0}
+    html = render_html(run)
+    top = html.split("<h2>Hypotheses × models</h2>")[0]
+    assert "Since the compared run" in top and "prompt set changed" in top and "ioi-A, " not in top
+    assert "ioi-A → ioi-B" in top and "passed → failed" in top
+    assert "Falsifying example" in html and "37 examples run; evidence of the falsifying one shown" in html
