@@ -41,6 +41,7 @@ from .neurons import (
     neuron_congruence,
     neuron_prediction_correlation,
 )
+from .path_patching import PathPatching, path_patch
 from .patching import SWEEPS, PatchingResult, patch
 from .prompts import PromptSet
 from .results import Result
@@ -75,6 +76,7 @@ __all__ = [
     "NeuronCongruence",
     "NeuronPredictionCorrelation",
     "PatchingResult",
+    "PathPatching",
     "PromptLengthError",
     "PromptSet",
     "RandomCircuitTest",
@@ -111,6 +113,7 @@ __all__ = [
     "parse_head",
     "parse_neuron",
     "patch",
+    "path_patch",
     "random_circuit_test",
     "tokenize",
     "tokenize_pair",
