@@ -17,10 +17,12 @@ from .attribution import (
 )
 from .circuits import (
     Circuit,
+    Compensation,
     Completeness,
     Faithfulness,
     Minimality,
     RandomCircuitTest,
+    compensation,
     completeness,
     faithfulness,
     minimality,
@@ -57,6 +59,7 @@ __all__ = [
     "AttentionPatterns",
     "AttentionTo",
     "Circuit",
+    "Compensation",
     "Completeness",
     "CorruptionCheck",
     "ExclusivePairs",
@@ -90,6 +93,7 @@ __all__ = [
     "answer_logprob",
     "attention_to",
     "attribution_patch",
+    "compensation",
     "completeness",
     "corruption_check",
     "exclusive_neuron_tokens",

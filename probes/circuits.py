@@ -676,3 +676,103 @@ def minimality(model, prompts, circuit, reference=None, ablation: str = "mean", 
                       f_circuit=float(values[index[()]]), components=circuit.components,
                       change=np.array(change), best_k=tuple(best_k), with_v=np.array(with_v),
                       without_v=np.array(without_v))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Compensation(Result):
+    """Backup heads: every head's direct effect on the metric (direct logit attribution,
+    `head_attribution`) in the plain model and with the ``ablated`` heads ablated.
+
+    ``before`` and ``after``: layer × head (means over prompts). A head whose direct effect
+    rises when another is ablated compensates for it, as the IOI paper's backup name movers
+    do for the name movers: ``.top_risers(k)``, ``.change_of("L10H2")``.
+    """
+
+    ablated: tuple[str, ...]
+    ablation: str
+    before: np.ndarray
+    after: np.ndarray
+
+    kind = "compensation"
+
+    @property
+    def title(self) -> str:
+        return f"Compensation: direct effects with {', '.join(self.ablated)} {self.ablation}-ablated"
+
+    @property
+    def change(self) -> np.ndarray:
+        return self.after - self.before
+
+    def change_of(self, head: str) -> float:
+        layer, index = _order(head)
+        return float(self.change[layer, index])
+
+    @property
+    def df(self) -> pd.DataFrame:
+        n_layers, n_heads = self.before.shape
+        return pd.DataFrame({"head": [head_label(l, h) for l in range(n_layers) for h in range(n_heads)],
+                             "before": self.before.flatten(), "after": self.after.flatten(),
+                             "change": self.change.flatten(),
+                             "ablated": [head_label(l, h) in self.ablated for l in range(n_layers)
+                                         for h in range(n_heads)]})
+
+    def top_risers(self, k: int = 5) -> pd.DataFrame:
+        """The k heads (not ablated) whose direct effect rises most."""
+        return self.df[~self.df["ablated"]].nlargest(k, "change").reset_index(drop=True)
+
+    def summary(self) -> dict:
+        top = self.top_risers(1).iloc[0]
+        return {"top riser": top["head"], "its change": float(top["change"]),
+                "sum of direct effects before": float(self.before.sum()),
+                "after": float(self.after.sum())}
+
+    def figure(self) -> dict:
+        n_layers, n_heads = self.before.shape
+        return {"type": "heatmap", "z": self.change.tolist(), "x": [f"H{h}" for h in range(n_heads)],
+                "y": [f"L{l}" for l in range(n_layers)], "xlabel": "head", "ylabel": "layer", "diverging": True,
+                "title": "change in direct effect (after − before)"}
+
+
+@probe
+def compensation(model, prompts, ablated, ablation: str = "mean", reference=None, seed: int = 0) -> Compensation:
+    """Per-head direct effects with the ``ablated`` heads ablated (every position; ``mean`` over
+    ``reference``, ``resample`` or ``zero``) against the plain model's."""
+    from .attribution import head_attribution, head_results, project
+    from .observe import Observation
+
+    ablated = [ablated] if isinstance(ablated, str) else list(ablated)
+    if not ablated:
+        raise ValueError("ablated=[] names no head; give the heads to knock out, e.g. ['L9H6']")
+    heads = sorted({parse_head(model, h) for h in ablated})
+    s = setup(model, prompts, reference, ablation, "logit_diff", seed, "compensation")
+    before = head_attribution(model, prompts)
+    device = next(model.parameters()).device
+    tok = s.tokenized
+    rows, finals = torch.arange(s.n_prompts, device=device), tok.final_positions.to(device)
+    final = {}
+
+    def ablate_and_keep(name, layer):
+        def hook(z, hook):
+            for l, h in heads:
+                if l == layer:
+                    z[:, :, h] = 0 if ablation == "zero" else s.values[name][:, :, h].to(z.dtype)
+            final[name] = z[rows, finals].float().cpu()
+            return z
+        return hook
+
+    def keep(name):
+        def hook(a, hook):
+            final[name] = a[rows, finals].float().cpu()
+            return a
+        return hook
+
+    hooks = [(z_hook(l), ablate_and_keep(z_hook(l), l)) for l in range(model.cfg.n_layers)]
+    if "ln_final.hook_scale" in model.hook_dict:
+        hooks.append(("ln_final.hook_scale", keep("ln_final.hook_scale")))
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tok.tokens.to(device), fwd_hooks=hooks)[rows, finals].float().cpu()
+    observation = Observation(tok, final, {}, logits)
+    stack = head_results(model, observation)
+    after = project(model, stack.flatten(0, 1), observation).reshape(*stack.shape[:2], -1).mean(-1)
+    return Compensation(model=tok.model_name, prompt_set=prompts.name, ablated=tuple(head_label(*h) for h in heads),
+                        ablation=ablation, before=before.per_head, after=after, parts=(before,))

@@ -160,3 +160,17 @@ def test_bad_input_gets_clear_errors(tiny_llama):
         faithfulness(tiny_llama, PROMPTS, Circuit(["L0H1"], positions={"L0H1": [99]}))
     with pytest.raises(ValueError, match="ablation 'median'"):
         faithfulness(tiny_llama, PROMPTS, ["L0H1"], ablation="median")
+
+
+def test_compensation_with_nothing_changed_is_head_attribution_and_ablated_heads_move(tiny_llama):
+    from circuitcheck.probes import head_attribution
+    from circuitcheck.probes.circuits import compensation
+
+    result = compensation(tiny_llama, PROMPTS, ["L0H1"], ablation="zero")
+    plain = head_attribution(tiny_llama, PROMPTS).per_head
+    np.testing.assert_allclose(result.before, plain, atol=1e-5)
+    assert result.after[0, 1] == pytest.approx(0.0, abs=1e-6)  # a zeroed head writes nothing
+    assert "L0H1" not in set(result.top_risers(3)["head"])
+    assert result.change_of("L1H2") == pytest.approx(result.after[1, 2] - plain[1, 2])
+    with pytest.raises(ValueError, match="names no head"):
+        compensation(tiny_llama, PROMPTS, [])
