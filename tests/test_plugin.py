@@ -270,3 +270,83 @@ def test_x(evidence):
     assert sorted(line.split()[2] for line in lasts) == [str(f / "index.html") for f in folders]
     latest = (pytester.path / "out" / "latest").resolve()
     assert latest in folders[-2:]  # the newer round's runs: whichever finished last
+
+
+PROPERTIES = '''
+from hypothesis import given, settings, strategies as st
+from circuitcheck.probes.evidence import Evidence
+
+evidence = Evidence()
+
+@settings(max_examples=15, database=None, derandomize=True)
+@given(st.integers(0, 100))
+def test_holds(n):
+    """Every number is small."""
+    evidence.number("n", float(n))
+
+@settings(max_examples=50, database=None, derandomize=True)
+@given(st.integers(0, 100))
+def test_breaks(n):
+    """No number is above ten."""
+    evidence.number("n", float(n))
+    assert n <= 10
+
+def test_plain(evidence):
+    """Defined last, not a property."""
+    evidence.number("one", 1.0)
+'''
+
+
+def test_a_property_test_marks_the_example_it_shows(pytester):
+    pytester.makepyfile(test_props=PROPERTIES)
+    run(pytester, "--report-dir", "out").assert_outcomes(passed=2, failed=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in load_report(pytester)["tests"]}
+    holds, breaks = tests["test_holds"], tests["test_breaks"]
+    assert holds["examples"]["shown"] == "last" and holds["examples"]["count"] >= 2
+    assert breaks["examples"]["shown"] == "falsifying" and breaks["examples"]["count"] > 2
+    [shown] = breaks["evidence"]  # only the falsifying (shrunk) example's evidence
+    assert shown["value"] == 11.0
+    assert breaks["examples"]["note"] == f"{breaks['examples']['count']} examples run; evidence of the falsifying one shown"
+    assert "examples" not in tests["test_plain"]
+    assert [t["nodeid"].split("::")[1] for t in load_report(pytester)["tests"]] == ["test_holds", "test_breaks",
+                                                                                    "test_plain"]
+    assert [t["order"] for t in load_report(pytester)["tests"]] == [0, 1, 2]
+    html = (pytester.path / "out" / "latest" / "index.html").read_text()
+    assert "Falsifying example" in html and "Last example" in html
+
+
+def test_a_comparison_is_summarised_at_the_top_and_in_the_terminal(pytester, monkeypatch):
+    pytester.makepyfile(test_cmp='''
+import os
+from circuitcheck.probes import PromptSet, logit_diff
+
+def test_diff(model):
+    """The model prefers the indirect object."""
+    name = os.environ.get("SET", "old-set")
+    texts = ["When Mary and John went to the shops, John gave the bag to"]
+    if name != "old-set":
+        texts = ["When John and Mary went to the shops, Mary gave the bag to"]
+    logit_diff(model, PromptSet(texts, [(" Mary", " John")] if name == "old-set" else [(" John", " Mary")], name=name))
+
+def test_flips():
+    assert "SET" not in os.environ
+''')
+    run(pytester, "--model", "tiny-llama", "--report-dir", "old").assert_outcomes(passed=2)
+    monkeypatch.setenv("SET", "new-set")
+    result = run(pytester, "--model", "tiny-llama", "--report-dir", "new", "--report-compare", "old")
+    report = load_report(pytester, "new")
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    change = tests["test_diff[tiny-llama]"]["compare"]["prompts"]
+    assert change["old_prompt_sets"] == ["old-set"] and change["new_prompt_sets"] == ["new-set"]
+    assert change["prompts_added"] == ["When John and Mary went to the shops, Mary gave the bag to"]
+    assert "prompts" not in tests["test_flips"]["compare"]
+    assert report["compare_summary"]["verdicts_changed"] == 1
+    assert report["compare_summary"]["prompt_sets_changed"] == 1
+    old = (pytester.path / "old" / "latest").resolve() / "evidence.json"
+    moved = report["compare_summary"]["numbers_moved"]
+    assert result.outlines[-2] == (f"circuitcheck compare with {old}: 1 verdict changed, "
+                                   f"{moved} number{'' if moved == 1 else 's'} moved, 1 prompt set changed")
+    assert result.outlines[-1].startswith("circuitcheck report: ")
+    html = (pytester.path / "new" / "latest" / "index.html").read_text()
+    top = html.split("<h2>Hypotheses × models</h2>")[0]
+    assert "Since the compared run" in top and "old-set → new-set" in top and "None → failed" not in top

@@ -91,21 +91,39 @@ def test_three_hundred_hypotheses_with_three_figures_stay_under_20_mb():
 
 
 def test_report_renders_in_headless_chromium(tmp_path):
+    """The page draws every figure offline; its screenshot (kept as ``report.png`` in this
+    test's tmp folder) shows the comparison summary, the falsifying example, prompt labels
+    and the logit-lens figure with its right axis title inside the figure."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no Chromium installed (apt-get install chromium); .ci/run installs it")
-    write_report(synthetic_run(4, figures=3), tmp_path)
+    run = showcase_run()
+    run["tests"] += synthetic_run(3, figures=3)["tests"][1:]  # and the three kinds of figure, twice
+    write_report(run, tmp_path)
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-             "--virtual-time-budget=10000"]
+             "--virtual-time-budget=10000", "--window-size=1200,2200"]
     url = (tmp_path / "index.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    subprocess.run([*flags, "--window-size=1200,2000", f"--screenshot={tmp_path / 'report.png'}", url],
-                   capture_output=True, timeout=120)
+    subprocess.run([*flags, f"--screenshot={tmp_path / 'report.png'}", url], capture_output=True, timeout=120)
     assert "Uncaught" not in dom.stderr and "is not defined" not in dom.stderr, dom.stderr[-2000:]
-    assert dom.stdout.count('class="main-svg"') >= 12  # every figure drew its SVG
+    assert dom.stdout.count('class="main-svg"') >= 2 * 10  # every figure drew its SVG (two per figure)
+    assert "Since the compared run" in dom.stdout and "Falsifying example" in dom.stdout
+    assert "…Mary and John…shops, John gave the bag…" in dom.stdout  # a prompt's tick label
     assert (tmp_path / "report.png").stat().st_size > 10_000
+    assert_right_axis_title_inside(dom.stdout, "mean probability")
+
+
+def assert_right_axis_title_inside(dom: str, title: str):
+    """The right axis title's centre lies inside the figure's SVG, not past its right edge."""
+    import re
+
+    [figure] = [f for f in dom.split('class="plot-container plotly"')[1:] if f">{title}</text>" in f]
+    width = float(re.search(r'<svg class="main-svg"[^>]* width="([\d.]+)"', figure).group(1))
+    [text] = re.findall(r'<text class="y2title"[^>]*>', figure)
+    x = float(re.search(r' x="([\d.]+)"', text).group(1))
+    assert x + 8 <= width, f"right axis title at x={x}, figure {width} wide: clipped"
 
 
 def test_feasibility_table_orders_steps_and_marks_the_first_break():
