@@ -1,5 +1,5 @@
 # Two commands set up a fresh machine and run everything:
-#   make check   the hypotheses on the default model, writing reports/out/index.html
+#   make check   the hypotheses on the default model, writing reports/out/latest/index.html
 #                (MODELS="smollm2-135m gpt2" runs them on several models)
 #   make test    the toolkit's fast tests: unit and plugin tests on tiny models (~2 min)
 #   make test-all  every toolkit test, with the slow ones and those on the real model (CI)

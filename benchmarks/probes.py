@@ -41,7 +41,7 @@ if sys.argv[1] == "ours":
     layer_attribution(model, prompts); attention(model, prompts, heads)
     values = head_attribution(model, prompts).values.transpose(2, 0, 1).reshape(len(prompts), -1)
 else:
-    tokens = model.to_tokens(list(prompts.prompts))
+    tokens = model.to_tokens(list(prompts.prompts), prepend_bos=False)  # as the probes read SmolLM2
     good = torch.tensor([model.to_single_token(a) for a, _ in prompts.answers])
     bad = torch.tensor([model.to_single_token(b) for _, b in prompts.answers])
     direction = (model.W_U[:, good] - model.W_U[:, bad]).T

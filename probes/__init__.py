@@ -48,7 +48,8 @@ from .patching import SWEEPS, PatchingResult, patch
 from .prompts import PromptSet
 from .results import Result
 from .sites import head_label, neuron_label, parse_head, parse_neuron
-from .tokens import AnswerTokenError, PromptLengthError, Tokenized, tokenize, tokenize_pair
+from .tokens import (AnswerTokenError, EmptyPromptError, MissingAnswersError, PromptInputError, PromptLengthError,
+                     PromptTooLongError, Tokenized, tokenize, tokenize_pair)
 from .input_errors import hide_frames_for_input_errors
 
 hide_frames_for_input_errors(__name__)
@@ -58,6 +59,7 @@ __all__ = [
     "AnswerTokenError",
     "AttentionPatterns",
     "AttentionTo",
+    "EmptyPromptError",
     "Circuit",
     "Compensation",
     "Completeness",
@@ -72,6 +74,7 @@ __all__ = [
     "LayerAttribution",
     "LogitDiff",
     "LogitLens",
+    "MissingAnswersError",
     "METRICS",
     "Minimality",
     "NoiseCorruption",
@@ -80,7 +83,9 @@ __all__ = [
     "NeuronPredictionCorrelation",
     "PatchingResult",
     "PathPatching",
+    "PromptInputError",
     "PromptLengthError",
+    "PromptTooLongError",
     "PromptSet",
     "RandomCircuitTest",
     "Result",

@@ -66,3 +66,9 @@ def test_prepended(model, request):
     help_text = pytester.runpytest_subprocess("--help").stdout.str()
     assert "--prepend-bos" in help_text and "nothing for SmolLM2" in help_text
     pytester.runpytest_subprocess("--prepend-bos", "maybe").stderr.fnmatch_lines(["*invalid choice: 'maybe'*"])
+
+
+def test_loading_prints_no_progress_bars(capfd):
+    load_model("tiny-gpt2", "cpu")
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "it/s]" not in out + err
