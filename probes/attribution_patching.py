@@ -14,46 +14,38 @@ carried back through ``W_O`` (exact, as the output is linear in z), and q/k/v
 sweeps are left to exact patching.
 """
 
-import itertools
-
 import numpy as np
 import torch
 
 from .evidence import probe
-from .patching import SWEEPS, PatchingResult, Sweep, _axis_values, prepare, sweep_result
+from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
 
 
-def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: dict) -> torch.Tensor:
+def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: tuple) -> torch.Tensor:
     """Per prompt, ``delta · grad`` summed over the site's slice of the activation."""
-    product = delta * grad  # batch × ...
-    if spec.pattern:  # batch head query key
-        product = product[:, site["head"]]
-        product = product[:, site["pos"]] if "pos" in site else product
-    else:
-        product = product[:, site["pos"]] if "pos" in site else product
-        unit = site.get("head", site.get("neuron"))
-        if unit is not None:
-            product = product[..., unit, :] if spec.hook.endswith(("hook_z", "hook_q", "hook_k", "hook_v")) \
-                else product[..., unit]
+    where = {axis: value for axis, value in zip(spec.axes, site) if axis != "layer"}
+    product = (delta * grad)[spec.index(slice(None), where)]  # batch × ...
     return product.reshape(len(product), -1).sum(-1)
 
 
 @probe
 def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
                       metric="logit_diff", exact: PatchingResult | None = None, layers=None,
-                      positions=None, heads=None, neurons=None,
+                      positions=None, heads=None, neurons=None, sites=None,
                       prepend_bos: bool | None = None) -> PatchingResult:
-    """Estimate every site of ``sweep`` by attribution patching; same result type as `patch`."""
+    """Estimate every site of ``sweep`` (or those chosen, as in `patch`) by attribution patching;
+    same result type as `patch`. Prompts must have one token length."""
     if sweep in SWEEPS and SWEEPS[sweep].hook.endswith(("hook_q", "hook_k", "hook_v")):
         raise ValueError(f"attribution patching has no gradient for {sweep} (query/key/value hooks "
                          "are observation-only in the bridge); use exact patch(..., sweep=...)")
     spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
-                                                             prepend_bos, "attribution patching")
+                                                             prepend_bos, "attribution patching",
+                                                             equal_lengths=True)
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
     device = next(model.parameters()).device
     width, n = clean.tokens.shape[1], len(clean.lengths)
-    ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
-    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
+    sites = choose_sites(model, spec, width, layers, positions, heads, neurons, sites)
+    names = {layer: spec.hook.format(layer=layer) for layer in sorted({site[0] for site in sites})}
     answers = clean.answer_ids.to(device)
 
     with torch.inference_mode():  # forward pass 1: the source activations
@@ -93,13 +85,12 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
             w_o = model.blocks[layer].attn.W_O.detach()  # head d_head d_model
             grad = torch.einsum("bpm,hdm->bphd", grad, w_o)
         grads[name] = grad
-    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
     values = np.empty((len(sites), n))
     with torch.no_grad():
         for s, site in enumerate(sites):
             name = names[site[0]]
             delta = source_cache[name] - target_acts[name].detach()
-            estimate = _estimate(spec, delta, grads[name], dict(zip(spec.axes, site)))
+            estimate = _estimate(spec, delta, grads[name], site)
             values[s] = target_baseline + estimate.float().cpu().numpy()
     model.zero_grad(set_to_none=True)
 
@@ -108,6 +99,6 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
         if exact.sites != tuple(sites):
             raise ValueError("exact= must be a patch() result of the same sweep and sites")
         correlation = float(np.corrcoef(values.mean(axis=1) - target_baseline.mean(), exact.effect)[0, 1])
-    return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
+    return sweep_result(prompts, spec, direction, metric_name, clean, sites, values, target_baseline,
                         source_baseline, rows_run=2, rows_skipped=0, method="attribution",
                         exact_correlation=correlation)

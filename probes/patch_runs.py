@@ -11,12 +11,13 @@ patched alone, but the work that cannot change is not redone.
     computed once: the prompts that differ first at the same position start as one
     batch, and at the start of each layer the batch grows by a copy of their
     unpatched streams per site of that layer, which are then patched; many sites
-    share one forward pass, as many as fit the memory budget.
+    share one forward pass, as many as fit the memory budget. Prompts of each token
+    length run as a batch of their own (no padding), so a set may mix lengths.
   * Each run stops before the unembedding, and only the final position is
     unembedded (for a metric that reads only the answers, only their two columns).
 """
 
-import itertools
+import dataclasses
 import warnings
 
 import numpy as np
@@ -66,24 +67,12 @@ def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None
         return (torch.einsum("rd,drk->rk", normed, model.W_U[:, columns]) + model.b_U[columns]).float()
 
 
-def _patch_hook(sweep, source: torch.Tensor, rows, prompts, pos, head):
-    """Replace, in each row, the site's slice of the activation by the source prompt's.
-    ``head`` indexes the unit axis after position: a head, or a neuron of ``mlp.hook_post``."""
+def _patch_hook(spec, source: torch.Tensor, rows, prompts, where: dict):
+    """Replace, in each row, the site's slice of the activation (`Sweep.index`) by the source
+    prompt's; ``where``: per axis after the layer, one index per row."""
 
     def hook(activation, hook):
-        if sweep.pattern:  # batch head query key; "pos" is the query position
-            if pos is None:
-                activation[rows, head] = source[prompts, head]
-            else:
-                activation[rows, head, pos] = source[prompts, head, pos]
-        elif head is None and pos is None:
-            activation[rows] = source[prompts]
-        elif head is None:
-            activation[rows, pos] = source[prompts, pos]
-        elif pos is None:
-            activation[rows, :, head] = source[prompts, :, head]
-        else:
-            activation[rows, pos, head] = source[prompts, pos, head]
+        activation[spec.index(rows, where)] = source[spec.index(prompts, where)]
         return activation
 
     return hook
@@ -120,11 +109,10 @@ def _run_growing_batch(model, spec, names, sites, chosen: list[int], source_acts
     for layer, members in by_layer.items():
         rows = torch.arange(next_row, next_row + g * len(members), device=device)
         next_row += len(rows)
-        index = {axis: torch.tensor([sites[s][spec.axes.index(axis)] - (offset if axis == "pos" else 0)
-                                     for s in members], device=device).repeat_interleave(g)
-                 for axis in ("pos", "head", "neuron") if axis in spec.axes}
-        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows, rows % g,
-                               index.get("pos"), index.get("head", index.get("neuron")))
+        where = {axis: torch.tensor([sites[s][a] - (offset if axis == "pos" else 0) for s in members],
+                                    device=device).repeat_interleave(g)
+                 for a, axis in enumerate(spec.axes) if axis != "layer"}
+        patch_fn = _patch_hook(spec, source_acts[names[layer]], rows, rows % g, where)
         grow_at = f"blocks.{layer}.hook_resid_pre"
 
         def grow(activation, hook, copies=len(members), patch_fn=patch_fn, also_patch=names[layer] == grow_at):
@@ -141,23 +129,56 @@ def _run_growing_batch(model, spec, names, sites, chosen: list[int], source_acts
 
 
 
+def length_groups(lengths) -> dict[int, list[int]]:
+    """Prompts by token length: each length runs as a batch of its own, without padding."""
+    groups: dict[int, list[int]] = {}
+    for i, length in enumerate(lengths):
+        groups.setdefault(length, []).append(i)
+    return groups
+
+
+def _rows(tokenized: Tokenized, group: list[int], length: int) -> Tokenized:
+    """The prompts ``group`` (all ``length`` tokens long) as a batch of their own: every
+    per-prompt field (a tensor or tuple with one entry per prompt) keeps their entries."""
+    n = len(tokenized.lengths)
+
+    def pick(name: str, value):
+        if name == "tokens":
+            return value[group, :length]
+        if isinstance(value, torch.Tensor) and value.ndim and len(value) == n:
+            return value[group]
+        return tuple(value[i] for i in group) if isinstance(value, tuple) and len(value) == n else value
+
+    return dataclasses.replace(tokenized, **{f.name: pick(f.name, getattr(tokenized, f.name))
+                                             for f in dataclasses.fields(tokenized) if f.init})
+
+
 def run_sweep(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-              ranges: dict, memory_budget: int, noise=None):
-    """Run a sweep: ``(sites, values (site × prompt), target baseline, source baseline, rows run)``.
-    With ``noise`` (a `GaussianNoise`), the corrupted run is the clean prompts with noise on
-    their embeddings, and every number is the mean over the noise samples."""
-    if noise is not None:
-        runs = [_sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, draw,
-                            noise)
-                for draw in noise.draws(model, len(clean.lengths))]
-        sites, rows_run = runs[0][0], runs[0][4]
-        return (sites, *(np.mean([run[k] for run in runs], axis=0) for k in (1, 2, 3)), rows_run)
-    return _sweep_once(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget)
+              sites: list[tuple], memory_budget: int, noise=None):
+    """Run a sweep over ``sites``: ``(values (site × prompt), target baseline, source baseline,
+    rows run)``. Prompts of each token length run as a batch of their own. With ``noise`` (a
+    `GaussianNoise`), the corrupted run is the clean prompts with noise on their embeddings,
+    and every number is the mean over the noise samples."""
+    n = len(clean.lengths)
+    draws = [None] if noise is None else noise.draws(model, n)
+    values, target_baseline, source_baseline = np.zeros((len(sites), n)), np.zeros(n), np.zeros(n)
+    rows_run = 0
+    for length, group in length_groups(clean.lengths).items():
+        clean_rows, corrupted_rows = _rows(clean, group, length), _rows(corrupted, group, length)
+        for draw in draws:
+            v, t, s, rows = _sweep_once(model, spec, clean_rows, corrupted_rows, direction, metric_fn, sites,
+                                        memory_budget, None if draw is None else draw[group], noise)
+            values[:, group] += v / len(draws)
+            target_baseline[group] += t / len(draws)
+            source_baseline[group] += s / len(draws)
+        rows_run += rows
+    return values, target_baseline, source_baseline, rows_run
 
 
 def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: str, metric_fn,
-                ranges: dict, memory_budget: int, draw=None, noise=None):
-    """One sweep; ``draw`` (prompt × position × d_model) is the noise of a noise corruption."""
+                sites: list[tuple], memory_budget: int, draw=None, noise=None):
+    """One sweep over prompts of one length; ``draw`` (prompt × position × d_model) is the
+    noise of a noise corruption."""
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
 
     def corrupt(run: Tokenized, rows=slice(None), offset=0) -> list:  # hooks making a run the corrupted one
@@ -176,7 +197,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
             source_acts[name] = activation.detach().clone()
         return hook
 
-    names = {layer: spec.hook.format(layer=layer) for layer in ranges["layer"]}
+    names = {layer: spec.hook.format(layer=layer) for layer in sorted({site[0] for site in sites})}
     source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
                                       [*corrupt(source), *((name, keep(name)) for name in names.values())])
     target_keys_values = PrefixKeysValues()  # the target run's keys and values, for shared prefixes
@@ -186,7 +207,6 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
     source_baseline = metric_fn(source_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
     target_baseline = metric_fn(target_logits, answers, clean_logits).cpu().numpy().astype(np.float64)
 
-    sites = list(itertools.product(*(ranges[a] for a in spec.axes)))
     values = np.tile(target_baseline, (len(sites), 1))
     firsts = ([min(noise.positions)] * n if noise is not None else first_differences(clean, corrupted))
     pos_axis = spec.axes.index("pos") if "pos" in spec.axes else None
@@ -228,7 +248,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
                 values[part, i] = metric_fn(patched[:, p], picked.expand(len(part), 2),
                                             clean_logits[i].expand(len(part), -1)).cpu().numpy()
 
-    return sites, values, target_baseline, source_baseline, rows_run
+    return values, target_baseline, source_baseline, rows_run
 
 
 def _prompt_groups(firsts: list[int], width: int) -> dict[int, list[int]]:
@@ -248,8 +268,8 @@ def _score_group(model, spec, names, sites, chosen: list[int], source_acts, targ
     ``chosen``, in as many passes as the memory budget needs; logits as `_run_growing_batch`'s."""
     device = next(model.parameters()).device
     tokens = target.tokens[group, offset:].to(device)
-    acts = {name: act[group, :, offset:] if spec.pattern else act[group, offset:]
-            for name, act in source_acts.items()}
+    from_offset = (group, *[slice(None)] * spec.dims.index("pos"), slice(offset, None))
+    acts = {name: act[from_offset] for name, act in source_acts.items()}
     rows = rows_per_pass(model, tokens.shape[1], target.tokens.shape[1], memory_budget)
     per_pass = max(1, rows // len(group) - 1)  # sites per pass: each adds a row per prompt
     ordered = sorted(chosen, key=lambda s: sites[s])

@@ -12,6 +12,7 @@ the time: `probes.patch_runs` says how.
 """
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from .forward import has_hooks, memo
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
 from .results import Result
+from .sites import label_parts
 from .tokens import Tokenized, tokenize_pair
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of activations one patched forward pass may hold
@@ -30,53 +32,93 @@ DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
 
 @dataclass(frozen=True)
 class Sweep:
-    """What a sweep patches: a hook per layer, indexed by these axes."""
+    """A kind of site, and how to find one in its hook's activation.
+
+    ``hook``: the hook point, per layer. ``dims``: the activation's dimensions after the
+    batch (for a pattern, ``pos`` is the query position). ``axes``: the indices that name a
+    site, in this order: ``layer``, then a unit (``head`` or ``neuron``), then ``pos``; a
+    dimension the site does not name is patched whole (a head at every position).
+    ``kv``: the heads are key/value heads (grouped-query attention). Everything else --
+    which slice a site patches, its label, parsing ``sites=`` -- follows from these, so a
+    new sweep is one entry in `SWEEPS` (plus its reference in tests/patching_reference.py).
+    """
 
     name: str
     hook: str
+    dims: tuple[str, ...]
     axes: tuple[str, ...]
-    pattern: bool = False  # activation is batch × head × query × key
-    kv: bool = False  # indexed by key/value head (grouped-query attention)
+    kv: bool = False
+
+    @property
+    def unit(self) -> str | None:
+        """``head``, ``neuron`` or None (a residual-stream or layer sweep)."""
+        return next((a for a in self.axes if a in UNITS), None)
+
+    @property
+    def letter(self) -> str:
+        """The unit's letter in labels: ``H`` (``L9H6``), ``KV`` (``L4KV1``), ``N`` (``L31N892``)."""
+        return "KV" if self.kv else UNITS.get(self.unit, "")
+
+    def index(self, rows, where: dict) -> tuple:
+        """Index of a site's slice in rows ``rows`` of the activation: ``where`` maps the
+        site's axes after ``layer`` to an index, or to an index tensor per row."""
+        picks = [where.get(dim, slice(None)) for dim in self.dims]
+        while picks and isinstance(picks[-1], slice):
+            picks.pop()
+        return (rows, *picks)
+
+    def label(self, site: tuple, tokens: tuple[str, ...]) -> str:
+        """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``, ``L25N1527``."""
+        where = dict(zip(self.axes, site))
+        if self.unit:
+            text = f"L{where['layer']}{self.letter}{where[self.unit]}"
+            activation = self.name.removesuffix("_by_pos").removeprefix(self.unit).removeprefix("_")
+            text += "" if activation in ("", "out") else f" {activation}"  # head_q: L9H6 q
+        else:
+            text = f"{self.name} L{where['layer']}"
+        return text + (f" pos {where['pos']} {tokens[where['pos']]!r}" if "pos" in where else "")
+
+    def site(self, value) -> tuple[int, ...]:
+        """A site as its indices in the order of ``axes``, from a label this sweep writes
+        (``"L9H6"``, ``"L9H6 pos 10"``, ``"resid_pre L5 pos 10 ' John'"``) or a tuple of ints."""
+        example = " ".join(filter(None, [f"L9{self.letter}6" if self.unit else "L9",
+                                         "pos 10" if "pos" in self.axes else ""]))
+        how = (f"write {self.name} sites as {example!r} or as ({', '.join(self.axes)}) tuples")
+        if isinstance(value, str):
+            parts = label_parts(value) or {}
+            unit_ok = parts.get("letter") == (self.letter or None)
+            if "layer" not in parts or not unit_ok or ("pos" in parts) != ("pos" in self.axes):
+                raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
+            found = {"layer": parts["layer"], "pos": parts.get("pos"), self.unit: parts.get("index")}
+            return tuple(found[axis] for axis in self.axes)
+        values = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+        if len(values) != len(self.axes) or not all(isinstance(v, (int, np.integer)) for v in values):
+            raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
+        return tuple(int(v) for v in values)
 
 
+UNITS = {"head": "H", "neuron": "N"}
+RESID, Z, PATTERN, POST = ("pos", "d_model"), ("pos", "head", "d_head"), ("head", "pos", "key"), ("pos", "neuron")
 SWEEPS = {s.name: s for s in [
-    Sweep("resid_pre", "blocks.{layer}.hook_resid_pre", ("layer", "pos")),
-    Sweep("resid_mid", "blocks.{layer}.hook_resid_mid", ("layer", "pos")),
-    Sweep("resid_post", "blocks.{layer}.hook_resid_post", ("layer", "pos")),
-    Sweep("attn_out", "blocks.{layer}.hook_attn_out", ("layer", "pos")),
-    Sweep("mlp_out", "blocks.{layer}.hook_mlp_out", ("layer", "pos")),
-    Sweep("head_out", "blocks.{layer}.attn.hook_z", ("layer", "head")),
-    Sweep("head_out_by_pos", "blocks.{layer}.attn.hook_z", ("layer", "pos", "head")),
-    Sweep("head_q", "blocks.{layer}.attn.hook_q", ("layer", "head")),
-    Sweep("head_q_by_pos", "blocks.{layer}.attn.hook_q", ("layer", "pos", "head")),
-    Sweep("head_k", "blocks.{layer}.attn.hook_k", ("layer", "head"), kv=True),
-    Sweep("head_k_by_pos", "blocks.{layer}.attn.hook_k", ("layer", "pos", "head"), kv=True),
-    Sweep("head_v", "blocks.{layer}.attn.hook_v", ("layer", "head"), kv=True),
-    Sweep("head_v_by_pos", "blocks.{layer}.attn.hook_v", ("layer", "pos", "head"), kv=True),
-    Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", ("layer", "head"), pattern=True),
-    Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", ("layer", "head", "pos"),
-          pattern=True),  # "pos" is the query (destination) position, as in TransformerLens
-    Sweep("mlp_out_all_pos", "blocks.{layer}.hook_mlp_out", ("layer",)),  # a whole MLP layer
-    Sweep("neuron", "blocks.{layer}.mlp.hook_post", ("layer", "neuron")),  # all positions
-    Sweep("neuron_by_pos", "blocks.{layer}.mlp.hook_post", ("layer", "pos", "neuron")),
+    Sweep("resid_pre", "blocks.{layer}.hook_resid_pre", RESID, ("layer", "pos")),
+    Sweep("resid_mid", "blocks.{layer}.hook_resid_mid", RESID, ("layer", "pos")),
+    Sweep("resid_post", "blocks.{layer}.hook_resid_post", RESID, ("layer", "pos")),
+    Sweep("attn_out", "blocks.{layer}.hook_attn_out", RESID, ("layer", "pos")),
+    Sweep("mlp_out", "blocks.{layer}.hook_mlp_out", RESID, ("layer", "pos")),
+    Sweep("head_out", "blocks.{layer}.attn.hook_z", Z, ("layer", "head")),
+    Sweep("head_out_by_pos", "blocks.{layer}.attn.hook_z", Z, ("layer", "head", "pos")),
+    Sweep("head_q", "blocks.{layer}.attn.hook_q", Z, ("layer", "head")),
+    Sweep("head_q_by_pos", "blocks.{layer}.attn.hook_q", Z, ("layer", "head", "pos")),
+    Sweep("head_k", "blocks.{layer}.attn.hook_k", Z, ("layer", "head"), kv=True),
+    Sweep("head_k_by_pos", "blocks.{layer}.attn.hook_k", Z, ("layer", "head", "pos"), kv=True),
+    Sweep("head_v", "blocks.{layer}.attn.hook_v", Z, ("layer", "head"), kv=True),
+    Sweep("head_v_by_pos", "blocks.{layer}.attn.hook_v", Z, ("layer", "head", "pos"), kv=True),
+    Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head")),
+    Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head", "pos")),
+    Sweep("mlp_out_all_pos", "blocks.{layer}.hook_mlp_out", RESID, ("layer",)),  # a whole MLP layer
+    Sweep("neuron", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron")),  # all positions
+    Sweep("neuron_by_pos", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron", "pos")),
 ]}
-
-
-def site_label(sweep: Sweep, site: tuple, tokens: tuple[str, ...]) -> str:
-    """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``, ``L25N1527``."""
-    where = dict(zip(sweep.axes, site))
-    parts = []
-    if "neuron" in where:
-        parts.append(f"L{where['layer']}N{where['neuron']}")
-    elif "head" in where:
-        head = f"L{where['layer']}{'KV' if sweep.kv else 'H'}{where['head']}"
-        activation = sweep.name.removeprefix("head_").removesuffix("_by_pos")
-        parts.append(head if activation == "out" else f"{head} {activation}")
-    else:
-        parts.append(f"{sweep.name} L{where['layer']}")
-    if "pos" in where:
-        parts.append(f"pos {where['pos']} {tokens[where['pos']]!r}")
-    return " ".join(parts)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -125,13 +167,30 @@ class PatchingResult(Result):
         gap = self.source_baseline.mean() - self.target_baseline.mean()
         return self.effect / gap if gap != 0 else np.full_like(self.effect, np.nan)
 
+    @property
+    def sparse(self) -> bool:
+        """Whether the sites are a list, not every combination of their layers, units and positions."""
+        return len(self.sites) < int(np.prod(self.shape))
+
     def grid(self, of: str = "recovery") -> np.ndarray:
-        """The sweep's values in its axes' shape, e.g. layer × pos."""
-        return getattr(self, of).reshape(self.shape)
+        """The sweep's values in its axes' shape, e.g. layer × pos (NaN where a sparse
+        list of sites has no site)."""
+        out = np.full(self.shape, np.nan)
+        where = [{v: i for i, v in enumerate(values)} for values in self.axis_values]
+        out[tuple(np.array([[w[v] for w, v in zip(where, site)] for site in self.sites]).T)] = getattr(self, of)
+        return out
 
     @property
     def df(self) -> pd.DataFrame:
+        """One row per site: ``site`` (its full label), then, as in the other probes'
+        tables, ``head`` (``L9H6``) or ``neuron`` (``L31N892``) with its ``layer`` and
+        ``index``, or the ``layer``; ``pos``; then ``mean``, ``effect`` and ``recovery``."""
         frame = pd.DataFrame(self.sites, columns=list(self.axes))
+        unit = SWEEPS[self.sweep].unit
+        if unit:
+            letter = SWEEPS[self.sweep].letter
+            frame = frame.rename(columns={unit: "index"})
+            frame.insert(0, unit, [f"L{layer}{letter}{index}" for layer, index in zip(frame["layer"], frame["index"])])
         frame.insert(0, "site", self.labels)
         frame["mean"], frame["effect"], frame["recovery"] = self.mean, self.effect, self.recovery
         return frame
@@ -160,6 +219,10 @@ class PatchingResult(Result):
                 "recovery = (patched − target) / (source − target); position labels use prompt 0's tokens"]
 
     def figure(self) -> dict:
+        if self.sparse:  # a list of sites: one bar each
+            return {"type": "bar", "x": list(self.labels),
+                    "y": np.where(np.isfinite(self.recovery), self.recovery, None).tolist(),
+                    "xlabel": "site", "ylabel": "normalised recovery", "title": f"normalised recovery, {self.sweep}"}
         grid = self.grid()
         if len(self.axes) == 3:  # layer × pos × unit: each unit's strongest position
             pos = self.axes.index("pos")
@@ -168,8 +231,7 @@ class PatchingResult(Result):
         elif len(self.axes) == 1:
             grid = grid[:, None]
         values = dict(zip(self.axes, self.axis_values))
-        unit = next((a for a in ("head", "neuron") if a in self.axes), None)
-        prefix = {"head": "KV" if SWEEPS[self.sweep].kv else "H", "neuron": "N"}.get(unit)
+        unit, prefix = SWEEPS[self.sweep].unit, SWEEPS[self.sweep].letter
         x = ([f"{prefix}{u}" for u in values[unit]] if unit else
              [self.position_labels[p] for p in values["pos"]] if "pos" in values else ["all positions"])
         return {"type": "heatmap", "z": np.where(np.isfinite(grid), grid, None).tolist(), "x": x,
@@ -178,27 +240,38 @@ class PatchingResult(Result):
                 "title": f"normalised recovery, {self.sweep}"}
 
 
-def _axis_values(model, spec: Sweep, width: int, layers, positions, heads, neurons) -> dict:
-    """Every index along each axis, or the chosen ones, checked against the model and prompts."""
+def choose_sites(model, spec: Sweep, width: int, layers=None, positions=None, heads=None, neurons=None,
+                 sites=None) -> list[tuple[int, ...]]:
+    """The sites to patch, checked against the model and prompts: ``sites`` as listed, or every
+    combination of ``layers``, ``positions``, ``heads`` and ``neurons`` (each default: all)."""
     n_heads = model.cfg.n_key_value_heads if spec.kv and model.cfg.n_key_value_heads else model.cfg.n_heads
     full = {"layer": model.cfg.n_layers, "pos": width, "head": n_heads, "neuron": model.cfg.d_mlp}
-    chosen = {"layer": layers, "pos": positions, "head": heads, "neuron": neurons}
-    values = {}
-    for axis in spec.axes:
-        if chosen[axis] is None:
-            values[axis] = tuple(range(full[axis]))
-            continue
-        values[axis] = tuple(sorted({int(v) for v in chosen[axis]}))
-        bad = [v for v in values[axis] if not 0 <= v < full[axis]]
-        if bad:
-            raise ValueError(f"{axis} {bad[0]} does not exist: {spec.name} has {axis}s 0–{full[axis] - 1}")
-    return values
+    if sites is not None:
+        if any(x is not None for x in (layers, positions, heads, neurons)):
+            raise ValueError("pass either sites= (a list of sites) or layers=/positions=/heads=/neurons= "
+                             "(every combination of them), not both")
+        chosen = list(dict.fromkeys(spec.site(s) for s in ([sites] if isinstance(sites, str) else sites)))
+        if not chosen:
+            raise ValueError(f"sites=[] lists no site; name {spec.name} sites such as "
+                             f"{spec.label(tuple(0 for _ in spec.axes), ('',))!r}, or leave sites out for all")
+    else:
+        picked = {"layer": layers, "pos": positions, "head": heads, "neuron": neurons}
+        chosen = list(itertools.product(*(range(full[a]) if picked[a] is None else sorted({int(v) for v in picked[a]})
+                                          for a in spec.axes)))
+    for site in chosen:
+        for axis, value in zip(spec.axes, site):
+            if not 0 <= value < full[axis]:
+                raise ValueError(f"{axis} {value} does not exist: {spec.name} has {axis}s 0–{full[axis] - 1}"
+                                 + ("" if axis != "pos" else " (the prompts' token positions, BOS counted)"))
+    return chosen
 
 
-def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str, noise=None):
+def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, probe: str, noise=None,
+            equal_lengths: bool | None = None):
     """Check a sweep request; return ``(spec, metric name, metric function, clean, corrupted)``.
     With ``noise`` the corrupted run is the clean tokens plus noise, so ``corrupted`` is ``clean``'s
-    tokens under another name."""
+    tokens under another name. ``equal_lengths``: whether prompts must all have one token length
+    (default: for sweeps by position)."""
     if sweep not in SWEEPS:
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
@@ -215,51 +288,65 @@ def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, pro
     else:
         clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
     clean.require_single_token(probe)
-    if len(set(clean.lengths)) > 1:
-        raise ValueError(f"{probe} lines up prompts position by position, but {prompts.name!r} has "
-                         f"prompts of {sorted(set(clean.lengths))} tokens; use prompts of one length "
-                         "(one template) per sweep")
-    return SWEEPS[sweep], metric_name, metric_fn, clean, corrupted
+    spec = SWEEPS[sweep]
+    if (equal_lengths or equal_lengths is None and "pos" in spec.axes) and len(set(clean.lengths)) > 1:
+        short, long = (next(i for i, n in enumerate(clean.lengths) if n == f(clean.lengths)) for f in (min, max))
+        why = (f"{sweep} patches by position, and positions line up across prompts only when they have "
+               "one length" if "pos" in spec.axes else f"{probe} reads every prompt at one final position")
+        raise ValueError(
+            f"{probe} ({sweep}) needs prompts of one token length, but {prompts.name!r} has prompts of "
+            f"{sorted(set(clean.lengths))} tokens: prompt {short} is {clean.lengths[short]} tokens "
+            f"{list(clean.str_tokens[short])}, prompt {long} is {clean.lengths[long]} tokens "
+            f"{list(clean.str_tokens[long])}; {why}. Split the set by length (one template per sweep)"
+            + ("" if "pos" not in spec.axes else
+               ", or patch a sweep over all positions (head_out, head_pattern, neuron, mlp_out_all_pos), "
+               "which takes prompts of any lengths"))
+    return spec, metric_name, metric_fn, clean, corrupted
 
 
-def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: Tokenized, ranges: dict,
-                 sites, values, target_baseline, source_baseline, **extra) -> PatchingResult:
+def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: Tokenized, sites,
+                 values, target_baseline, source_baseline, **extra) -> PatchingResult:
     """A `PatchingResult` with its labels, axes and position names filled in."""
     tokens = clean.str_tokens[0]
+    axis_values = tuple(tuple(sorted({site[i] for site in sites})) for i in range(len(spec.axes)))
     return PatchingResult(
         model=clean.model_name, prompt_set=prompts.name, sweep=spec.name, direction=direction,
         metric=metric_name, axes=spec.axes, sites=tuple(sites),
-        labels=tuple(site_label(spec, site, tokens) for site in sites), values=values,
+        labels=tuple(spec.label(site, tokens) for site in sites), values=values,
         target_baseline=target_baseline, source_baseline=source_baseline,
         position_labels=tuple(f"{p} {t!r}" for p, t in enumerate(tokens)),
-        shape=tuple(len(ranges[a]) for a in spec.axes), axis_values=tuple(ranges[a] for a in spec.axes),
-        **extra)
+        shape=tuple(len(v) for v in axis_values), axis_values=axis_values, **extra)
 
 
 @probe
 def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
-          metric="logit_diff", layers=None, positions=None, heads=None, neurons=None,
+          metric="logit_diff", layers=None, positions=None, heads=None, neurons=None, sites=None,
           noise=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
           prepend_bos: bool | None = None) -> PatchingResult:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
-    ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to those indices
-    (a neuron sweep over every neuron of every layer is large: pass ``layers``/``neurons``).
+    ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to every
+    combination of those indices (a neuron sweep over every neuron of every layer is large);
+    ``sites`` patches just the sites listed, as labels (``["L9H6", "L10H0"]``,
+    ``"resid_pre L5 pos 10"``) or index tuples in the order of the sweep's ``axes``
+    (``(layer, head)``, ``(layer, pos)``, ``(layer, head, pos)``).
+    Prompts may differ in token length (each length runs as its own batch), except in
+    sweeps by position: a position is a prompt's token index, so those need one length.
     ``noise``: a `probes.ablation.GaussianNoise`; the corrupted run is then the clean prompts
     with noise on their embeddings (causal tracing), averaged over its seeded samples.
     ``memory_budget``: bytes of activations one forward pass may hold (default 2 GiB);
     sites are split over as many passes as that needs. Results do not depend on it."""
     spec, metric_name, metric_fn, clean, corrupted = prepare(model, prompts, sweep, direction, metric,
                                                              prepend_bos, "patching", noise)
-    width, n = clean.tokens.shape[1], len(clean.lengths)
-    ranges = _axis_values(model, spec, width, layers, positions, heads, neurons)
-    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(ranges.items()), noise)
-    sites, values, target_baseline, source_baseline, rows_run = memo(
+    n = len(clean.lengths)
+    chosen = choose_sites(model, spec, min(clean.lengths), layers, positions, heads, neurons, sites)
+    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(chosen), noise)
+    values, target_baseline, source_baseline, rows_run = memo(
         model, key,
-        lambda: run_sweep(model, spec, clean, corrupted, direction, metric_fn, ranges, memory_budget, noise))
+        lambda: run_sweep(model, spec, clean, corrupted, direction, metric_fn, chosen, memory_budget, noise))
 
-    return sweep_result(prompts, spec, direction, metric_name, clean, ranges, sites, values, target_baseline,
-                        source_baseline, rows_run=rows_run, rows_skipped=len(sites) * n - rows_run,
+    return sweep_result(prompts, spec, direction, metric_name, clean, chosen, values, target_baseline,
+                        source_baseline, rows_run=rows_run, rows_skipped=len(chosen) * n - rows_run,
                         corruption="prompt pairs" if noise is None else
                         f"Gaussian noise on positions {list(noise.positions)}, {noise.scale} × embedding std, "
                         f"{noise.samples} samples, seed {noise.seed}")

@@ -44,3 +44,26 @@ def parse_head(model, head, model_name: str = "the model") -> tuple[int, int]:
 def parse_neuron(model, neuron, model_name: str = "the model") -> tuple[int, int]:
     """``"L31N892"`` or ``(31, 892)`` → ``(31, 892)``, checked against the model's layers and MLP width."""
     return _parse(model, neuron, "neuron", "N", model.cfg.d_mlp, model_name)
+
+
+_UNIT = re.compile(r"(?:^|\s)L(?P<layer>\d+)(?:(?P<letter>KV|H|N)(?P<index>\d+))?(?=\s|$)")
+_POS = re.compile(r"\bpos (?P<pos>\d+)(?=\s|$)")
+
+
+def label_parts(label: str) -> dict | None:
+    """The indices a site label names: ``"L9H6"`` → ``{layer: 9, letter: "H", index: 6}``,
+    ``"resid_pre L5 pos 10 ' John'"`` → ``{layer: 5, pos: 10}``, ``"L4KV1 v pos 3"`` → letter
+    ``"KV"``; None if it names no layer. The token after the position is ignored."""
+    before, _, after = label.strip().partition(" pos ")
+    match = _UNIT.search(before)
+    if not match:
+        return None
+    parts = {"layer": int(match["layer"])}
+    if match["letter"]:
+        parts.update(letter=match["letter"], index=int(match["index"]))
+    if after:
+        pos = _POS.match("pos " + after)
+        if not pos:
+            return None
+        parts["pos"] = int(pos["pos"])
+    return parts

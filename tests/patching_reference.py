@@ -41,9 +41,11 @@ def reference_patch(model, prompts, sweep: str, direction: str, sites) -> torch.
     with torch.inference_mode():
         _, source_cache = model.run_with_cache(source.tokens)
     name, setter = REFERENCE[sweep]
-    columns = ["layer", *("head_index" if a in ("head", "neuron") else
-                          "dest_pos" if (a == "pos" and name == "pattern") else a for a in SWEEPS[sweep].axes[1:])]
-    index_df = pd.DataFrame(list(sites), columns=columns)
+    axes = SWEEPS[sweep].axes  # ours: layer, unit, pos; TransformerLens's vector setters: layer, pos, head
+    order = ["layer", "pos", axes[1]] if setter is VECTOR_BY_POS else list(axes)
+    columns = [{"head": "head_index", "neuron": "head_index", "pos": "dest_pos" if name == "pattern" else "pos"}
+               .get(a, a) for a in order]
+    index_df = pd.DataFrame([[dict(zip(axes, site))[a] for a in order] for site in sites], columns=columns)
     return tl_patching.generic_activation_patch(model, target.tokens, source_cache, metric,
                                                 patch_setter=setter, activation_name=name,
                                                 index_df=index_df)

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from circuitcheck.probes import PromptSet, SWEEPS, corruption_check, logit_diff, patch
+from circuitcheck.probes import (PromptSet, SWEEPS, corruption_check, head_attribution, logit_diff,
+                                 neuron_congruence, patch)
 from circuitcheck.probes.patch_runs import first_differences
+from circuitcheck.probes.patching import POST, Sweep
 
 from .patching_reference import reference_patch
 
@@ -114,7 +116,7 @@ def test_baselines_and_recovery_scale(tiny_llama):
 def test_labels_name_sites_like_researchers_do(tiny_llama):
     assert patch(tiny_llama, PROMPTS, "resid_pre").labels[10] == "resid_pre L0 pos 10 ' John'"
     assert patch(tiny_llama, PROMPTS, "head_out").labels[6] == "L1H2"
-    assert patch(tiny_llama, PROMPTS, "head_q_by_pos").labels[4 * 10 + 3] == "L0H3 q pos 10 ' John'"
+    assert patch(tiny_llama, PROMPTS, "head_q_by_pos").labels[3 * 15 + 10] == "L0H3 q pos 10 ' John'"
     figure = patch(tiny_llama, PROMPTS, "attn_out").figure()
     assert figure["type"] == "heatmap" and figure["x"][10] == "10 ' John'"
 
@@ -204,3 +206,109 @@ def test_patching_a_noise_corruption_equals_transformer_lens_with_the_noise_hook
     assert "Gaussian noise on positions [2, 4]" in ours.notes()[0]
     if "pos" in ours.axes:  # before the first noised position nothing differs
         assert (ours.grid("effect")[:, :2] == 0).all()
+
+
+SPARSE = {"resid_pre": ["resid_pre L1 pos 14 ' to'", (0, 10), (1, 3)],  # (1, 3): before the difference
+          "head_out": ["L1H2", (0, 3)],
+          "head_k_by_pos": ["L1KV1 k pos 14", (0, 0, 12)],
+          "head_pattern_by_pos": ["L0H1 pattern pos 11", (1, 3, 14)],
+          "neuron_by_pos": ["L1N7 pos 14", (0, 100, 10)],
+          "mlp_out_all_pos": [1]}  # a bare layer index
+
+
+@pytest.mark.parametrize("direction", ["clean_into_corrupted", "corrupted_into_clean"])
+@pytest.mark.parametrize("sweep", list(SPARSE))
+def test_a_list_of_sites_gives_those_sites_of_the_full_sweep(tiny, sweep, direction):
+    """``sites=`` (labels as the result writes them, or index tuples in the sweep's axes order)
+    patches only those sites, each with exactly the value the full sweep gives it."""
+    neurons = [7, 100] if "neuron" in sweep else None
+    full = patch(tiny, PROMPTS, sweep, direction, neurons=neurons)
+    listed = patch(tiny, PROMPTS, sweep, direction, sites=SPARSE[sweep])
+    rows = [full.sites.index(site) for site in listed.sites]
+    assert listed.labels == tuple(full.labels[r] for r in rows) and len(rows) == len(SPARSE[sweep])
+    np.testing.assert_allclose(listed.values, full.values[rows], atol=1e-5)
+    np.testing.assert_allclose(listed.target_baseline, full.target_baseline, atol=1e-6)
+    assert listed.rows_run < full.rows_run and listed.sparse == (len(rows) > 1)  # not a full grid of its values
+    assert listed.figure()["type"] == ("bar" if listed.sparse else "heatmap")
+    assert np.isnan(listed.grid()).sum() == np.prod(listed.shape) - len(rows)  # only listed sites are set
+
+
+def test_sites_that_do_not_fit_the_sweep_are_explained(tiny_llama):
+    with pytest.raises(ValueError, match="site 'L1' is not a head_out site: write head_out sites as 'L9H6' "
+                                         r"or as \(layer, head\) tuples"):
+        patch(tiny_llama, PROMPTS, "head_out", sites=["L1"])
+    with pytest.raises(ValueError, match=r"is not a head_k_by_pos site: write .* 'L9KV6 pos 10'"):
+        patch(tiny_llama, PROMPTS, "head_k_by_pos", sites=["L1H1 pos 3"])
+    with pytest.raises(ValueError, match="head 9 does not exist: head_out has heads 0–3"):
+        patch(tiny_llama, PROMPTS, "head_out", sites=["L1H9"])
+    with pytest.raises(ValueError, match="not both"):
+        patch(tiny_llama, PROMPTS, "head_out", sites=["L1H1"], layers=[1])
+
+
+def test_a_new_sweep_is_one_entry(tiny, monkeypatch):
+    """A sweep knows its slice and labels: one `Sweep` entry patches a hook no code names
+    (here the MLP's pre-activations, per neuron), and equals TransformerLens."""
+    import transformer_lens.patching as tl_patching
+
+    monkeypatch.setitem(SWEEPS, "neuron_pre", Sweep("neuron_pre", "blocks.{layer}.mlp.hook_pre", POST,
+                                                    ("layer", "neuron")))
+    ours = patch(tiny, PROMPTS, "neuron_pre", sites=["L1N7 pre", (0, 100)])
+    assert ours.labels == ("L1N7 pre", "L0N100 pre")
+    clean, corrupted = PROMPTS.tokenize(tiny), PROMPTS.corrupted.tokenize(tiny)
+    answers = clean.answer_ids
+
+    def metric(logits):
+        final = logits[:, -1]
+        return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).mean()
+
+    with torch.inference_mode():
+        _, cache = tiny.run_with_cache(clean.tokens)
+    expected = tl_patching.generic_activation_patch(
+        tiny, corrupted.tokens, cache, metric, patch_setter=tl_patching.layer_head_vector_patch_setter,
+        activation_name="pre", index_df=pd.DataFrame(list(ours.sites), columns=["layer", "head_index"]))
+    np.testing.assert_allclose(ours.mean, expected.numpy(), atol=1e-4)
+
+
+# The IOI pair plus a prompt one token longer (15, 15, 16 tokens with BOS).
+LONGER = PromptSet(["When Mary and John went to the shops, and John gave the bag to"], [(" Mary", " John")],
+                   corrupted_prompts=["When Mary and John went to the shops, and Mary gave the bag to"],
+                   name="longer IOI")
+MIXED = PromptSet([*PROMPTS.prompts, *LONGER.prompts], [*PROMPTS.answers, *LONGER.answers],
+                  corrupted_prompts=[*PROMPTS.corrupted_prompts, *LONGER.corrupted_prompts], name="IOI, mixed lengths")
+
+
+@pytest.mark.parametrize("sweep", ["head_out", "head_pattern", "neuron", "mlp_out_all_pos"])
+def test_prompts_of_different_lengths_equal_patching_each_length_apart(tiny, sweep):
+    assert MIXED.tokenize(tiny).lengths == (15, 15, 16)
+    neurons = [0, 7] if sweep == "neuron" else None
+    for direction in ("clean_into_corrupted", "corrupted_into_clean"):
+        whole = patch(tiny, MIXED, sweep, direction, neurons=neurons)
+        apart = [patch(tiny, part, sweep, direction, neurons=neurons) for part in (PROMPTS, LONGER)]
+        np.testing.assert_allclose(whole.values, np.concatenate([a.values for a in apart], axis=1), atol=1e-5)
+        np.testing.assert_allclose(whole.target_baseline, np.concatenate([a.target_baseline for a in apart]),
+                                   atol=1e-5)
+        assert whole.rows_run == sum(a.rows_run for a in apart)
+
+
+def test_sweeps_by_position_need_prompts_of_one_length(tiny_llama):
+    """A position is each prompt's own token index, so it names one token only in prompts of
+    one length; the error says so and names the sweeps that take any lengths."""
+    with pytest.raises(ValueError, match=r"patching \(resid_pre\) needs prompts of one token length, but "
+                                         r"'IOI, mixed lengths' has prompts of \[15, 16\] tokens: prompt 0 is 15 "
+                                         r"tokens \[.*\], prompt 2 is 16 tokens \[.*',', ' and', ' John'.*head_out"):
+        patch(tiny_llama, MIXED, "resid_pre")
+    unequal_pair = PromptSet(LONGER.prompts, LONGER.answers, corrupted_prompts=PROMPTS.corrupted_prompts[:1])
+    with pytest.raises(ValueError, match="differ in token length"):  # a clean/corrupted pair: still an error
+        patch(tiny_llama, unequal_pair, "head_out")
+
+
+def test_tables_name_heads_and_neurons_as_the_other_probes_do(tiny_llama):
+    """A head patch's table has ``head`` (``L1H2``), ``layer`` and ``index`` like head_attribution's,
+    so the two join; a neuron patch's has ``neuron`` (``L1N7``) like the neuron probes'."""
+    heads = patch(tiny_llama, PROMPTS, "head_out")
+    joined = heads.df.merge(head_attribution(tiny_llama, PROMPTS).df, on=["head", "layer", "index"])
+    assert len(joined) == len(heads.sites) == 2 * 4 and heads.top(1)["head"][0] == heads.top(1)["site"][0]
+    neuron = neuron_congruence(tiny_llama, " Mary").labels[0]
+    assert list(patch(tiny_llama, PROMPTS, "neuron", sites=[neuron]).df["neuron"]) == [neuron]
+    by_pos = patch(tiny_llama, PROMPTS, "head_v_by_pos", sites=[(1, 0, 14)]).df
+    assert list(by_pos.columns[:5]) == ["site", "head", "layer", "index", "pos"] and by_pos["head"][0] == "L1KV0"
