@@ -133,5 +133,5 @@ def test_l23h3_is_the_strongest_head_by_patching_on_smollm2(model):
     """On SmolLM2-135M, patching L23H3 alone recovers the most (about half) of the clean
     logit difference; L20H0 is second."""
     heads = patch(model, IOI, "head_out")
-    assert list(heads.top(2)["site"]) == ["L23H3", "L20H0"], heads
+    assert list(heads.top(2)["head"]) == ["L23H3", "L20H0"], heads
     assert heads.top(1)["recovery"][0] > 0.4, heads

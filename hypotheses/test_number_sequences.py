@@ -56,7 +56,7 @@ def test_the_ioi_head_l23h3_also_carries_counting_on_smollm2(model, counting):
     strongest head for counting (recovery above 0.4 for both)."""
     for prompts in (ioi_prompts(), counting):
         heads = patch(model, prompts, "head_out")
-        assert heads.top(1)["site"][0] == "L23H3" and heads.top(1)["recovery"][0] > 0.4, heads
+        assert heads.top(1)["head"][0] == "L23H3" and heads.top(1)["recovery"][0] > 0.4, heads
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -242,7 +242,7 @@ def feasibility_step(model, prompts, step: str, family: str | None = None) -> Fe
         share, (_, p) = sweep.share_of_top(5), held_out_share(sweep.values - sweep.target_baseline)
         length = prompts.tokenize(model).lengths[used[0]]
         return result(share, share >= threshold and (p is None or p < 0.05),
-                      f"top 5 heads ({', '.join(sweep.top(5)['site'])}) carry {share:.0%} of the patching "
+                      f"top 5 heads ({', '.join(sweep.top(5)['head'])}) carry {share:.0%} of the patching "
                       f"effect on {len(used)} of {n} prompts {index_label(used)} (those of {length} tokens, "
                       f"the most common length)" + _p_detail(p, len(used)),
                       p_value=p, n_prompts=len(used), prompt_indices=tuple(used))
