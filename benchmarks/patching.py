@@ -1,7 +1,7 @@
 """Activation patching, ours against `transformer_lens.patching`, on the default model.
 
-On eight IOI prompts (15 tokens), for the residual-stream sweep (``resid_pre``:
-30 layers × 15 positions) and the per-head sweep over all positions (``head_out``:
+On eight IOI prompts (14 tokens: SmolLM2 takes no BOS), for the residual-stream sweep
+(``resid_pre``: 30 layers × 14 positions) and the per-head sweep over all positions (``head_out``:
 30 layers × 9 heads), it runs the reference (one forward pass of the batch per site)
 and ours, and prints wall time, the ratio, the largest absolute difference of the
 per-site mean logit difference and each side's peak memory. Target: ≥ 10× faster,
@@ -112,7 +112,8 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     base, start = rss_mb("VmRSS"), time.perf_counter()
     values = call()
     seconds, peak = time.perf_counter() - start, rss_mb("VmHWM") - base
-    out = {"seconds": seconds, "peak_mb": peak, "values": values.tolist(), "threads": torch.get_num_threads()}
+    out = {"seconds": seconds, "peak_mb": peak, "values": values.tolist(), "threads": torch.get_num_threads(),
+           "tokens": clean.tokens.shape[1]}
     if task == "long":
         out.update(width=width, rows_per_pass=rows_per_pass(model, width - 2, width, budget))
     return out
@@ -155,7 +156,7 @@ def main() -> None:
         print(f"{sweep:12}{len(ours['values']):7d}{reference['seconds']:15.1f}{ours['seconds']:10.1f}"
               f"{reference['seconds'] / ours['seconds']:7.1f}x{diff:12.1e}"
               f"{reference_mb:15.0f}{our_mb:15.0f}", flush=True)
-    print(f"(SmolLM2-135M on CPU, {ours['threads']} threads, {args.prompts} IOI prompts of 15 tokens, "
+    print(f"(SmolLM2-135M on CPU, {ours['threads']} threads, {args.prompts} IOI prompts of {ours['tokens']} tokens, "
           "clean into corrupted, metric: mean logit difference)")
 
     print("\nattribution patching (two forward passes, one backward) against exact patching")
