@@ -102,6 +102,7 @@ def test_fails_on_a_later_name(model, name):
 '''
 
 
+@pytest.mark.slow
 def test_given_tests_record_only_their_last_example(pytester):
     pytester.makepyfile(test_given=GIVEN)
     result = run(pytester, "--model", "tiny-llama", "--report-dir", "out")

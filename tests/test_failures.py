@@ -47,6 +47,7 @@ def test_a_bug(model):
 '''
 
 
+@pytest.mark.slow
 def test_the_terminal_shows_the_rows_and_the_users_line_not_our_source(pytester):
     pytester.makepyfile(test_failing=FAILING)
     result = run(pytester, "--model", "tiny-llama", "--no-report")

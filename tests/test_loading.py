@@ -46,6 +46,7 @@ def test_hypothesis_prints_the_model_in_one_line_and_its_class_is_untouched(tiny
     assert model_info(tiny_llama).name == "tiny-llama"
 
 
+@pytest.mark.slow
 def test_prepend_bos_option_reaches_the_model_and_is_checked(pytester):
     from circuitcheck.fixtures.loading import PREPEND_BOS_MODES
     from circuitcheck.probes.tokens import PREPEND_BOS_MODES as PROBE_MODES

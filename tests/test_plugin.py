@@ -128,6 +128,7 @@ def test_every_model_runs_every_hypothesis(pytester):
     assert not (pytester.path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_run_still_writes_an_incomplete_report(pytester):
     pytester.makepyfile(test_stop='''
 def test_first():
@@ -219,6 +220,7 @@ def test_a_read_only_report_dir_stops_the_run_before_it_starts(pytester):
     assert_usage_error_before_any_test(pytester, result, "Permission denied", "--no-report")
 
 
+@pytest.mark.slow
 def test_an_unreadable_report_to_compare_with_stops_the_run_before_it_starts(pytester):
     pytester.makepyfile(test_m=MARKER_TEST)
     (pytester.path / "broken.json").write_text('{"tests": [')
@@ -231,6 +233,7 @@ def test_an_unreadable_report_to_compare_with_stops_the_run_before_it_starts(pyt
                                            "leave out --report-compare")
 
 
+@pytest.mark.slow
 def test_a_report_that_cannot_be_written_at_the_end_fails_the_run(pytester):
     pytester.makepyfile(test_m='''
 import pathlib, shutil
@@ -297,6 +300,7 @@ def test_plain(evidence):
 '''
 
 
+@pytest.mark.slow
 def test_a_property_test_marks_the_example_it_shows(pytester):
     pytester.makepyfile(test_props=PROPERTIES)
     run(pytester, "--report-dir", "out").assert_outcomes(passed=2, failed=1)
@@ -315,6 +319,7 @@ def test_a_property_test_marks_the_example_it_shows(pytester):
     assert "Falsifying example" in html and "Last example" in html
 
 
+@pytest.mark.slow
 def test_a_comparison_is_summarised_at_the_top_and_in_the_terminal(pytester, monkeypatch):
     pytester.makepyfile(test_cmp='''
 import os
