@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import final_logits, has_hooks
+from .forward import final_logits, require_plain_model
 from .metrics import resolve_metric
 from .results import Result
 from .sites import parse_head, parse_neuron
@@ -91,8 +91,7 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
     it must tokenize to the same length."""
     if kind not in KINDS:
         raise ValueError(f"ablation {kind!r}: choose one of {', '.join(KINDS)}")
-    if has_hooks(model):
-        raise RuntimeError("ablation needs the plain model; call model.reset_hooks() first")
+    require_plain_model(model, "ablation")
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)

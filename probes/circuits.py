@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import final_logits, has_hooks
+from .forward import final_logits, require_plain_model
 from .metrics import resolve_metric
 from .results import Result
 from .sites import head_label, parse_head
@@ -190,9 +190,7 @@ def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_
     """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(ABLATIONS)}")
-    if has_hooks(model):
-        raise RuntimeError(f"{probe_name} needs the plain model, but hooks are attached; call "
-                           "model.reset_hooks() first")
+    require_plain_model(model, probe_name)
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
     tokenized.require_single_token(probe_name)

@@ -26,6 +26,13 @@ def has_hooks(model) -> bool:
     return any(p._forward_hooks or p._forward_pre_hooks for p in points)
 
 
+def require_plain_model(model, probe: str) -> None:
+    """Refuse to run ``probe`` while hooks are attached: its numbers would not be the model's."""
+    if has_hooks(model):
+        raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
+                           "model.reset_hooks() first")
+
+
 def remember(model, key, value) -> None:
     if not has_hooks(model):
         state_of(model).passes.put(key, value)

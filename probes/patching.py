@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .evidence import probe
-from .forward import has_hooks, memo
+from .forward import memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
 from .results import Result
@@ -276,9 +276,7 @@ def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, pro
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r}: choose {' or '.join(DIRECTIONS)}")
-    if has_hooks(model):
-        raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
-                           "model.reset_hooks() first")
+    require_plain_model(model, probe)
     metric_name, metric_fn = resolve_metric(metric)
     if noise is not None:
         clean = prompts.tokenize(model, prepend_bos)

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import has_hooks
+from .forward import require_plain_model
 from .metrics import resolve_metric
 from .results import Result
 from .sites import head_label, parse_head
@@ -112,8 +112,7 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
         raise ValueError(f"receiver_input {receiver_input!r}: choose one of {', '.join(INPUTS)}")
     if positions not in (None, "end"):
         raise ValueError(f"positions {positions!r}: None (every position) or 'end' (the final position)")
-    if has_hooks(model):
-        raise RuntimeError("path_patch needs the plain model; call model.reset_hooks() first")
+    require_plain_model(model, "path_patch")
     metric_name, metric_fn = resolve_metric(metric)
     clean, corrupted = tokenize_pair(model, prompts)
     clean.require_single_token("path_patch")
