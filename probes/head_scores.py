@@ -100,12 +100,15 @@ class HeadScores(Result):
                 "diverging": False, "title": self.title}
 
 
-def repeated_random_tokens(model, length: int, samples: int, seed: int) -> list[torch.Tensor]:
-    """``samples`` sequences: the prepended token (if any), then ``length`` random tokens twice."""
+def repeated_random_tokens(model, length: int, samples: int, seed: int,
+                           prepend_bos: bool | None = None) -> list[torch.Tensor]:
+    """``samples`` sequences: the prepended token (the model's, or its tokenizer's BOS when
+    ``prepend_bos`` is True; none when False), then ``length`` random tokens twice."""
     special = set(model.tokenizer.all_special_ids)
     vocabulary = torch.tensor([i for i in range(model.cfg.d_vocab) if i not in special])
     generator = torch.Generator().manual_seed(seed)
-    prepended = model_info(model).prepended
+    prepended = (model_info(model).prepended if prepend_bos is None
+                 else model.tokenizer.bos_token if prepend_bos else None)
     start = model.tokenizer.convert_tokens_to_ids(prepended) if prepended else None
     sequences = []
     for _ in range(samples):
@@ -117,7 +120,7 @@ def repeated_random_tokens(model, length: int, samples: int, seed: int) -> list[
 
 def _sequences(model, prompts, kind: str, length: int, samples: int, seed: int, prepend_bos):
     if kind == "induction":
-        return repeated_random_tokens(model, length, samples, seed), f"{samples} × {length} random tokens, twice"
+        return repeated_random_tokens(model, length, samples, seed, prepend_bos), f"{samples} × {length} random tokens, twice"
     if prompts is None:
         raise ValueError(f"head_scores(model, prompts, {kind!r}) needs prompts: the {kind.replace('_', '-')} "
                          "pattern is read on real text (only 'induction' makes its own random tokens)")

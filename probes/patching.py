@@ -205,7 +205,8 @@ class PatchingResult(Result):
         return float(magnitude[:k].sum() / magnitude.sum()) if magnitude.sum() else float("nan")
 
     def summary(self) -> dict:
-        best = self.top(1).iloc[0]
+        ranked = self.top(1)  # empty when no site has a recovery (the two runs score the same)
+        best = ranked.iloc[0] if len(ranked) else {"site": "none", "recovery": float("nan")}
         return {"top_site": best["site"], "top_recovery": float(best["recovery"]),
                 "target_baseline": float(self.target_baseline.mean()),
                 "source_baseline": float(self.source_baseline.mean()),
@@ -338,7 +339,8 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
                                                              prepend_bos, "patching", noise)
     n = len(clean.lengths)
     chosen = choose_sites(model, spec, min(clean.lengths), layers, positions, heads, neurons, sites)
-    key = ("patch", clean.key, corrupted.key, sweep, direction, metric_fn, tuple(chosen), noise)
+    key = ("patch", clean.key, corrupted.key, clean.answer_tokens, sweep, direction, metric_fn, tuple(chosen),
+           noise)
     values, target_baseline, source_baseline, rows_run = memo(
         model, key,
         lambda: run_sweep(model, spec, clean, corrupted, direction, metric_fn, chosen, memory_budget, noise))

@@ -1,4 +1,4 @@
-"""The shape every probe returns: a frozen Result that records itself as evidence.
+"""The shape every probe returns: a frozen Result, recorded as evidence by the probe that made it.
 
 A Result holds the numbers a hypothesis asserts on (numpy arrays, floats), a
 pandas ``.df`` for exploring, a readable ``repr`` (what pytest shows when an

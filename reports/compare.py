@@ -24,7 +24,7 @@ def load_evidence(path) -> tuple[Path, dict]:
     path = Path(path).absolute()
     if path.is_dir():
         latest = latest_run(path)
-        folder = path if (path / "evidence.json").exists() or latest is None else latest
+        folder = latest if latest is not None else path  # a report folder's newest run first
         path = folder / "evidence.json"
     try:
         text = path.read_text(encoding="utf-8")

@@ -133,10 +133,10 @@ def pytest_collection_modifyitems(items):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    if reporting(item.config):
-        from circuitcheck.probes import evidence
+    """Open the test's evidence sink (also with --no-report: a failure shows its results)."""
+    from circuitcheck.probes import evidence
 
-        evidence.start()
+    evidence.start()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -146,7 +146,7 @@ def pytest_runtest_call(item):
     since Hypothesis replays it last), and count the examples for the report."""
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
     inner = getattr(handle, "inner_test", None)
-    if inner is None or not reporting(item.config):
+    if inner is None:
         yield
         return
     from circuitcheck.probes import evidence
@@ -169,12 +169,16 @@ def pytest_runtest_call(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    if not reporting(item.config):
-        return
     from circuitcheck.probes import evidence
 
     report = outcome.get_result()
     items = evidence.drain() if call.when != "teardown" else evidence.stop()
+    if call.when == "call" and report.failed:
+        shown = results_text(items)
+        if shown:
+            report.sections.append(("circuitcheck: the results this test's claim is about", shown))
+    if not reporting(item.config):
+        return
     payload = {"evidence": [evidence.to_evidence(i) for i in items]}
     if call.when == "setup":  # fixtures (the model among them) are set up by now
         payload["facts"] = _test_facts(item)
@@ -182,6 +186,12 @@ def pytest_runtest_makereport(item, call):
         falsified = call.excinfo is not None and not isinstance(call.excinfo.value, pytest.skip.Exception)
         payload["examples"] = examples_record(item.stash[EXAMPLES], falsified)
     report.user_properties.append((PROPERTY, json.dumps(payload, default=str, allow_nan=False)))
+
+
+def results_text(items) -> str:
+    """The recorded Results, each as its headline and whole table: pytest cuts the repr in an
+    assertion message to 240 characters, so a failure shows them here in full."""
+    return "\n\n".join(repr(item) for item in items if hasattr(item, "headline"))
 
 
 def examples_record(count: int, falsified: bool) -> dict:

@@ -33,6 +33,7 @@ def test_only_the_outermost_probe_is_recorded_and_keeps_its_parts(tiny_llama, si
 
 
 def test_nothing_is_recorded_or_built_without_a_sink(tiny_llama):
+    evidence.stop()  # as in a notebook or a script: close the sink the plugin opened for this test
     assert not evidence.collecting()
     built = []
 

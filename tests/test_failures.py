@@ -62,3 +62,34 @@ def test_the_terminal_shows_the_rows_and_the_users_line_not_our_source(pytester)
     assert "probes/tokens.py" not in wrong and "probes/logits.py" not in wrong
     bug = out.split("_ test_a_bug")[1]
     assert "probes/" in bug  # a genuine bug keeps the library frames
+
+
+PLAIN_ASSERT = '''
+from circuitcheck import ioi_prompts, logit_diff
+
+def test_claim(model):
+    clean = logit_diff(model, ioi_prompts(4))
+    assert model.cfg.n_layers == 2 and (clean.per_prompt > 100).all(), clean
+'''
+
+
+@pytest.mark.slow
+def test_a_plain_assert_shows_its_results_whole_and_the_model_in_one_line(pytester):
+    pytester.makepyfile(test_plain=PLAIN_ASSERT)
+    result = run(pytester, "--model", "tiny-llama", "--no-report")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    section = out.split("circuitcheck: the results this test's claim is about")[1]
+    for prompt in ("When John and Mary went to the shops, John gave the bag to",
+                   "When Tom and James went to the park, James gave the ball to"):
+        assert prompt in section
+    assert "model = TransformerBridge(tiny-llama on cpu, float32)" in out and "HookPoint" not in out
+
+
+def test_loaded_models_print_in_one_line_inside_the_block_only(tiny_llama):
+    from circuitcheck.fixtures.loading import one_line_reprs
+
+    with one_line_reprs(tiny_llama):
+        assert repr(tiny_llama) == "TransformerBridge(tiny-llama on cpu, float32)"
+        assert repr(tiny_llama.cfg).startswith("TransformerBridgeConfig(model_name='tiny-llama', n_layers=2,")
+    assert "HookPoint" in repr(tiny_llama)

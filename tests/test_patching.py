@@ -312,3 +312,11 @@ def test_tables_name_heads_and_neurons_as_the_other_probes_do(tiny_llama):
     assert list(patch(tiny_llama, PROMPTS, "neuron", sites=[neuron]).df["neuron"]) == [neuron]
     by_pos = patch(tiny_llama, PROMPTS, "head_v_by_pos", sites=[(1, 0, 14)]).df
     assert list(by_pos.columns[:5]) == ["site", "head", "layer", "index", "pos"] and by_pos["head"][0] == "L1KV0"
+
+
+def test_the_same_prompts_with_other_answers_are_patched_again(tiny_llama):
+    """The pass cache keys on the answers too: swapped answers negate the logit difference."""
+    swapped = PromptSet(PROMPTS.prompts, [(b, a) for a, b in PROMPTS.answers],
+                        corrupted_prompts=PROMPTS.corrupted_prompts)
+    first, second = patch(tiny_llama, PROMPTS, "head_out"), patch(tiny_llama, swapped, "head_out")
+    np.testing.assert_allclose(second.values, -first.values, atol=1e-5)

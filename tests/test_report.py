@@ -382,3 +382,15 @@ def test_report_shows_counterexample_and_comparison_summary():
     assert "Since the compared run" in top and "prompt set changed" in top and "ioi-A, " not in top
     assert "ioi-A → ioi-B" in top and "passed → failed" in top
     assert "Falsifying example" in html and "37 examples run; evidence of the falsifying one shown" in html
+
+
+def test_comparing_with_a_report_folder_reads_its_newest_run_not_an_old_layout_file(tmp_path):
+    from circuitcheck.reports.compare import load_evidence
+
+    (tmp_path / "evidence.json").write_text(json.dumps({"tests": [], "command": "old layout"}))
+    run = tmp_path / "20260101T000000Z-abcdef12"
+    run.mkdir()
+    (run / "evidence.json").write_text(json.dumps({"tests": [], "command": "newest run"}))
+    (tmp_path / "latest").symlink_to(run.name)
+    path, document = load_evidence(tmp_path)
+    assert path == run / "evidence.json" and document["command"] == "newest run"
