@@ -122,12 +122,17 @@ def compare_runs(run: dict, old_path: Path, old: dict | None = None) -> None:
         old_path, old = load_evidence(old_path)
     previous = {t["nodeid"]: t for t in old.get("tests", [])}
     run["compared_with"] = {"path": str(old_path), "started": old.get("started"), "run_id": old.get("run_id")}
+    # numbers are matched by the n-th evidence item of a kind, which means another item across versions
+    same_items = old.get("schema_version") == run.get("schema_version")
+    if not same_items:
+        run["compared_with"]["note"] = (f"written by schema version {old.get('schema_version')}, this run is "
+                                        f"{run.get('schema_version')}: verdicts compared, numbers not")
     for test in run["tests"]:
         before = previous.get(test["nodeid"])
         if before is None:
             test["compare"] = {"status": "new", "old_outcome": None, "moves": []}
             continue
-        old_numbers, new_numbers = _numbers(before), _numbers(test)
+        old_numbers, new_numbers = (_numbers(before), _numbers(test)) if same_items else ({}, {})
         moves = [{"name": k, "old": old_numbers[k], "new": v} for k, v in new_numbers.items()
                  if k in old_numbers and v is not None and old_numbers[k] is not None
                  and abs(v - old_numbers[k]) > MOVE_THRESHOLD]

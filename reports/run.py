@@ -10,7 +10,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: only the outermost probe call is an item; the probes it called are its parts
 OUTCOME_ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 VERSIONED_PACKAGES = ("torch", "transformers", "transformer-lens", "circuitcheck")
 

@@ -67,7 +67,7 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
     result.assert_outcomes(passed=1, failed=1, xfailed=1, skipped=1, errors=1)
     report = load_report(hypotheses)
     # the fixture error leaves one test without a verdict, so the run is marked incomplete
-    assert report["schema_version"] == 1 and report["incomplete"] is True
+    assert report["schema_version"] == 2 and report["incomplete"] is True
     assert outcomes(report) == {
         "test_claims.py::test_passes[tiny-llama]": "passed",
         "test_claims.py::test_fails[tiny-llama]": "failed",

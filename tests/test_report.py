@@ -394,3 +394,16 @@ def test_comparing_with_a_report_folder_reads_its_newest_run_not_an_old_layout_f
     (tmp_path / "latest").symlink_to(run.name)
     path, document = load_evidence(tmp_path)
     assert path == run / "evidence.json" and document["command"] == "newest run"
+
+
+def test_numbers_are_not_compared_across_schema_versions():
+    """Version 1 recorded every Result; items are matched by the n-th of a kind, so a run
+    written before would show false moves: its verdicts are compared, its numbers not."""
+    from circuitcheck.reports.compare import compare_runs
+
+    old, new = synthetic_run(1), synthetic_run(1)
+    old["schema_version"] = 1
+    old["tests"][0]["evidence"][0]["summary"]["mean"] = 99.0
+    compare_runs(new, "old/evidence.json", old)
+    assert new["tests"][0]["compare"]["moves"] == [] and "numbers not" in new["compared_with"]["note"]
+    jsonschema.validate(new, SCHEMA)
