@@ -16,15 +16,14 @@ def test_prefers_the_indirect_object_for_any_names(model, prompts):
     assert result.per_prompt[0] > 0, result
 
 
-@pytest.mark.models("smollm2-135m")
-@pytest.mark.xfail(strict=True, reason=(
-    "does not hold for every name pair on SmolLM2-135M: a random search found Kate/Anne, where "
-    "repeating the indirect object still leaves the model preferring it (+0.35), kept here as an "
-    "explicit example; the eight demo prompts all flip"))
 @given(prompts=strategies.ioi_prompts())
 @example(prompts=strategies.ioi_prompt("Kate", "Anne"))
-def test_corruption_flips_for_any_names_on_smollm2(model, prompts):
-    """For any two names, repeating the indirect object instead of the subject flips the answer."""
+def test_corruption_flips_for_any_names(model, prompts):
+    """For any two names, repeating the indirect object instead of the subject flips the answer.
+
+    Kate/Anne is kept as an explicit example: with SmolLM2's prompts read after
+    `<|im_start|>` (the default before nothing was prepended) the corruption left the model
+    preferring Kate (+0.35); read as Hugging Face reads them, it flips."""
     assert logit_diff(model, prompts.corrupted).per_prompt[0] < 0
 
 
