@@ -33,6 +33,7 @@ import torch
 from .evidence import probe
 from .forward import final_logits, require_plain_model
 from .metrics import resolve_metric
+from .patch_runs import final_logits_with
 from .results import Result
 from .sites import head_label, parse_head
 
@@ -255,30 +256,6 @@ def masks(s: Setup, circuit: Circuit) -> tuple[torch.Tensor, torch.Tensor | None
     return heads, mlps
 
 
-class _Stop(Exception):
-    """Raised at the final norm's input: only the final positions are unembedded."""
-
-
-def _final_logits(model, tokens, positions, hooks, columns=None) -> torch.Tensor:
-    captured = {}
-
-    def stop(activation, hook):
-        captured["resid"] = activation
-        raise _Stop
-
-    with torch.inference_mode(), model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)]):
-        try:
-            model(tokens, return_type="logits")
-        except _Stop:
-            pass
-    with torch.inference_mode():
-        resid = captured["resid"][torch.arange(len(tokens), device=tokens.device), positions]
-        normed = model.ln_final(resid[:, None])[:, 0]
-        if columns is None:
-            return model.unembed(normed[:, None])[:, 0].float()
-        return (torch.einsum("rd,drk->rk", normed, model.W_U[:, columns]) + model.b_U[columns]).float()
-
-
 def _mix_hook(keep: torch.Tensor, value: torch.Tensor | None, blocks: int):
     """Per block of rows (one circuit each), keep the clean activation where ``keep`` and the
     ablation ``value`` (prompt × ...) elsewhere."""
@@ -318,7 +295,7 @@ def evaluate(s: Setup, circuits: list[Circuit], tokens_per_pass: int = TOKENS_PE
         tokens = tok.tokens.repeat(len(chunk), 1).to(device)
         finals = tok.final_positions.repeat(len(chunk)).to(device)
         rows_answers = answers.repeat(len(chunk), 1)
-        logits = _final_logits(model, tokens, finals, hooks,
+        logits = final_logits_with(model, tokens, finals, hooks,
                                columns=rows_answers.to(device) if answers_only else None).cpu()
         metric_answers = torch.tensor([[0, 1]]).expand(len(logits), 2) if answers_only else rows_answers
         values = s.metric_fn(logits, metric_answers, s.clean_logits.repeat(len(chunk), 1))
