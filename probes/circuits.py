@@ -41,15 +41,20 @@ ABLATIONS = ("mean", "resample", "zero")
 TOKENS_PER_PASS = 8192  # bounds the rows × positions of one batched pass
 
 
+def _mlp_number(mlp) -> int:
+    """``5``, ``"5"``, ``"MLP5"``, ``"mlp_out L5"`` or ``"L5"`` → 5."""
+    match = re.fullmatch(r"(?:MLP\s*|mlp_out L|L)?(\d+)(?:\s*MLP)?", str(mlp).strip(), re.IGNORECASE)
+    if not match:
+        raise ValueError(f"MLP {mlp!r}: write MLP layers as 'MLP5' or as the layer number 5")
+    return int(match[1])
+
+
 def _mlp_layer(model, mlp) -> int:
-    if isinstance(mlp, str):
-        match = re.match(r"^(?:MLP\s*|mlp_out L|L)(\d+)(?:\s*MLP)?$", mlp.strip(), re.IGNORECASE)
-        if not match:
-            raise ValueError(f"MLP {mlp!r}: write MLP layers as 'MLP5' or as the layer number 5")
-        mlp = int(match[1])
-    if not 0 <= int(mlp) < model.cfg.n_layers:
+    """`_mlp_number`, checked against the model's layers."""
+    layer = _mlp_number(mlp)
+    if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"MLP {mlp}: the model has layers 0–{model.cfg.n_layers - 1}")
-    return int(mlp)
+    return layer
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class Circuit:
         object.__setattr__(self, "heads", tuple(sorted(set(labels), key=_order)))
         if self.mlps is not None:
             mlps = (self.mlps,) if isinstance(self.mlps, (str, int)) else tuple(self.mlps)
-            layers = sorted({int(re.sub(r"\D", "", m)) if isinstance(m, str) else int(m) for m in mlps})
+            layers = sorted({_mlp_number(m) for m in mlps})
             object.__setattr__(self, "mlps", tuple(layers))
         positions = dict(self.positions.items() if isinstance(self.positions, dict) else self.positions)
         normal = []

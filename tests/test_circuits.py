@@ -174,3 +174,11 @@ def test_compensation_with_nothing_changed_is_head_attribution_and_ablated_heads
     assert result.change_of("L1H2") == pytest.approx(result.after[1, 2] - plain[1, 2])
     with pytest.raises(ValueError, match="names no head"):
         compensation(tiny_llama, PROMPTS, [])
+
+
+def test_mlps_are_named_by_layer_and_a_bad_name_is_explained():
+    from circuitcheck.probes.circuits import Circuit
+
+    assert Circuit(["L0H1"], mlps=["MLP1", 0]).components == ("L0H1", "MLP0", "MLP1")
+    with pytest.raises(ValueError, match="write MLP layers as 'MLP5' or as the layer number 5"):
+        Circuit(["L0H1"], mlps=["MLP"])
