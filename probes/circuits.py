@@ -34,6 +34,7 @@ from .evidence import probe
 from .forward import final_logits, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
+from .positions import resolve
 from .results import Result
 from .sites import head_label, parse_head
 
@@ -60,13 +61,15 @@ def _mlp_layer(model, mlp) -> int:
 @dataclass(frozen=True)
 class Circuit:
     """Heads (``"L9H6"``) and optionally MLP layers (``"MLP5"`` or 5), each optionally
-    restricted to ``positions``: ``{"L9H6": "end"}`` (each prompt's final position) or
-    ``{"L9H6": [3, 10]}`` (token indices, BOS counted); components not named there keep
-    every position. ``mlps=None`` leaves every MLP alone (only heads are judged);
+    restricted to ``positions``: ``{"L9H6": "end"}`` (each prompt's final position), a
+    position the prompt set names, resolved per prompt (``"S2"``, ``"IO"``, ``"S1+1"``: see
+    `probes.positions`; `ioi_prompts` names IO, S1 and S2), ``{"L9H6": [3, 10]}`` (token
+    indices, BOS counted) or a list mixing both (``["S2", "end"]``); components not named
+    there keep every position. ``mlps=None`` leaves every MLP alone (only heads are judged);
     ``mlps=[...]`` ablates the MLPs not listed.
 
-    >>> Circuit(["L9H6", "L10H0"], positions={"L9H6": "end"}).components
-    ('L9H6', 'L10H0')
+    >>> Circuit(["L9H6", "L10H0"], positions={"L9H6": "end", "L10H0": "S2"}).label()
+    '{L9H6@end, L10H0@S2}'
     """
 
     heads: tuple = ()
@@ -95,9 +98,7 @@ class Circuit:
             if label not in self.components:
                 raise ValueError(f"positions names {label!r}, which is not in the circuit "
                                  f"{list(self.components)}")
-            where = "end" if where == "end" else ((int(where),) if isinstance(where, (int, np.integer))
-                                                  else tuple(int(p) for p in where))
-            normal.append((label, where))
+            normal.append((label, _position_spec(label, where)))
         object.__setattr__(self, "positions", tuple(sorted(normal)))
 
     @property
@@ -117,8 +118,7 @@ class Circuit:
 
     def label(self) -> str:
         where = dict(self.positions)
-        parts = [c + (f"@{where[c] if where[c] == 'end' else list(where[c])}" if c in where else "")
-                 for c in self.components]
+        parts = [c + (f"@{_spec_label(where[c])}" if c in where else "") for c in self.components]
         return "{" + ", ".join(parts) + "}"
 
     @staticmethod
@@ -135,8 +135,9 @@ class Circuit:
         for m in self.mlps or ():
             _mlp_layer(model, m)
         for label, where in self.positions:
-            if where != "end" and any(not 0 <= p < width for p in where):
-                raise ValueError(f"positions of {label}: {list(where)}, but the prompts have "
+            indices = [] if isinstance(where, str) else [p for p in where if isinstance(p, int)]
+            if any(not 0 <= p < width for p in indices):
+                raise ValueError(f"positions of {label}: {_spec_label(where)}, but the prompts have "
                                  f"positions 0–{width - 1} (BOS counted)")
 
     def random_like(self, model, generator: np.random.Generator) -> "Circuit":
@@ -149,6 +150,27 @@ class Circuit:
         where = dict(self.positions)
         positions = [(new, where[old]) for old, new in zip(self.heads, heads) if old in where]
         return Circuit(heads, mlps, positions)
+
+
+def _position_spec(label: str, where):
+    """A position restriction as stored: a name (``"end"``, ``"S2"``, ``"S1+1"``) or a tuple of
+    token indices and names."""
+    if isinstance(where, str):
+        return where.strip()
+    if isinstance(where, (int, np.integer)):
+        return (int(where),)
+    try:
+        items = tuple(where)
+    except TypeError:
+        items = None
+    if not items or not all(isinstance(p, (str, int, np.integer)) for p in items):
+        raise ValueError(f"positions of {label}: {where!r}; give 'end', a named position such as 'S2', "
+                         "token indices such as [3, 10] (BOS counted), or a list of these")
+    return tuple(p.strip() if isinstance(p, str) else int(p) for p in items)
+
+
+def _spec_label(where) -> str:
+    return where if isinstance(where, str) else "[" + ", ".join(map(str, where)) + "]"
 
 
 def _order(label: str) -> tuple[int, int]:
@@ -173,6 +195,13 @@ class Setup:
     values: dict  # hook name -> ablation value, prompt × pos × ... (rows of the prompts)
     clean_logits: torch.Tensor
     seed: int | None
+    named: dict = field(default_factory=dict)  # named position -> token index per prompt
+
+    def positions_of(self, name: str) -> torch.Tensor:
+        """Each prompt's token index of a named position (``"end"``, ``"S2"``, ``"S1+1"``)."""
+        if name not in self.named:
+            self.named[name] = torch.tensor(resolve(self.model.tokenizer, self.tokenized, name))
+        return self.named[name]
 
     @property
     def width(self) -> int:
@@ -235,18 +264,16 @@ def masks(s: Setup, circuit: Circuit) -> tuple[torch.Tensor, torch.Tensor | None
     MLPs ``prompt × layer × pos`` (None: every MLP kept)."""
     model = s.model
     n, width = s.n_prompts, s.width
-    finals = s.tokenized.final_positions
     where = dict(circuit.positions)
 
     def position_mask(label):
-        keep = torch.zeros(n, width, dtype=torch.bool)
         spec = where.get(label)
-        if spec is None:
-            keep[:] = True
-        elif spec == "end":
-            keep[torch.arange(n), finals] = True
-        else:
-            keep[:, list(spec)] = True
+        keep = torch.full((n, width), spec is None, dtype=torch.bool)
+        for item in () if spec is None else (spec,) if isinstance(spec, str) else spec:
+            if isinstance(item, str):
+                keep[torch.arange(n), s.positions_of(item)] = True
+            else:
+                keep[:, item] = True
         return keep
 
     heads = torch.zeros(n, model.cfg.n_layers, width, model.cfg.n_heads, dtype=torch.bool)
@@ -320,6 +347,10 @@ def _checked(model, prompts, circuit, s: Setup) -> Circuit:
         raise ValueError("the circuit is empty: name at least one head, e.g. Circuit(['L9H6']); "
                          "F of the fully ablated model is reported as 'F(empty)' by faithfulness")
     circuit.check(model, s.width)
+    for _, where in circuit.positions:  # resolve named positions now: a clear error before any pass
+        for item in (where,) if isinstance(where, str) else where:
+            if isinstance(item, str):
+                s.positions_of(item)
     return circuit
 
 

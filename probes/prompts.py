@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from string import Formatter
 
+from .positions import check_marks, resolve, template_marks
 from .tokens import AnswerTokenError, Tokenized, tokenize
 
 
@@ -43,6 +44,9 @@ class PromptSet:
     Answers must be one token each unless ``multi_token=True``; then `logit_diff`
     scores each answer by the summed log-probabilities of its tokens (teacher
     forcing), and first-token probes (top_k, lens, attribution) refuse the set.
+    ``marks`` names positions by role, one dict per prompt of name → character offset
+    (``{"S2": 37}``: the token holding character 37); `from_template` marks every field, and
+    circuits read them (``Circuit(..., positions={"L9H6": "S2"})``, see `probes.positions`).
 
     >>> ioi = PromptSet(["When John and Mary went to the shops, John gave the bag to"],
     ...                 [(" Mary", " John")],
@@ -57,6 +61,7 @@ class PromptSet:
     name: str = "prompts"
     multi_token: bool = False
     fillers: tuple[dict, ...] = field(default=(), compare=False, repr=False)
+    marks: tuple[dict, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
         prompts = (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts)
@@ -78,19 +83,24 @@ class PromptSet:
             if len(corrupted) != len(prompts):
                 raise ValueError(f"PromptSet {self.name!r}: {len(prompts)} prompts but "
                                  f"{len(corrupted)} corrupted prompts; give one per prompt")
+        if self.marks:
+            object.__setattr__(self, "marks", check_marks(self.name, prompts, self.marks))
 
     @classmethod
     def from_template(cls, template: str, fillers, answers: tuple[str, str] | None = None,
                       corrupted_template: str | None = None, name: str = "prompts",
                       multi_token: bool = False) -> "PromptSet":
         """One prompt per filler dict: ``template.format(**filler)``; answers and the
-        corrupted template are formatted with the same filler.
+        corrupted template are formatted with the same filler. Each field is marked where its
+        value starts (``marks``; a field used twice also as ``S1``, ``S2``).
 
         >>> s = PromptSet.from_template("When {IO} and {S} went out, {S} gave it to",
         ...     [{"IO": "Mary", "S": "John"}], answers=(" {IO}", " {S}"),
         ...     corrupted_template="When {IO} and {S} went out, {IO} gave it to")
         >>> s.prompts[0], s.answers[0]
         ('When Mary and John went out, John gave it to', (' Mary', ' John'))
+        >>> s.marks[0]["S2"], s.prompts[0][29:]
+        (29, 'John gave it to')
         """
         fillers = tuple(dict(f) for f in fillers)
         wanted = {f for _, f, _, _ in Formatter().parse(template) if f}
@@ -107,6 +117,7 @@ class PromptSet:
             name=name,
             multi_token=multi_token,
             fillers=fillers,
+            marks=[template_marks(template, f) for f in fillers],
         )
 
     def __len__(self) -> int:
@@ -119,7 +130,8 @@ class PromptSet:
         pick = lambda items: None if items is None else [items[i] for i in indices]  # noqa: E731
         return PromptSet(pick(self.prompts), pick(self.answers), pick(self.corrupted_prompts),
                          name or f"{self.name} {index_label(indices)}", self.multi_token,
-                         tuple(pick(list(self.fillers))) if self.fillers else ())
+                         tuple(pick(list(self.fillers))) if self.fillers else (),
+                         tuple(pick(list(self.marks))) if self.marks else ())
 
     @property
     def corrupted(self) -> "PromptSet":
@@ -133,6 +145,11 @@ class PromptSet:
     def tokenize(self, model, prepend_bos: bool | None = None) -> Tokenized:
         """Tokens, lengths and answer ids for ``model``; see `probes.tokens.tokenize`."""
         return tokenize(model, self, prepend_bos)
+
+    def token_positions(self, model, name: str, prepend_bos: bool | None = None) -> list[int]:
+        """Each prompt's token index (BOS counted) of the named position ``name``: ``"end"``,
+        a mark (``"S2"``) or either shifted (``"S1+1"``); see `probes.positions`."""
+        return resolve(model.tokenizer, self.tokenize(model, prepend_bos), name)
 
 
 __all__ = ["AnswerTokenError", "PromptSet"]

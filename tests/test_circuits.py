@@ -182,3 +182,83 @@ def test_mlps_are_named_by_layer_and_a_bad_name_is_explained():
     assert Circuit(["L0H1"], mlps=["MLP1", 0]).components == ("L0H1", "MLP0", "MLP1")
     with pytest.raises(ValueError, match="write MLP layers as 'MLP5' or as the layer number 5"):
         Circuit(["L0H1"], mlps=["MLP"])
+
+
+# The subject's second mention (S2) sits at a different token index in each prompt: the places
+# differ in token length. Every name is one token for the tiny tokenizer.
+def _varied():
+    from dataclasses import replace
+
+    from circuitcheck.fixtures.families import ioi_marks
+
+    prompts = PromptSet.from_template(
+        "When {A} and {B} went to the {place}, {S} gave the bag to",
+        [dict(A="Mary", B="John", place="shops", S="John", IO="Mary"),
+         dict(A="Tom", B="James", place="big park", S="James", IO="Tom"),
+         dict(A="John", B="Mary", place="old town hall", S="John", IO="Mary")],
+        answers=(" {IO}", " {S}"), name="varied IOI")
+    return replace(prompts, marks=ioi_marks(prompts))  # S1, S2 and IO, as ioi_prompts names them
+
+
+VARIED = _varied()
+
+
+def second_mention(model, prompts) -> list[int]:
+    """Each prompt's S2 found by reading its tokens: the subject token's second occurrence."""
+    tokenized = prompts.tokenize(model)
+    return [[i for i, t in enumerate(tokens) if t == f" {filler['S']}"][1]
+            for tokens, filler in zip(tokenized.str_tokens, prompts.fillers)]
+
+
+def test_a_template_marks_each_field_and_numbers_a_repeated_one():
+    s = PromptSet.from_template("{S} met {IO}; {S} left", [{"S": "Ann", "IO": "Bob"}])
+    assert s.marks[0] == {"S": 0, "S1": 0, "S2": 13, "IO": 8}
+    assert s.subset([0]).marks == s.marks and s.corrupted_prompts is None
+
+
+@pytest.mark.parametrize("kind", ["mean", "zero"])
+def test_a_named_position_ablates_exactly_that_position_in_each_prompt(tiny_llama, kind):
+    """Circuit(positions={head: "S2"}) equals, prompt by prompt, the hook reference with that
+    prompt's S2 index given explicitly; one index for every prompt would not."""
+    s2 = second_mention(tiny_llama, VARIED)
+    assert VARIED.token_positions(tiny_llama, "S2") == s2 and len(set(s2)) == 3
+    named = Circuit(["L0H1", "L1H2"], positions={"L0H1": "S2", "L1H2": ["S2", "end"]})
+    s = setup(tiny_llama, VARIED, None, kind)
+    [row] = evaluate(s, [named])
+    finals = VARIED.tokenize(tiny_llama).final_positions.tolist()
+    for i, position in enumerate(s2):
+        explicit = Circuit(["L0H1", "L1H2"], positions={"L0H1": [position], "L1H2": [position, finals[i]]})
+        expected = reference_metric(tiny_llama, VARIED, explicit, VARIED, kind)[i]
+        assert row[i] == pytest.approx(expected, abs=1e-4)
+    fixed = Circuit(["L0H1", "L1H2"], positions={"L0H1": [s2[0]], "L1H2": [s2[0], finals[0]]})
+    assert not np.allclose(evaluate(s, [fixed])[0][1:], row[1:], atol=1e-4)
+
+
+def test_ioi_prompts_name_io_s1_and_s2(tiny_llama):
+    from circuitcheck.fixtures.families import ioi_prompts
+
+    ioi = ioi_prompts(8).subset([0, 1, 2, 3])  # John/Mary and Tom/James: one token each here
+    tokens = ioi.tokenize(tiny_llama).str_tokens
+    for name, role in (("S1", "S"), ("S2", "S"), ("IO", "IO")):
+        positions = ioi.token_positions(tiny_llama, name)
+        assert [tokens[i][p] for i, p in enumerate(positions)] == [f" {f[role]}" for f in ioi.fillers], name
+    s1, s2 = ioi.token_positions(tiny_llama, "S1"), ioi.token_positions(tiny_llama, "S2")
+    assert ioi.token_positions(tiny_llama, "S1+1") == [p + 1 for p in s1] and all(a < b for a, b in zip(s1, s2))
+    circuit = Circuit(["L0H1"], positions={"L0H1": "S1+1"})
+    assert circuit.label() == "{L0H1@S1+1}"
+    assert faithfulness(tiny_llama, ioi, circuit, ablation="zero").circuit == "{L0H1@S1+1}"
+
+
+def test_a_position_the_prompts_cannot_name_is_explained(tiny_llama):
+    with pytest.raises(ValueError, match=r"'IO' in PromptSet 'IOI pair': it marks no positions, so prompt 0 "
+                                         r"'When Mary.*marks=\[\{'IO': <character offset>\}"):
+        faithfulness(tiny_llama, PROMPTS, Circuit(["L0H1"], positions={"L0H1": "IO"}))
+    with pytest.raises(ValueError, match=r"prompt 0 .* marks no 'S3'; named positions there: A, B, IO, S, "
+                                         r"S1, S2, place, end"):
+        faithfulness(tiny_llama, VARIED, Circuit(["L0H1"], positions={"L0H1": ["S3"]}))
+    with pytest.raises(ValueError, match=r"'S2\+9'.*would be token"):
+        VARIED.token_positions(tiny_llama, "S2+9")
+    with pytest.raises(ValueError, match="give 'end', a named position"):
+        Circuit(["L0H1"], positions={"L0H1": 2.5})
+    with pytest.raises(ValueError, match="not a character offset inside the prompt"):
+        PromptSet(["short"], marks=[{"S2": 40}])
