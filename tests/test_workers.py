@@ -1,0 +1,151 @@
+"""The suite over one machine's GPUs and cores with pytest-xdist (circuitcheck.fixtures.workers)."""
+
+import pytest
+
+from circuitcheck.fixtures.workers import (assign_gpus, count_cores, gpu_groups, model_in_nodeid,
+                                           settle_worker, threads_per_worker, worker_index)
+
+from .test_plugin import load_report, run
+
+
+def assigned(workers: int, gpus: int, per_worker: int = 1, preset: str | None = None) -> list:
+    return [assign_gpus(k, workers, gpus, per_worker, preset) for k in range(workers)]
+
+
+def test_no_gpu_leaves_cuda_visible_devices_alone():
+    assert assigned(4, 0) == [None] * 4
+    assert assigned(2, 0, per_worker=2) == [None, None]
+    assert assigned(2, 8, preset="") == [None, None]  # the caller hid every GPU
+    assert assigned(2, 8, preset="-1") == [None, None]
+
+
+def test_worker_k_gets_gpu_k():
+    assert assigned(1, 1) == ["0"]
+    assert assigned(2, 2) == ["0", "1"]
+    assert assigned(8, 8) == [str(k) for k in range(8)]
+    assert assigned(3, 8) == ["0", "1", "2"]  # fewer workers than GPUs: the first ones
+
+
+def test_more_workers_than_gpus_wrap_around():
+    assert assigned(2, 1) == ["0", "0"]
+    assert assigned(3, 2) == ["0", "1", "0"]
+    assert assigned(5, 8, per_worker=2)[4] == "0,1"
+
+
+def test_k_gpus_per_worker():
+    assert assigned(4, 8, per_worker=2) == ["0,1", "2,3", "4,5", "6,7"]
+    assert assigned(1, 2, per_worker=2) == ["0,1"]
+    assert gpu_groups(5, 2) == [["0", "1"], ["2", "3"]]  # GPU 4 left over, not half a group
+
+
+def test_a_preset_cuda_visible_devices_is_indexed_into():
+    assert assigned(2, 8, preset="3,5") == ["3", "5"]  # gpu_count is what nvidia-smi sees: ignored
+    assert assigned(3, 0, preset="3,5") == ["3", "5", "3"]
+    assert assigned(1, 0, per_worker=2, preset="3,5") == ["3,5"]
+    uuids = "GPU-aaaa,GPU-bbbb"
+    assert assigned(2, 0, preset=uuids) == ["GPU-aaaa", "GPU-bbbb"]
+
+
+def test_impossible_requests_are_explained():
+    with pytest.raises(ValueError, match=r"--gpus-per-worker 3: only 2 GPU\(s\) are visible \(3,5\); "
+                                         r"pass --gpus-per-worker 2 or fewer"):
+        assign_gpus(0, 1, 0, 3, preset="3,5")
+    with pytest.raises(ValueError, match="--gpus-per-worker 0: pass 1 or more"):
+        assign_gpus(0, 1, 2, 0)
+    with pytest.raises(ValueError, match="worker 2 of 2"):
+        assign_gpus(2, 2, 2)
+
+
+def test_worker_ids_and_threads():
+    assert worker_index("gw0") == 0 and worker_index("gw13") == 13
+    with pytest.raises(ValueError, match="'master'"):
+        worker_index("master")
+    assert threads_per_worker(2, 2) == 1 and threads_per_worker(2, 4) == 1
+    assert threads_per_worker(16, 4) == 4 and threads_per_worker(16, 3) == 5
+
+
+def test_settling_a_worker_sets_its_variables_and_keeps_the_callers_threads():
+    environ = {"CUDA_VISIBLE_DEVICES": "3,5", "OMP_NUM_THREADS": "7"}
+    placed = settle_worker(1, 2, 1, environ)
+    assert environ == {"CUDA_VISIBLE_DEVICES": "5", "OMP_NUM_THREADS": "7"}
+    assert placed == {"CUDA_VISIBLE_DEVICES": "5", "threads": "7", "too_late": None}
+
+
+def test_the_model_is_read_from_the_test_id():
+    models = ["tiny-llama", "gpt2", "tiny-gpt2"]
+    assert model_in_nodeid("a.py::test_x[tiny-gpt2]", models) == "tiny-gpt2"
+    assert model_in_nodeid("a.py::Claims::test_x[gpt2-ioi-3]", models) == "gpt2"
+    assert model_in_nodeid("a.py::test_x[family-tiny-llama]", models) == "tiny-llama"
+    assert model_in_nodeid("a.py::test_x[not-a-model]", models) is None
+    assert model_in_nodeid("a.py::test_x", models) is None
+
+
+PLACES = '''
+import os
+import torch
+
+def test_one(model, evidence):
+    evidence.note(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), title="CUDA_VISIBLE_DEVICES")
+    evidence.number("torch threads", torch.get_num_threads())
+
+def test_two(model):
+    assert model.cfg.n_layers == 2
+
+def test_three(model):
+    pass
+
+def test_without_a_model():
+    pass
+'''
+
+
+@pytest.mark.slow
+def test_two_workers_one_model_each_with_their_gpu_and_share_of_the_cores(pytester, monkeypatch):
+    """-n 2 on two models: each model's tests on one worker (loadgroup without --dist), each
+    worker indexed into the caller's CUDA_VISIBLE_DEVICES, and the cores shared between them."""
+    pytest.importorskip("xdist")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # torch on CPU ignores it; the plugin must not
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pytester.makepyfile(test_places=PLACES)
+    result = run(pytester, "-n", "2", "--model", "tiny-llama", "--model", "tiny-gpt2", "--report-dir", "out")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["circuitcheck workers: CUDA_VISIBLE_DEVICES gw0: 3 | gw1: 5"])
+    report = load_report(pytester)
+    tests = {t["nodeid"]: t for t in report["tests"]}
+    assert "test_places.py::test_one[tiny-llama]" in tests  # no xdist '@group' in the report's ids
+    workers = {}
+    for test in report["tests"]:
+        where = test["where"]
+        assert where["host"] and where["shard"] is None
+        assert where["device"] == ("cpu" if test["model"] else None)
+        workers.setdefault(test["model"], set()).add(where["worker"])
+    assert len(workers["tiny-llama"]) == 1 and len(workers["tiny-gpt2"]) == 1
+    assert workers["tiny-llama"] | workers["tiny-gpt2"] == {"gw0", "gw1"}
+    for model in ("tiny-llama", "tiny-gpt2"):
+        note, threads = tests[f"test_places.py::test_one[{model}]"]["evidence"]
+        [worker] = workers[model]
+        assert note["text"] == {"gw0": "3", "gw1": "5"}[worker]
+        assert threads["value"] == threads_per_worker(count_cores(), 2)
+
+
+def test_gpus_per_worker_beyond_the_visible_gpus_stops_the_run(pytester, monkeypatch):
+    pytest.importorskip("xdist")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = run(pytester, "-n", "2", "--gpus-per-worker", "3", "--no-report")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--gpus-per-worker 3: only 2 GPU(s) are visible (3,5)*"])
+
+
+def test_without_xdist_nothing_is_placed(pytester, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pytester.makepyfile(test_x='''
+import os
+def test_x(model):
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+''')
+    result = run(pytester, "--model", "tiny-llama", "--report-dir", "out")
+    result.assert_outcomes(passed=1)
+    [test] = load_report(pytester)["tests"]
+    assert test["where"]["worker"] is None and test["where"]["shard"] is None
+    assert test["where"]["device"] == "cpu"  # not "cpu (CUDA_VISIBLE_DEVICES=3,5)": that is for CUDA
