@@ -11,9 +11,12 @@ written, or an earlier run to compare with that cannot be read, stops the run be
 it starts; a report that still cannot be written at the end makes the run fail.
 """
 
+import copy
 import functools
 import inspect
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -100,10 +103,34 @@ def _model_param(item) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def plain_nodeid(item) -> str:
+    """The test's id without the ``@group`` that pytest-xdist's ``--dist loadgroup`` appends to
+    it in a worker (``test_x[gpt2]@gpt2``): the report's ids are the same with or without xdist."""
+    nodeid = item.nodeid
+    if getattr(item.config.option, "loadgroup", False):
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and nodeid.endswith(suffix):
+            return nodeid[:-len(suffix)]
+    return nodeid
+
+
+def where(item, model_info: dict | None) -> dict:
+    """Where the test ran: host, xdist worker, the model's device (with the
+    ``CUDA_VISIBLE_DEVICES`` its process saw, for a CUDA device); the shard is set by a merge."""
+    device = (model_info or {}).get("device")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if device and visible is not None and "cuda" in device:
+        device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
+    worker = getattr(item.config, "workerinput", {}).get("workerid")
+    return {"host": socket.gethostname(), "worker": worker, "device": device, "shard": None}
+
+
 def _test_facts(item) -> dict:
     """What the report needs to know about a test, computed where the test runs."""
     model = _model_param(item)
-    hypothesis = item.nodeid
+    hypothesis = plain_nodeid(item)
     if model:  # the hypothesis is the test id without the model part
         for old, new in ((f"[{model}]", ""), (f"[{model}-", "["), (f"-{model}]", "]"),
                          (f"-{model}-", "-")):
@@ -119,6 +146,7 @@ def _test_facts(item) -> dict:
         from circuitcheck.probes.model_state import model_info
 
         facts["model_info"] = vars(model_info(loaded)).copy()
+    facts["where"] = where(item, facts.get("model_info"))
     return facts
 
 
@@ -180,6 +208,8 @@ def pytest_runtest_makereport(item, call):
     if not reporting(item.config):
         return
     payload = {"evidence": [evidence.to_evidence(i) for i in items]}
+    if plain_nodeid(item) != item.nodeid:  # under loadgroup: the id the report files it under
+        payload["nodeid"] = plain_nodeid(item)
     if call.when == "setup":  # fixtures (the model among them) are set up by now
         payload["facts"] = _test_facts(item)
     if call.when == "call" and EXAMPLES in item.stash:  # a property test: which example is shown
@@ -216,6 +246,7 @@ class ReportWriter:
         self.written: Path | None = None
         self.failure: str | None = None
         self.compare_line: str | None = None
+        self.plain_ids: dict[str, str] = {}  # xdist loadgroup's test_x[m]@m -> test_x[m]
 
     def pytest_collectreport(self, report):
         if report.failed:
@@ -223,6 +254,13 @@ class ReportWriter:
 
     def pytest_runtest_logreport(self, report):
         payloads = [json.loads(v) for k, v in report.user_properties if k == PROPERTY]
+        plain = next((p["nodeid"] for p in payloads if "nodeid" in p), None)
+        if plain:
+            self.plain_ids[report.nodeid] = plain
+        plain = self.plain_ids.get(report.nodeid)  # also for a report without payload (a crash)
+        if plain:
+            report = copy.copy(report)  # other plugins see xdist's id; the report files the plain one
+            report.nodeid = plain
         self.run.add_phase(report, payloads)
 
     def pytest_sessionfinish(self, session, exitstatus):

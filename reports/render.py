@@ -98,6 +98,25 @@ def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
     return steps, rows
 
 
+def where_text(where: dict | None) -> str:
+    """One test's place, as the page shows it: ``host · gw0 · cuda:0 · shard s1`` (the parts known)."""
+    where = where or {}
+    parts = [where.get("host"), where.get("worker"), where.get("device"),
+             f"shard {where['shard']}" if where.get("shard") else None]
+    return " · ".join(str(part) for part in parts if part)
+
+
+def places(run: dict) -> list[tuple[str, int]]:
+    """Each place tests ran (host, worker, device, shard) with its number of tests, in the order
+    first seen: the page's "ran on" row."""
+    counts: dict = {}
+    for test in run["tests"]:
+        text = where_text(test.get("where"))
+        if text:
+            counts[text] = counts.get(text, 0) + 1
+    return list(counts.items())
+
+
 def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs
 
@@ -110,6 +129,7 @@ def render_html(run: dict) -> str:
     env.filters["number"] = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else v)
     env.filters["repr"] = repr
     env.filters["seconds"] = lambda v, digits: "?" if v is None else f"{v:.{digits}f}"
+    env.filters["where"] = where_text
     run["tests"] = definition_order(run["tests"])
     figures = _collect_figures(run)
     hypotheses = list(dict.fromkeys(t["hypothesis"] for t in run["tests"]))
@@ -121,6 +141,7 @@ def render_html(run: dict) -> str:
     steps, feasibility = feasibility_table(run)
     return env.get_template("index.html.j2").render(
         run=run, hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
+        places=places(run), failed_shards=[s for s in run.get("merged_from") or [] if s.get("status") != "ok"],
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,
     )

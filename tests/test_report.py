@@ -407,3 +407,47 @@ def test_numbers_are_not_compared_across_schema_versions():
     compare_runs(new, "old/evidence.json", old)
     assert new["tests"][0]["compare"]["moves"] == [] and "numbers not" in new["compared_with"]["note"]
     jsonschema.validate(new, SCHEMA)
+
+
+# Where each test ran, and a report merged from shards
+
+def test_merged_report_shows_each_shard_and_a_failed_one_prominently():
+    from circuitcheck.reports.sample import merged_run
+
+    run = merged_run()
+    jsonschema.validate(run, SCHEMA)
+    html = render_html(run)
+    top = html.split("<h2>Hypotheses × models</h2>")[0]
+    banner = top.split('<p class="banner shard-failed">')[1].split("</p>")[0]
+    assert "<strong>s1</strong> failed after 2 attempt(s) on gpu-b: worker lost (exit code -9)" in banner
+    shards = top.split('<details id="shards" open>')[1].split("</details>")[0]
+    assert shards.count("<tr><td>s") == 2 and "shards/s0/evidence.json" in shards and ">1 failed<" in shards
+    assert "gpu-a · gw1 · cuda:0 (CUDA_VISIBLE_DEVICES=5) · shard s0 <span" in top  # the "ran on" row
+    assert "0.10 s · ran on gpu-a · gw0 · cuda:0 (CUDA_VISIBLE_DEVICES=3) · shard s0</p>" in html
+
+
+def test_a_report_of_shards_that_all_passed_keeps_their_list_closed():
+    from circuitcheck.reports.sample import merged_run
+
+    run = merged_run()
+    run["merged_from"][1].update(status="ok", attempts=1, reason="")
+    html = render_html(run)
+    assert '<details id="shards">' in html and "shard-failed" not in html
+
+
+def test_xdist_group_suffix_is_not_part_of_the_reports_test_id():
+    """pytest-xdist's loadgroup appends '@group' to a test's id in the worker (pytest before 9.2)."""
+    from types import SimpleNamespace
+
+    from circuitcheck.reports.plugin import plain_nodeid
+
+    group = pytest.mark.xdist_group("gpt2").mark
+
+    def item(nodeid, loadgroup=True, marks=(group,)):
+        return SimpleNamespace(nodeid=nodeid, config=SimpleNamespace(option=SimpleNamespace(loadgroup=loadgroup)),
+                               iter_markers=lambda name: iter(marks))
+
+    assert plain_nodeid(item("t.py::test_x[gpt2]@gpt2")) == "t.py::test_x[gpt2]"
+    assert plain_nodeid(item("t.py::test_x[gpt2]")) == "t.py::test_x[gpt2]"  # pytest 9.2: no suffix
+    assert plain_nodeid(item("t.py::test_x[a@gpt2]", marks=())) == "t.py::test_x[a@gpt2]"
+    assert plain_nodeid(item("t.py::test_x[gpt2]@gpt2", loadgroup=False)) == "t.py::test_x[gpt2]@gpt2"
