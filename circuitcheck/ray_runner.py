@@ -243,7 +243,7 @@ def _shard(plan: ShardPlan, result: dict, attempts: int):
     """The merge's Shard for a task's last result."""
     from circuitcheck.reports.merge import Shard
 
-    common = dict(name=plan.name, source=f"{result.get('host') or '?'}:{plan.name}", host=result.get("host"),
+    common = dict(name=plan.name, source=None, host=result.get("host"),  # its evidence.json came back as text
                   device=result.get("device"), attempts=attempts)
     if result["evidence"] is None:
         return Shard(document=None, failed=True, reason=result["reason"], details=result.get("output", ""),
