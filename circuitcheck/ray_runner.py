@@ -167,7 +167,7 @@ def run_shard(plan: ShardPlan, pytest_args: list[str], project: str | None, time
         return {"evidence": None, "returncode": None, "host": host, "device": device, "output": "",
                 "reason": f"the project folder {project} is not on {host}: check it out at the same path "
                           "on every machine, or pass --upload-project"}
-    with tempfile.TemporaryDirectory(prefix=f"circuitcheck-shard-") as work:
+    with tempfile.TemporaryDirectory(prefix="circuitcheck-shard-") as work:
         listing = Path(work) / "tests.json"
         listing.write_text(json.dumps(plan.nodeids), encoding="utf-8")
         report_dir = Path(work) / "report"
