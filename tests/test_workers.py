@@ -68,7 +68,7 @@ def test_settling_a_worker_sets_its_variables_and_keeps_the_callers_threads():
     environ = {"CUDA_VISIBLE_DEVICES": "3,5", "OMP_NUM_THREADS": "7"}
     placed = settle_worker(1, 2, 1, environ)
     assert environ == {"CUDA_VISIBLE_DEVICES": "5", "OMP_NUM_THREADS": "7"}
-    assert placed == {"CUDA_VISIBLE_DEVICES": "5", "threads": "7", "too_late": None}
+    assert placed["CUDA_VISIBLE_DEVICES"] == "5" and placed["threads"] == "7" and placed["too_late"] is None
 
 
 def test_the_model_is_read_from_the_test_id():
@@ -83,10 +83,12 @@ def test_the_model_is_read_from_the_test_id():
 PLACES = '''
 import os
 import torch
+from circuitcheck.fixtures.workers import ASSIGNED
 
-def test_one(model, evidence):
+def test_one(model, evidence, request):
     evidence.note(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), title="CUDA_VISIBLE_DEVICES")
     evidence.number("torch threads", torch.get_num_threads())
+    assert request.config.stash[ASSIGNED]["torch_was_imported"] is False
 
 def test_two(model):
     assert model.cfg.n_layers == 2
