@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import final_logits, require_plain_model
+from .forward import final_logits, memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
 from .positions import resolve
@@ -220,6 +220,24 @@ def mlp_hook(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
+def _activations(model, tokenized, names) -> dict:
+    """The activations at hook points ``names`` for ``tokenized``, from one pass that stops
+    before the unembedding (the reference set's logits are never needed)."""
+    kept = {}
+
+    def keep(name):  # a hook point answers to several names: keep the one asked for
+        def hook(activation, hook):
+            kept[name] = activation.clone()
+            return activation
+        return hook
+
+    device = next(model.parameters()).device
+    final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions.to(device),
+                      [(name, keep(name)) for name in names], columns=torch.zeros(len(tokenized.lengths), 1,
+                                                                                   dtype=torch.long, device=device))
+    return kept
+
+
 def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
           probe_name: str = "circuit evaluation", mlps: bool = False) -> Setup:
     """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
@@ -247,8 +265,7 @@ def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_
                 f"({list(ref.str_tokens[0])}) and {prompts.name!r} is {width} "
                 f"({list(tokenized.str_tokens[0])}); use a reference set made from the same "
                 "template (for IOI: ioi_abc_prompts(n)), so each position holds the same kind of token")
-        with torch.inference_mode():
-            _, cache = model.run_with_cache(ref.tokens.to(device), names_filter=names)
+        cache = memo(model, ("circuit reference", ref.key, tuple(names)), lambda: _activations(model, ref, names))
         draw = torch.randint(len(ref.lengths), (n,), generator=torch.Generator().manual_seed(seed))
         for name in names:
             acts = cache[name]

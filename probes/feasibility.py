@@ -14,7 +14,14 @@ its evidence (the probes it runs record theirs too):
    total absolute head effect, and beat random heads on held-out prompts, p < 0.05);
 6. ``patching``: patching localises (the same for head-output patching, on at most
    eight prompts of one token length, spread over the family; the step reports which);
-7. ``neuron``: a neuron congruent with an answer predicts it, as the 'an' neuron predicts
+7. ``circuit``: the heads patching finds are a faithful circuit on prompts they were not
+   chosen on (the IOI paper's faithfulness, circuitry's random-circuit test): on the patching
+   step's prompts, the top 5 heads by head-patching effect on the even prompts, everything else
+   mean-ablated (over all those prompts), keep F(C)/F(M) ≥ 0.5 of the logit difference on the
+   odd prompts, and come closer to F(M) than 20 random 5-head circuits (p = 1/21 < 0.05 when
+   none does as well; 20 is the smallest N that can give p < 0.05). The random circuits run
+   only when the ratio holds. With one prompt the heads are chosen and judged on it;
+8. ``neuron``: a neuron congruent with an answer predicts it, as the 'an' neuron predicts
    ' an': for each distinct correct answer, the neuron most congruent with it, and Pearson
    r over every prompt of the family between that neuron's activation and that answer's
    logit. The step is judged on the answer whose neuron predicts it best (its rival need
@@ -25,7 +32,7 @@ its evidence (the probes it runs record theirs too):
 it breaks, each later step records a break that says it could not be measured and why,
 so the first break names the real cause.
 
-For steps 5 and 6 the p-value is a held-out circuit test: the top heads are chosen on
+For steps 5 and 6 the p-value is a held-out share test: the top heads are chosen on
 half of the prompts and evaluated on the other half against random sets of as many
 heads; it is the share of random sets that do as well. With one prompt there is no
 held-out half: the step is judged by the share alone and its detail says so.
@@ -38,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from .attribution import head_attribution, logit_lens
+from .circuits import Circuit, faithfulness, random_circuit_test
 from .corruption import corruption_check
 from .evidence import probe
 from .forward import final_logits
@@ -47,6 +55,7 @@ from .neurons import bootstrap_ci, neuron_activations, neuron_congruence, pearso
 from .patching import patch
 from .prompts import index_label
 from .results import Result
+from .sites import head_label
 from .tokens import AnswerTokenError, PromptLengthError
 
 # Each step's claim and threshold, in the order the workflow takes them.
@@ -57,9 +66,12 @@ CLAIMS = {
     "lens": ("the answer forms at identifiable layers", 0.3),
     "heads": ("direct attribution concentrates on a few heads", 0.5),
     "patching": ("patching localises to a few heads", 0.5),
+    "circuit": ("the heads patching finds are faithful on held-out prompts", 0.5),
     "neuron": ("a neuron congruent with an answer predicts it", 0.5),
 }
 STEPS = tuple(CLAIMS)
+CIRCUIT_HEADS = 5  # as many heads as steps 5 and 6 judge
+CIRCUIT_RANDOM = 20  # random circuits: the smallest N whose best p-value, 1/(1+N), is below 0.05
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -186,6 +198,38 @@ def _neuron_step(model, prompts):
     return float(r[best]), ci, detail
 
 
+def _circuit_step(model, prompts, used: list[int]):
+    """Heads chosen by head patching on the even prompts of ``used``, judged on the odd ones
+    (see the module docstring): F(C)/F(M), the random-circuit p-value (None when not run),
+    and the detail."""
+    sample = prompts.subset(used)
+    sweep = patch(model, sample, "head_out")  # the patching step's sweep: cached, not rerun
+    effects = sweep.values - sweep.target_baseline  # head × prompt
+    halves = len(used) >= 2
+    chosen = list(range(0, len(used), 2)) if halves else [0]
+    judged = list(range(1, len(used), 2)) if halves else [0]
+    order = np.abs(effects[:, chosen].mean(axis=1)).argsort()[::-1][:CIRCUIT_HEADS]
+    circuit = Circuit([head_label(*sweep.sites[i]) for i in order])
+    held = prompts.subset([used[i] for i in judged])
+    result = faithfulness(model, held, circuit, reference=sample)
+    where = (f"heads {', '.join(circuit.heads)} (the top {len(circuit)} by head patching on prompts "
+             f"{index_label([used[i] for i in chosen])}) keep F(C)/F(M) = {result.ratio:.2f} "
+             f"(F(C) {result.f_circuit:.2f}, F(M) {result.f_model:.2f}) on prompts "
+             f"{index_label([used[i] for i in judged])}, the rest mean-ablated over {index_label(used)}")
+    one = "" if halves else "; one prompt: chosen and judged on the same prompt, nothing held out"
+    if result.f_model <= 0:
+        return float("nan"), None, (f"not measured: the model's mean logit difference on prompts "
+                                    f"{index_label([used[i] for i in judged])} is {result.f_model:.2f} "
+                                    "(≤ 0), so there is nothing for a circuit to keep" + one)
+    where += one
+    if result.ratio < CLAIMS["circuit"][1]:
+        return result.ratio, None, where + "; random circuits not run: the ratio already breaks the step"
+    test = random_circuit_test(model, held, circuit, n=CIRCUIT_RANDOM, reference=sample)
+    return result.ratio, test.p_value, (where + f"; {int((test.random_gaps <= test.candidate_gap).sum())} of "
+                                        f"{CIRCUIT_RANDOM} random {len(circuit)}-head circuits come as close "
+                                        f"to F(M), p = {test.p_value:.3g}")
+
+
 @probe
 def feasibility_step(model, prompts, step: str, family: str | None = None) -> FeasibilityStep:
     """Measure one workflow step on a prompt family (see the module docstring)."""
@@ -246,6 +290,14 @@ def feasibility_step(model, prompts, step: str, family: str | None = None) -> Fe
                       f"effect on {len(used)} of {n} prompts {index_label(used)} (those of {length} tokens, "
                       f"the most common length)" + _p_detail(p, len(used)),
                       p_value=p, n_prompts=len(used), prompt_indices=tuple(used))
+    if step == "circuit":
+        used = patching_indices(model, prompts)
+        try:
+            value, p, detail = _circuit_step(model, prompts, used)
+        except PromptLengthError as error:
+            value, p, detail = float("nan"), None, "not measured: " + str(error).splitlines()[0]
+        return result(value, value >= threshold and p is not None and p < 0.05, detail, p_value=p,
+                      n_prompts=len(used), prompt_indices=tuple(used))
     value, ci, detail = _neuron_step(model, prompts)
     return result(value, value >= threshold and ci[0] > 0, detail, ci=ci)
 

@@ -1,7 +1,8 @@
 """The workflow-feasibility map on a tiny random-weight model: which prompts each step uses and
 says it used, steps that cannot be measured, the neuron step's per-prompt answers, the report's
 feasibility table, and subset labels. Random weights break most steps; the tests check what the
-steps measure and report, not the verdicts."""
+steps measure and report, not the verdicts, except the circuit step, which a planted circuit passes
+and random weights fail."""
 
 import numpy as np
 import pytest
@@ -144,3 +145,46 @@ def test_long_index_labels_are_short_and_still_tell_lists_apart():
               index_label(list(reversed(evens)))}
     assert len(labels) == 4
     assert index_label(range(200)) == "[0-199]"
+
+
+def test_the_circuit_step_finds_a_planted_circuit_faithful_on_held_out_prompts():
+    """A tiny model whose heads L0H3 and L1H5 carry the logits (×200): head patching on the even
+    prompts finds them, and on the odd prompts they keep the logit difference and beat every
+    random circuit of five heads."""
+    from .test_circuits import planted_model
+
+    model = planted_model()
+    step = feasibility_step(model, FAMILY, "circuit")
+    assert step.passed and step.value >= 0.5, step.detail
+    assert step.p_value == pytest.approx(1 / 21), step.detail  # no random circuit comes as close
+    assert "L0H3" in step.detail and "L1H5" in step.detail and "on prompts [0, 2, 4]" in step.detail
+    assert step.prompt_indices == (0, 1, 2, 3, 4, 5) and step.n_prompts == 6
+
+
+def test_the_circuit_step_judges_heads_chosen_on_other_prompts(tiny_llama):
+    """On random weights: the step's value is F(C)/F(M) on the odd prompts of the heads that
+    head patching ranks first on the even ones, and the random circuits run only when that
+    ratio reaches the threshold. (The random model prefers the subject, so the answers are
+    swapped to give it a positive logit difference to keep.)"""
+    from circuitcheck.probes import faithfulness, patch
+
+    swapped = PromptSet(FAMILY.prompts, [(b, a) for a, b in FAMILY.answers],
+                        corrupted_prompts=FAMILY.corrupted_prompts, name="tiny IOI, answers swapped")
+    step = feasibility_step(tiny_llama, swapped, "circuit")
+    sample = swapped.subset(range(6))
+    sweep = patch(tiny_llama, sample, "head_out")
+    even = np.abs((sweep.values - sweep.target_baseline)[:, 0::2].mean(axis=1))
+    heads = [f"L{layer}H{head}" for layer, head in (sweep.sites[i] for i in even.argsort()[::-1][:5])]
+    expected = faithfulness(tiny_llama, swapped.subset([1, 3, 5]), heads, reference=sample)
+    assert expected.f_model > 0
+    expected = expected.ratio
+    assert step.value == pytest.approx(expected, abs=1e-6), step.detail
+    assert (step.p_value is None) == (step.value < 0.5), step.detail
+    assert step.passed == (step.value >= 0.5 and step.p_value is not None and step.p_value < 0.05)
+    # here the ratio holds (0.78), but random circuits of five heads come as close: no circuit
+    assert step.value >= 0.5 and step.p_value >= 0.05 and not step.passed, step.detail
+
+
+def test_one_prompt_chooses_and_judges_the_circuit_on_it(tiny_llama):
+    step = feasibility_step(tiny_llama, FAMILY.subset([0]), "circuit")
+    assert "chosen and judged on the same prompt" in step.detail and step.n_prompts == 1
