@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import final_logits, memo, require_plain_model
+from .forward import check_finite, final_logits, memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
 from .positions import resolve
@@ -220,9 +220,9 @@ def mlp_hook(layer: int) -> str:
     return f"blocks.{layer}.hook_mlp_out"
 
 
-def _activations(model, tokenized, names) -> dict:
-    """The activations at hook points ``names`` for ``tokenized``, from one pass that stops
-    before the unembedding (the reference set's logits are never needed)."""
+def _reference_pass(model, tokenized, names) -> tuple[dict, torch.Tensor]:
+    """The activations at hook points ``names`` for ``tokenized`` and its final-position logits
+    (CPU), from one pass that unembeds only the final positions."""
     kept = {}
 
     def keep(name):  # a hook point answers to several names: keep the one asked for
@@ -232,10 +232,10 @@ def _activations(model, tokenized, names) -> dict:
         return hook
 
     device = next(model.parameters()).device
-    final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions.to(device),
-                      [(name, keep(name)) for name in names], columns=torch.zeros(len(tokenized.lengths), 1,
-                                                                                   dtype=torch.long, device=device))
-    return kept
+    logits = final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions.to(device),
+                               [(name, keep(name)) for name in names]).cpu()
+    check_finite(logits, tokenized)
+    return kept, logits
 
 
 def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
@@ -265,13 +265,16 @@ def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_
                 f"({list(ref.str_tokens[0])}) and {prompts.name!r} is {width} "
                 f"({list(tokenized.str_tokens[0])}); use a reference set made from the same "
                 "template (for IOI: ioi_abc_prompts(n)), so each position holds the same kind of token")
-        cache = memo(model, ("circuit reference", ref.key, tuple(names)), lambda: _activations(model, ref, names))
+        cache, ref_logits = memo(model, ("circuit reference", ref.key, tuple(names)),
+                                 lambda: _reference_pass(model, ref, names))
         draw = torch.randint(len(ref.lengths), (n,), generator=torch.Generator().manual_seed(seed))
         for name in names:
             acts = cache[name]
             values[name] = (acts.mean(0, keepdim=True).expand(n, *acts.shape[1:]) if ablation == "mean"
                             else acts[draw.to(device)])
-    clean = final_logits(model, tokenized)
+    # the reference is often the prompts themselves: then its pass gave the clean logits too
+    same = ablation != "zero" and ref.key == tokenized.key
+    clean = ref_logits if same else final_logits(model, tokenized)
     return Setup(model, tokenized, metric_name, metric_fn, ablation, reference_name, values, clean,
                  None if ablation == "zero" else seed)
 
@@ -444,13 +447,14 @@ class Faithfulness(Result):
                 "xlabel": "model", "ylabel": f"mean {self.metric}"}
 
 
-def _faithfulness(s: Setup, prompts, circuit: Circuit) -> Faithfulness:
+def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Faithfulness", np.ndarray]:
+    """The circuit's faithfulness, and the metric of ``others`` circuits from the same passes."""
     empty = Circuit([], None if circuit.mlps is None else [])
-    f_c, f_empty = evaluate(s, [circuit, empty])
+    f_c, f_empty, *rest = evaluate(s, [circuit, empty, *others])
     return Faithfulness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
                         components=circuit.components, ablation=s.ablation, reference=s.reference_name,
                         metric=s.metric_name, prompts=prompts.prompts, model_metric=_prompts_metric(s),
-                        circuit_metric=f_c, empty_metric=f_empty)
+                        circuit_metric=f_c, empty_metric=f_empty), np.array(rest)
 
 
 @probe
@@ -462,7 +466,7 @@ def faithfulness(model, prompts, circuit, reference=None, ablation: str = "mean"
     for IOI the paper's ABC set, ``ioi_abc_prompts(n)``)."""
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None)
-    return _faithfulness(s, prompts, _checked(model, prompts, circuit, s))
+    return _faithfulness(s, prompts, _checked(model, prompts, circuit, s))[0]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -539,8 +543,7 @@ def random_circuit_test(model, prompts, circuit, n: int = 100, seed: int = 0, re
     circuit = _checked(model, prompts, circuit, s)
     generator = np.random.default_rng(seed)
     randoms = [circuit.random_like(model, generator) for _ in range(n)]
-    candidate = _faithfulness(s, prompts, circuit)
-    values = evaluate(s, randoms)
+    candidate, values = _faithfulness(s, prompts, circuit, randoms)  # all in the same batched passes
     return RandomCircuitTest(model=candidate.model, prompt_set=prompts.name, circuit=circuit.label(),
                              f_model=candidate.f_model, f_candidate=candidate.f_circuit,
                              random_circuits=tuple(r.label() for r in randoms),

@@ -163,9 +163,9 @@ def test_the_circuit_step_finds_a_planted_circuit_faithful_on_held_out_prompts()
 
 def test_the_circuit_step_judges_heads_chosen_on_other_prompts(tiny_llama):
     """On random weights: the step's value is F(C)/F(M) on the odd prompts of the heads that
-    head patching ranks first on the even ones, and the random circuits run only when that
-    ratio reaches the threshold. (The random model prefers the subject, so the answers are
-    swapped to give it a positive logit difference to keep.)"""
+    head patching ranks first on the even ones, and the step holds only when random circuits
+    do worse. (The random model prefers the subject, so the answers are swapped to give it a
+    positive logit difference to keep.)"""
     from circuitcheck.probes import faithfulness, patch
 
     swapped = PromptSet(FAMILY.prompts, [(b, a) for a, b in FAMILY.answers],
@@ -175,12 +175,10 @@ def test_the_circuit_step_judges_heads_chosen_on_other_prompts(tiny_llama):
     sweep = patch(tiny_llama, sample, "head_out")
     even = np.abs((sweep.values - sweep.target_baseline)[:, 0::2].mean(axis=1))
     heads = [f"L{layer}H{head}" for layer, head in (sweep.sites[i] for i in even.argsort()[::-1][:5])]
-    expected = faithfulness(tiny_llama, swapped.subset([1, 3, 5]), heads, reference=sample)
+    expected = faithfulness(tiny_llama, swapped.subset([1, 3, 5]), heads)
     assert expected.f_model > 0
-    expected = expected.ratio
-    assert step.value == pytest.approx(expected, abs=1e-6), step.detail
-    assert (step.p_value is None) == (step.value < 0.5), step.detail
-    assert step.passed == (step.value >= 0.5 and step.p_value is not None and step.p_value < 0.05)
+    assert step.value == pytest.approx(expected.ratio, abs=1e-6), step.detail
+    assert step.passed == (step.value >= 0.5 and step.p_value < 0.05)
     # here the ratio holds (0.78), but random circuits of five heads come as close: no circuit
     assert step.value >= 0.5 and step.p_value >= 0.05 and not step.passed, step.detail
 
