@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import final_logits, require_plain_model
+from .forward import at_positions, final_logits, input_device, require_plain_model
 from .metrics import resolve_metric
 from .results import Result
 from .sites import parse_head, parse_neuron
@@ -95,7 +95,7 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
-    device = next(model.parameters()).device
+    device = input_device(model)
     hooks_by_site = [_site_hook(model, s) for s in sites]
     reference_acts = {}
     if kind != "zero":
@@ -110,7 +110,7 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
         for name, _ in hooks_by_site:
             acts = cache[name]
             reference_acts[name] = (acts.mean(0, keepdim=True).expand(len(draw), *acts.shape[1:])
-                                    if kind == "mean" else acts[draw.to(device)])
+                                    if kind == "mean" else acts[draw.to(acts.device)])
 
     def replace(name, slice_of):
         def hook(activation, hook):
@@ -119,18 +119,16 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
             return activation
         return hook
 
-    clean = final_logits(model, tokenized).to(device)
-    answers = tokenized.answer_ids.to(device)
-    rows = torch.arange(len(tokenized.lengths), device=device)
+    clean, answers = final_logits(model, tokenized), tokenized.answer_ids  # on the CPU
     with torch.inference_mode():
         logits = model.run_with_hooks(tokenized.tokens.to(device),
                                       fwd_hooks=[(n, replace(n, f)) for n, f in hooks_by_site])
-        ablated = logits[rows, tokenized.final_positions.to(device)].float()
+        ablated = at_positions(logits, tokenized.final_positions).float().cpu()
     return AblationResult(
         model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=kind,
         metric=metric_name, prompts=prompts.prompts,
-        before=metric_fn(clean, answers, clean).cpu().numpy(),
-        after=metric_fn(ablated, answers, clean).cpu().numpy(), seed=None if kind == "zero" else seed)
+        before=metric_fn(clean, answers, clean).numpy(),
+        after=metric_fn(ablated, answers, clean).numpy(), seed=None if kind == "zero" else seed)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -203,7 +201,7 @@ def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int
     """Corrupt the embeddings at ``positions`` (token indices, BOS counted) with Gaussian noise."""
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
-    device = next(model.parameters()).device
+    device = input_device(model)
     noise = GaussianNoise(tuple(int(p) for p in positions), scale, samples, seed)
     if any(not 0 <= p < min(tokenized.lengths) for p in noise.positions):
         raise ValueError(f"positions {list(noise.positions)}: the shortest prompt has "
@@ -215,7 +213,7 @@ def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int
     for draw in noise.draws(model, len(rows)):
         with torch.inference_mode():
             logits = model.run_with_hooks(tokenized.tokens.to(device), fwd_hooks=[noise.hook(draw)])
-        final = logits[rows.to(device), tokenized.final_positions.to(device)].float().cpu()
+        final = at_positions(logits, tokenized.final_positions).float().cpu()
         noisy.append(metric_fn(final, answers, clean).numpy())
     return NoiseCorruption(model=tokenized.model_name, prompt_set=prompts.name, positions=noise.positions,
                            scale=scale, samples=samples, seed=seed, noise_std=noise.std(model),

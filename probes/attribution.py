@@ -24,6 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .evidence import probe
+from .forward import final_norm_device
 from .observe import Observation, observe
 from .results import Result
 from .sites import head_label
@@ -132,7 +133,7 @@ def logit_lens(model, prompts, prepend_bos: bool | None = None, token: str | Non
     stack, labels = accumulated_resid(model, observation)
     ids = tokenized.answer_ids
     probs = []
-    device = next(model.parameters()).device
+    device = final_norm_device(model)
     with torch.inference_mode():
         for resid in stack:
             normalized = model.ln_final(resid.to(device=device, dtype=model.cfg.dtype)[:, None])[:, 0]

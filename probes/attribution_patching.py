@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .evidence import probe
+from .forward import input_device
 from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
 
 
@@ -42,15 +43,15 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
                                                              prepend_bos, "attribution patching",
                                                              equal_lengths=True)
     target, source = (corrupted, clean) if direction == "clean_into_corrupted" else (clean, corrupted)
-    device = next(model.parameters()).device
+    device = input_device(model)
     width, n = clean.tokens.shape[1], len(clean.lengths)
     sites = choose_sites(model, spec, width, layers, positions, heads, neurons, sites)
     names = {layer: spec.hook.format(layer=layer) for layer in sorted({site[0] for site in sites})}
-    answers = clean.answer_ids.to(device)
 
     with torch.inference_mode():  # forward pass 1: the source activations
         source_logits, source_cache = model.run_with_cache(source.tokens.to(device),
                                                            names_filter=list(names.values()))
+    answers = clean.answer_ids.to(source_logits.device)  # a split model's last GPU
     target_acts, grad_at = {}, {}
     head_output = spec.hook.endswith("hook_z")
     for layer, name in names.items():  # where each activation's gradient is read
@@ -82,7 +83,7 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     for layer, name in names.items():
         grad = target_acts[grad_at[name]].grad
         if head_output:  # ∂m/∂z_h = ∂m/∂attn_out · W_O[h]ᵀ
-            w_o = model.blocks[layer].attn.W_O.detach()  # head d_head d_model
+            w_o = model.blocks[layer].attn.W_O.detach().to(grad.device)  # head d_head d_model
             grad = torch.einsum("bpm,hdm->bphd", grad, w_o)
         grads[name] = grad
     values = np.empty((len(sites), n))

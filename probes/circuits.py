@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import check_finite, final_logits, memo, require_plain_model
+from .forward import at_positions, check_finite, final_logits, memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
 from .positions import resolve
@@ -271,7 +271,7 @@ def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_
         for name in names:
             acts = cache[name]
             values[name] = (acts.mean(0, keepdim=True).expand(n, *acts.shape[1:]) if ablation == "mean"
-                            else acts[draw.to(device)])
+                            else acts[draw.to(acts.device)])
     # the reference is often the prompts themselves: then its pass gave the clean logits too
     same = ablation != "zero" and ref.key == tokenized.key
     clean = ref_logits if same else final_logits(model, tokenized)
@@ -779,7 +779,7 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
     before = head_attribution(model, prompts)
     device = next(model.parameters()).device
     tok = s.tokenized
-    rows, finals = torch.arange(s.n_prompts, device=device), tok.final_positions.to(device)
+    finals = tok.final_positions  # indexed on each activation's own device (`at_positions`)
     final = {}
 
     def ablate_and_keep(name, layer):
@@ -787,13 +787,13 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
             for l, h in heads:
                 if l == layer:
                     z[:, :, h] = 0 if ablation == "zero" else s.values[name][:, :, h].to(z.dtype)
-            final[name] = z[rows, finals].float().cpu()
+            final[name] = at_positions(z, finals).float().cpu()
             return z
         return hook
 
     def keep(name):
         def hook(a, hook):
-            final[name] = a[rows, finals].float().cpu()
+            final[name] = at_positions(a, finals).float().cpu()
             return a
         return hook
 
@@ -801,7 +801,7 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
     if "ln_final.hook_scale" in model.hook_dict:
         hooks.append(("ln_final.hook_scale", keep("ln_final.hook_scale")))
     with torch.inference_mode():
-        logits = model.run_with_hooks(tok.tokens.to(device), fwd_hooks=hooks)[rows, finals].float().cpu()
+        logits = at_positions(model.run_with_hooks(tok.tokens.to(device), fwd_hooks=hooks), finals).float().cpu()
     observation = Observation(tok, final, {}, logits)
     stack = head_results(model, observation)
     after = project(model, stack.flatten(0, 1), observation).reshape(*stack.shape[:2], -1).mean(-1)

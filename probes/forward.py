@@ -5,6 +5,12 @@ model's pass cache (`probes.model_state`, bounded in bytes), so ``logit_diff``, 
 one prompt set cost one forward pass. While hooks are attached to the model (an
 ablation, a patch) nothing is served from or stored in the cache. Passes run
 without gradients, in batches that bound memory.
+
+On a model split over several GPUs (``load_model(..., device_map=...)``) tokens go to
+the embedding's device (`input_device`), each layer's activations stay on that layer's
+GPU and the logits come out on the last one: a tensor combined with an activation is
+moved to the activation's device where they meet (`at_positions`), and results come
+back to the CPU.
 """
 
 import torch
@@ -16,6 +22,24 @@ from .tokens import Tokenized
 
 TOKENS_PER_BATCH = 2048  # bounds the (batch × pos × vocab) logits of one pass
 MAX_BATCH = 64
+
+
+def input_device(model) -> torch.device:
+    """Where a model's input tokens go: its embedding's device (a split model's first GPU)."""
+    return torch.device(model.cfg.device)
+
+
+def final_norm_device(model) -> torch.device:
+    """Where the final norm runs (a split model's last GPU): a residual-stream vector read back
+    from the CPU goes there before ``model.ln_final`` and ``model.unembed``."""
+    weight = next(model.ln_final.parameters(), None)
+    return (weight if weight is not None else model.W_U).device
+
+
+def at_positions(values: Tensor, positions: Tensor) -> Tensor:
+    """``values[i, positions[i]]`` for every row ``i`` (batch × pos × … → batch × …), indexed on
+    ``values``' own device, which on a split model is its layer's GPU, not the input's."""
+    return values[torch.arange(len(values), device=values.device), positions.to(values.device)]
 
 
 def has_hooks(model) -> bool:
@@ -78,12 +102,11 @@ def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
 
     def compute():
         rows = []
-        device = next(model.parameters()).device
+        device = input_device(model)
         with torch.inference_mode():
             for tokens, positions in batches(tokenized):
                 logits = model(tokens.to(device), return_type="logits")
-                rows.append(logits[torch.arange(len(tokens), device=device), positions.to(device)]
-                            .float().cpu())
+                rows.append(at_positions(logits, positions).float().cpu())
         logits = torch.cat(rows)
         check_finite(logits, tokenized)
         return logits
@@ -105,7 +128,7 @@ def answer_logprobs(model, tokenized: Tokenized) -> Float[Tensor, "batch 2"]:
                 spans.append((len(prompt), list(answer)))
         width = max(len(r) for r in rows)
         sequences = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-        device = next(model.parameters()).device
+        device = input_device(model)
         size = max(1, min(MAX_BATCH, TOKENS_PER_BATCH // width))
         scores = []
         with torch.inference_mode():

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
+from .forward import input_device
 from .model_state import model_info, model_name
 from .results import Result
 from .sites import head_label
@@ -136,7 +137,7 @@ def _patterns(model, tokens: torch.Tensor) -> torch.Tensor:
     def keep(activation, hook):
         kept[hook.name] = activation[0].float().cpu()
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     with torch.inference_mode():
         model.run_with_hooks(tokens[None].to(device), fwd_hooks=[(n, keep) for n in names],
                              return_type=None)

@@ -16,7 +16,7 @@ import torch
 from .attribution import accumulated_resid, scale_like_final_norm
 from .evidence import probe
 from .figures import prompt_labels
-from .forward import answer_logprobs, final_logits
+from .forward import answer_logprobs, final_logits, final_norm_device
 from .observe import observe
 from .results import Result
 from .tokens import AnswerTokenError, answer_problem
@@ -287,7 +287,7 @@ def token_lens(model, prompts, token: str, prepend_bos: bool | None = None) -> T
     bias = float(model.b_U[token_id]) if getattr(model, "b_U", None) is not None else 0.0
     logit = (scale_like_final_norm(model, stack, observation) @ direction + bias).numpy()
     probs, ranks = [], []
-    device = next(model.parameters()).device
+    device = final_norm_device(model)
     with torch.inference_mode():
         for resid in stack:
             normalized = model.ln_final(resid.to(device=device, dtype=model.cfg.dtype)[:, None])[:, 0]

@@ -30,6 +30,7 @@ class ModelInfo:
     d_model: int
     sha256: str | None = None
     prepended: str | None = None  # the token put before every prompt, if any (`bos_to_prepend`)
+    device_map: dict | None = None  # a split model: module name -> device, as placed; None: one device
 
 
 def nbytes(value) -> int:

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import batches, final_logits, memo
+from .forward import batches, final_logits, input_device, memo
 from .model_state import model_name
 from .results import Result
 from .sites import neuron_label, parse_neuron
@@ -153,7 +153,7 @@ def _activations(model, tokenized, layers: tuple[int, ...]) -> dict[int, torch.T
     """``mlp.hook_post`` of ``layers`` at every position (batch × pos × d_mlp), one cached pass."""
 
     def compute():
-        device = next(model.parameters()).device
+        device = input_device(model)
         parts: dict[int, list] = {layer: [] for layer in layers}
         for tokens, _ in batches(tokenized):
             def keep(layer):

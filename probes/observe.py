@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .forward import batches, check_finite, memo, remember
+from .forward import at_positions, batches, check_finite, input_device, memo, remember
 from .tokens import Tokenized
 
 
@@ -41,12 +41,11 @@ def final_position_hooks(model) -> list[str]:
 
 def _run_batch(model, tokens: Tensor, positions: Tensor):
     final, patterns = {}, {}
-    rows = torch.arange(len(tokens), device=tokens.device)
 
     # Hook points answer to several names (aliases), so store under the name we asked for.
     def keep_final(name):
         def hook(activation, hook):
-            final[name] = activation[rows, positions].float().cpu()
+            final[name] = at_positions(activation, positions).float().cpu()
         return hook
 
     def keep_pattern(layer):
@@ -59,14 +58,14 @@ def _run_batch(model, tokens: Tensor, positions: Tensor):
               for layer in range(model.cfg.n_layers)]
     with torch.inference_mode():
         logits = model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
-    return final, patterns, logits[rows, positions].float().cpu()
+    return final, patterns, at_positions(logits, positions).float().cpu()
 
 
 def observe(model, tokenized: Tokenized) -> Observation:
     """The (cached) observation pass over a tokenized prompt set."""
 
     def compute() -> Observation:
-        device = next(model.parameters()).device
+        device = input_device(model)
         parts = [_run_batch(model, tokens.to(device), positions.to(device))
                  for tokens, positions in batches(tokenized)]
         final = {name: torch.cat([p[0][name] for p in parts]) for name in parts[0][0]}

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import torch
 
+from .forward import at_positions, input_device
 from .model_state import state_of
 from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
 from .tokens import Tokenized
@@ -44,7 +45,8 @@ def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
 def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
     """Final-position logits of a (patched) run, stopping before the full unembedding.
     With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
-    With ``columns`` (rows × k token ids), only those logits, rows × k."""
+    With ``columns`` (rows × k token ids), only those logits, rows × k. The logits are on
+    ``tokens``' device (a split model computes them on its last GPU)."""
     captured = {}
 
     def stop(activation, hook):
@@ -59,20 +61,26 @@ def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None
         except _Stop:
             pass
     resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
-    resid = resid[torch.arange(len(resid), device=resid.device), positions]
+    resid = at_positions(resid, positions)
     with torch.inference_mode():
         normed = model.ln_final(resid[:, None])[:, 0]
         if columns is None:
-            return model.unembed(normed[:, None])[:, 0].float()
-        return (torch.einsum("rd,drk->rk", normed, model.W_U[:, columns]) + model.b_U[columns]).float()
+            return model.unembed(normed[:, None])[:, 0].float().to(tokens.device)
+        w_u, b_u = model.W_U, model.b_U
+        columns = columns.to(w_u.device)
+        picked = torch.einsum("rd,drk->rk", normed.to(w_u.device), w_u[:, columns]) + b_u.to(w_u.device)[columns]
+        return picked.float().to(tokens.device)
 
 
 def _patch_hook(spec, source: torch.Tensor, rows, prompts, where: dict):
     """Replace, in each row, the site's slice of the activation (`Sweep.index`) by the source
-    prompt's; ``where``: per axis after the layer, one index per row."""
+    prompt's; ``where``: per axis after the layer, one index per row. (The indices move to the
+    activation's device: on a split model, its layer's GPU.)"""
 
     def hook(activation, hook):
-        activation[spec.index(rows, where)] = source[spec.index(prompts, where)]
+        here = activation.device
+        at = {axis: index.to(here) for axis, index in where.items()}
+        activation[spec.index(rows.to(here), at)] = source[spec.index(prompts.to(here), at)]
         return activation
 
     return hook
@@ -184,7 +192,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
     def corrupt(run: Tokenized, rows=slice(None), offset=0) -> list:  # hooks making a run the corrupted one
         return [noise.hook(draw[rows], offset)] if noise is not None and run is corrupted else []
 
-    device = next(model.parameters()).device
+    device = input_device(model)
     width, n = clean.tokens.shape[1], len(clean.lengths)
     final_positions = torch.full((n,), width - 1, device=device)
     answers = clean.answer_ids.to(device)
@@ -266,7 +274,7 @@ def _score_group(model, spec, names, sites, chosen: list[int], source_acts, targ
                  group: list[int], offset: int, prefix, memory_budget: int, extra_hooks, columns=None):
     """``(sites, logits)`` per forward pass, lazily: the group's prompts patched at each of
     ``chosen``, in as many passes as the memory budget needs; logits as `_run_growing_batch`'s."""
-    device = next(model.parameters()).device
+    device = input_device(model)
     tokens = target.tokens[group, offset:].to(device)
     from_offset = (group, *[slice(None)] * spec.dims.index("pos"), slice(offset, None))
     acts = {name: act[from_offset] for name, act in source_acts.items()}

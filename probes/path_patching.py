@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import require_plain_model
+from .forward import at_positions, input_device, require_plain_model
 from .metrics import resolve_metric
 from .results import Result
 from .sites import head_label, parse_head
@@ -131,15 +131,14 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     if late:
         raise ValueError(f"senders {late} are not before the first receiver layer L{first}: a head can only "
                          "send to later layers")
-    device = next(model.parameters()).device
+    device = input_device(model)
     n_layers, n = model.cfg.n_layers, len(clean.lengths)
-    rows, finals = torch.arange(n, device=device), clean.final_positions.to(device)
-    answers = clean.answer_ids.to(device)
+    answers = clean.answer_ids  # scores are computed on the CPU
     z_names = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
     mlp_names = [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)] if freeze_mlps else []
 
     def final(logits):
-        return logits[rows, finals].float()
+        return at_positions(logits, clean.final_positions).float().cpu()
 
     # Run 1: clean and corrupted, caching head (and MLP) outputs.
     with torch.inference_mode():
@@ -177,9 +176,9 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
         model.run_with_hooks(corrupted.tokens.to(device),
                              fwd_hooks=[(n_, freeze(n_, l)) for l, n_ in enumerate(z_names)]
                              + [(n_, freeze_mlp(n_)) for n_ in mlp_names] + [(n_, record(n_)) for n_ in receiver_hooks])
-    where = torch.zeros(n, corrupted.tokens.shape[1], dtype=torch.bool, device=device)
+    where = torch.zeros(n, corrupted.tokens.shape[1], dtype=torch.bool)
     if positions == "end":
-        where[rows, finals] = True
+        where[torch.arange(n), clean.final_positions] = True
     else:
         where[:] = True
     heads_of = {}
@@ -190,11 +189,11 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
         layer = int(name.split(".")[1])
 
         def hook(activation, hook):
-            new = recorded[name]
+            new, here = recorded[name], where.to(activation.device)[..., None]  # its layer's GPU
             if receiver_input == "resid":
-                return torch.where(where[..., None], new, activation)
+                return torch.where(here, new, activation)
             for head in heads_of[layer]:
-                activation[:, :, head] = torch.where(where[..., None], new[:, :, head], activation[:, :, head])
+                activation[:, :, head] = torch.where(here, new[:, :, head], activation[:, :, head])
             return activation
         return hook
 
@@ -202,7 +201,7 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     with torch.inference_mode():
         patched_final = final(model.run_with_hooks(corrupted.tokens.to(device),
                                                    fwd_hooks=[(n_, patch_input(n_)) for n_ in receiver_hooks]))
-    score = lambda logits: metric_fn(logits, answers, clean_final).cpu().numpy()  # noqa: E731
+    score = lambda logits: metric_fn(logits, answers, clean_final).numpy()  # noqa: E731
     return PathPatching(model=clean.model_name, prompt_set=prompts.name,
                         senders=tuple(head_label(*s) for s in sent),
                         receivers=tuple(head_label(l, h) if h is not None else f"L{l}" for l, h in targets),
