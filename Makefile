@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 MODELS ?=
 MODEL_ARGS := $(foreach m,$(MODELS),--model $(m))
 
-.PHONY: check test test-all venv clean-cache
+.PHONY: check test test-all venv clean-cache gpu-wheels
 
 venv: $(VENV)/.installed
 
@@ -39,3 +39,24 @@ test-all: venv
 
 clean-cache:
 	rm -rf "$${CIRCUITCHECK_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/circuitcheck}"
+
+# For the GPU check on an offline GPU machine (benchmarks/gpu_check.sh): the wheels of what
+# its python3 lacks (it has torch, transformers, accelerate, pytest, pandas, jinja2, ...), at
+# most this venv's versions, for CPython 3.10-3.13 on x86-64 Linux (each the newest that runs
+# there), and setuptools to build circuitcheck there. About 20 MB in benchmarks/wheels
+# (gitignored; carry it along).
+GPU_WHEELS ?= benchmarks/wheels
+GPU_TRAVEL := transformer-lens einops typeguard gguf plotly narwhals xxhash filelock
+gpu-wheels: venv
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PY) -c 'import sys; from importlib.metadata import version; print("\n".join(f"{n}<={version(n)}" for n in sys.argv[1:]))' \
+		$(GPU_TRAVEL) > $(GPU_WHEELS)/requirements.txt
+	for v in 3.10 3.11 3.12 3.13; do \
+		$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+			--python-version $$v --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
+			-d $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt 2>/dev/null \
+		|| echo "gpu-wheels: no complete set for Python $$v (the GPU check needs another Python there)"; \
+	done
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: -d $(GPU_WHEELS) \
+		"setuptools==$$($(PY) -c 'from importlib.metadata import version; print(version("setuptools"))')"
+	du -sh $(GPU_WHEELS)

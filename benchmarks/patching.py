@@ -60,12 +60,51 @@ def long_prompt(model, n_tokens: int = 512):
                      name=f"{n_tokens}-token IOI")
 
 
-def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
-    """One measurement, in this (fresh) process."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
+def reference_call(model, prompts, sweep: str, few_sites: bool = False):
+    """``sweep`` (``resid_pre`` or ``head_out``) over every site, clean into corrupted, by
+    `transformer_lens.patching` (one forward pass of the batch per site; with ``few_sites``, its
+    first ten sites): the clean cache is computed now, the returned function runs the sweep and
+    gives the per-site mean logit difference (float64, on the CPU)."""
     import pandas as pd
     import torch
     import transformer_lens.patching as tl_patching
+
+    clean, corrupted = prompts.tokenize(model), prompts.corrupted.tokenize(model)
+    answers = clean.answer_ids
+
+    def mean_logit_diff(logits):
+        final, picked = logits[:, -1], answers.to(logits.device)
+        return (final.gather(1, picked[:, :1]) - final.gather(1, picked[:, 1:])).mean()
+
+    reference = {"resid_pre": ("resid_pre", tl_patching.layer_pos_patch_setter, ["layer", "pos"]),
+                 "head_out": ("z", tl_patching.layer_head_vector_patch_setter, ["layer", "head_index"])}
+    name, setter, columns = reference[sweep]
+    units = clean.tokens.shape[1] if sweep == "resid_pre" else model.cfg.n_heads
+    sites = list(itertools.product(range(model.cfg.n_layers), range(units)))
+    with torch.inference_mode():
+        _, clean_cache = model.run_with_cache(clean.tokens)
+
+    def call():
+        return tl_patching.generic_activation_patch(
+            model, corrupted.tokens, clean_cache, mean_logit_diff, patch_setter=setter, activation_name=name,
+            index_df=pd.DataFrame(sites[:10] if few_sites else sites, columns=columns)).double().flatten().cpu()
+
+    return call
+
+
+def our_call(model, prompts, sweep: str):
+    """The same sweep by `circuitcheck.probes.patch`, as `reference_call` returns it."""
+    import torch
+
+    from circuitcheck.probes import patch
+
+    return lambda: torch.tensor(patch(model, prompts, sweep).mean)
+
+
+def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
+    """One measurement, in this (fresh) process."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import torch
 
     from circuitcheck.fixtures import load_model
     from circuitcheck.fixtures.families import ioi_prompts
@@ -74,29 +113,11 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
 
     model = load_model("smollm2-135m", device="cpu")
     prompts = ioi_prompts(n)
-    clean, corrupted = prompts.tokenize(model), prompts.corrupted.tokenize(model)
-    answers = clean.answer_ids
-
-    def mean_logit_diff(logits):
-        final = logits[:, -1]
-        return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).mean()
-
-    reference = {"resid_pre": ("resid_pre", tl_patching.layer_pos_patch_setter, ["layer", "pos"]),
-                 "head_out": ("z", tl_patching.layer_head_vector_patch_setter, ["layer", "head_index"])}
+    clean = prompts.tokenize(model)
     if task == "reference":
-        with torch.inference_mode():
-            _, clean_cache = model.run_with_cache(clean.tokens)
-        name, setter, columns = reference[sweep]
-        units = clean.tokens.shape[1] if sweep == "resid_pre" else model.cfg.n_heads
-        sites = list(itertools.product(range(model.cfg.n_layers), range(units)))
-
-        def call():
-            return tl_patching.generic_activation_patch(
-                model, corrupted.tokens, clean_cache, mean_logit_diff, patch_setter=setter, activation_name=name,
-                index_df=pd.DataFrame(sites[:10] if few_sites else sites, columns=columns)).double().flatten()
+        call = reference_call(model, prompts, sweep, few_sites)
     elif task == "ours":
-        def call():
-            return torch.tensor(patch(model, prompts, sweep).mean)
+        call = our_call(model, prompts, sweep)
     elif task == "attribution":
         def call():
             return torch.tensor(attribution_patch(model, prompts, sweep).mean)

@@ -32,12 +32,14 @@ LAYERS = {"llama": ["model.embed_tokens", "model.rotary_emb", "model.layers.0", 
 
 
 def per_layer_map(arch: str, layer_1: str = "cpu", rest: str = "cpu") -> dict:
-    """Every top-level module of a tiny model named, the second layer (and what follows it) on ``layer_1``."""
+    """Every top-level module of a tiny model named, the second layer (and what follows it) on
+    ``layer_1``; except GPT-2's unembedding, which shares its weights with the embedding and so
+    stays with it."""
     later = False
     placed = {}
     for name in LAYERS[arch]:
         later = later or name.endswith(".1")
-        placed[name] = layer_1 if later else rest
+        placed[name] = layer_1 if later and not (arch == "gpt2" and name == "lm_head") else rest
     return placed
 
 
