@@ -6,6 +6,11 @@ any file in hypotheses/families/ that registers one with ``@family("name")``. Ea
 expected failure with its numbers ("the analogy breaks here"), not as a broken test, and a
 step that cannot be measured (answers that are not one token) says why.
 The report draws the families × steps table and marks the first break.
+
+The 'circuit' step (heads found by patching, judged faithful on held-out prompts against 20
+random circuits) reads the 'patching' step's sweep from the pass cache: run after it, as
+here, it costs two forward passes per family (those sizes are explained in
+probes.feasibility).
 """
 
 import importlib
