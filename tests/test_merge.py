@@ -166,6 +166,7 @@ def _results(run: dict) -> list:
     return [(t["nodeid"], t["outcome"], summaries(t["evidence"])) for t in run["tests"]]
 
 
+@pytest.mark.slow  # three pytest processes (about a minute on two cores); make test-all and CI run it
 def test_two_shard_folders_merge_into_one_report_equal_to_a_serial_run(tmp_path):
     """Shards split by --model, as a CI matrix would run them, merged by the console script."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")

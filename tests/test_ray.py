@@ -131,6 +131,7 @@ def crashed(ray_cluster, tmp_path_factory):
     return project, code, load_latest(project / "out")
 
 
+@pytest.mark.slow  # four dying pytest processes on Ray; make test-all and CI run it
 def test_a_shard_killed_mid_run_is_retried_and_recorded(crashed):
     project, _, run = crashed
     assert (project / "attempts-tiny-llama").read_text().count("attempt") == 2  # really ran again
@@ -142,6 +143,7 @@ def test_a_shard_killed_mid_run_is_retried_and_recorded(crashed):
     assert entry["status"] == "ok" and entry["attempts"] == 2 and entry["host"] == os.uname().nodename
 
 
+@pytest.mark.slow  # four dying pytest processes on Ray; make test-all and CI run it
 def test_a_shard_lost_twice_shows_its_tests_as_errors_and_the_run_incomplete(crashed):
     project, code, run = crashed
     assert (project / "attempts-tiny-gpt2").read_text().count("attempt") == 2  # once, then once more
