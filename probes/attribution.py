@@ -5,9 +5,12 @@ layer's and each MLP's output, or each head's output). The logit difference is
 linear in it once the final norm's scale is fixed, so with that cached scale
 (folded weights, centred unembedding: compatibility mode) each component's
 *direct* contribution is ``(component / scale) · (W_U[:, correct] − W_U[:, incorrect])``.
-Summed over embeddings, attention and MLP layers it gives back the model's logit
-difference exactly (direct logit attribution; TransformerLens's
-``decompose_resid`` + ``apply_ln_to_stack``).
+Summed over embeddings, attention and MLP layers (and the unembedding's bias, where
+folding a LayerNorm left one) it gives back the model's logit difference exactly (direct
+logit attribution; TransformerLens's ``decompose_resid`` + ``apply_ln_to_stack``). Heads
+add up to their layer's attention contribution with the output bias ``b_O`` as a part
+of its own; where a norm follows each sublayer (Gemma 2 and 3), each head's output goes
+through it with its cached scale (`probes.linearise`).
 
 The logit lens applies the same projection to the *accumulated* stream before
 and after each layer: where the difference forms. The probability of each
@@ -25,6 +28,7 @@ from torch import Tensor
 
 from .evidence import probe
 from .forward import final_norm_device
+from .linearise import capped, post_norm_note, soft_cap_note, through_post_norm
 from .observe import Observation, observe
 from .results import Result
 from .sites import head_label
@@ -87,7 +91,12 @@ class LogitLens(Result):
 
     def layer_of(self, label: str) -> int:
         """``'L12 mid'`` → 12; ``'final'`` → n_layers."""
-        return len(self.labels) // 2 if label == "final" else int(label.split()[0][1:])
+        return 1 + int(self.labels[-2].split()[0][1:]) if label == "final" else int(label.split()[0][1:])
+
+    notes_text: tuple[str, ...] = ()
+
+    def notes(self) -> list[str]:
+        return list(self.notes_text)
 
     @property
     def df(self) -> pd.DataFrame:
@@ -109,10 +118,13 @@ class LogitLens(Result):
 
 
 def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str]]:
-    """The residual stream before each layer, after each layer's attention, and at the end."""
+    """The residual stream before each layer, after each layer's attention (not in models
+    whose attention and MLP read the same stream in parallel: GPT-NeoX, GPT-J), and at the end."""
     stack, labels = [], []
     for layer in range(model.cfg.n_layers):
         for stage, hook in (("pre", "hook_resid_pre"), ("mid", "hook_resid_mid")):
+            if f"blocks.{layer}.{hook}" not in observation.final:
+                continue
             stack.append(observation.final[f"blocks.{layer}.{hook}"])
             labels.append(f"L{layer} {stage}")
     stack.append(observation.final[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"])
@@ -137,22 +149,25 @@ def logit_lens(model, prompts, prepend_bos: bool | None = None, token: str | Non
     with torch.inference_mode():
         for resid in stack:
             normalized = model.ln_final(resid.to(device=device, dtype=model.cfg.dtype)[:, None])[:, 0]
-            logits = model.unembed(normalized[:, None])[:, 0].float().cpu()
+            logits = capped(model, model.unembed(normalized[:, None])[:, 0].float()).cpu()
             probs.append(logits.softmax(-1).gather(1, ids))
     probs = torch.stack(probs).numpy()
     return LogitLens(model=tokenized.model_name, prompt_set=prompts.name, labels=tuple(labels),
-                     logit_diff=project(model, stack, observation),
-                     correct_prob=probs[..., 0], incorrect_prob=probs[..., 1])
+                     logit_diff=project(model, stack, observation) + unembed_bias(model, tokenized),
+                     correct_prob=probs[..., 0], incorrect_prob=probs[..., 1],
+                     notes_text=tuple(soft_cap_note(model)))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LayerAttribution(Result):
     """Direct contribution of the embeddings and of each attention and MLP layer to the
-    logit difference; ``values`` is component × prompt and sums to the logit difference."""
+    logit difference; ``values`` is component × prompt and sums to the logit difference
+    (before the cap, on a model that soft-caps its logits: see ``notes()``)."""
 
     labels: tuple[str, ...]
     values: np.ndarray
     logit_diff: np.ndarray
+    notes_text: tuple[str, ...] = ()
 
     kind = "layer_attribution"
     title = "Layer attribution: direct contribution to the logit difference"
@@ -184,6 +199,18 @@ class LayerAttribution(Result):
         return {"type": "bar", "x": list(self.labels), "y": self.mean.tolist(),
                 "xlabel": "component", "ylabel": "mean direct contribution"}
 
+    def notes(self) -> list[str]:
+        return list(self.notes_text)
+
+
+def unembed_bias(model, tokenized) -> np.ndarray:
+    """``b_U[correct] − b_U[incorrect]`` per prompt (zero without an unembedding bias)."""
+    b_u = getattr(model, "b_U", None)
+    if b_u is None:
+        return np.zeros(len(tokenized.answer_ids))
+    picked = b_u.detach().float().cpu()[tokenized.answer_ids]
+    return (picked[:, 0] - picked[:, 1]).numpy()
+
 
 @probe
 def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerAttribution:
@@ -197,11 +224,15 @@ def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerA
     for layer in range(model.cfg.n_layers):
         stack += [final[f"blocks.{layer}.hook_attn_out"], final[f"blocks.{layer}.hook_mlp_out"]]
         labels += [f"L{layer} attn", f"L{layer} mlp"]
+    values = project(model, torch.stack(stack), observation)
+    bias = unembed_bias(model, tokenized)
+    if bias.any():  # a folded final LayerNorm's bias (GPT-2, Pythia)
+        values, labels = np.concatenate([values, bias[None]]), labels + ["unembed bias"]
     ids = tokenized.answer_ids
     picked = observation.logits.gather(1, ids).numpy()
     return LayerAttribution(model=tokenized.model_name, prompt_set=prompts.name, labels=tuple(labels),
-                            values=project(model, torch.stack(stack), observation),
-                            logit_diff=picked[:, 0] - picked[:, 1])
+                            values=values, logit_diff=picked[:, 0] - picked[:, 1],
+                            notes_text=tuple(soft_cap_note(model)))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -209,10 +240,14 @@ class HeadAttribution(Result):
     """Direct contribution of every attention head to the logit difference.
 
     ``values``: layer × head × prompt. ``per_head``: the mean over prompts,
-    layer × head. Labels are ``L{layer}H{head}``.
+    layer × head. Labels are ``L{layer}H{head}``. ``bias``: layer × prompt, the output
+    bias ``b_O``'s part (zero where there is none); ``per_layer`` = heads + bias is each
+    layer's attention contribution in `layer_attribution`.
     """
 
     values: np.ndarray
+    bias: np.ndarray | None = None
+    notes_text: tuple[str, ...] = ()
 
     kind = "head_attribution"
     title = "Head attribution: direct contribution of each head to the logit difference"
@@ -220,6 +255,14 @@ class HeadAttribution(Result):
     @property
     def per_head(self) -> np.ndarray:
         return self.values.mean(axis=-1)
+
+    @property
+    def per_layer(self) -> np.ndarray:
+        """Each layer's attention contribution per prompt (layer × prompt): heads plus bias."""
+        return self.values.sum(axis=1) + (0 if self.bias is None else self.bias)
+
+    def notes(self) -> list[str]:
+        return list(self.notes_text)
 
     def value(self, head: str) -> float:
         """Mean contribution of one head, e.g. ``value("L9H6")``."""
@@ -264,13 +307,26 @@ class HeadAttribution(Result):
 
 
 def head_results(model, observation: Observation) -> Float[Tensor, "layer head batch d_model"]:
-    """Each head's output at the final position: its ``z`` times its slice of ``W_O``."""
+    """What each head adds to the residual stream at the final position: its ``z`` times its
+    slice of ``W_O``, through the post-attention norm where there is one."""
     results = []
     for layer in range(model.cfg.n_layers):
         z = observation.final[f"blocks.{layer}.attn.hook_z"]  # batch head d_head
         w_o = model.blocks[layer].attn.W_O.detach().float().cpu()  # head d_head d_model
-        results.append(torch.einsum("bhd,hdm->hbm", z, w_o))
+        results.append(through_post_norm(model, layer, "attn", torch.einsum("bhd,hdm->hbm", z, w_o),
+                                         observation.final))
     return torch.stack(results)
+
+
+def head_biases(model, observation: Observation) -> Float[Tensor, "layer batch d_model"]:
+    """What each attention layer's output bias ``b_O`` adds at the final position (zeros without)."""
+    n = len(observation.logits)
+    biases = []
+    for layer in range(model.cfg.n_layers):
+        b_o = getattr(model.blocks[layer].attn, "b_O", None)
+        b_o = torch.zeros(model.cfg.d_model) if b_o is None else b_o.detach().float().cpu()
+        biases.append(through_post_norm(model, layer, "attn", b_o.expand(n, -1), observation.final))
+    return torch.stack(biases)
 
 
 @probe
@@ -280,4 +336,6 @@ def head_attribution(model, prompts, prepend_bos: bool | None = None) -> HeadAtt
     stack = head_results(model, observation)
     n_layers, n_heads = stack.shape[:2]
     values = project(model, stack.flatten(0, 1), observation).reshape(n_layers, n_heads, -1)
-    return HeadAttribution(model=tokenized.model_name, prompt_set=prompts.name, values=values)
+    return HeadAttribution(model=tokenized.model_name, prompt_set=prompts.name, values=values,
+                           bias=project(model, head_biases(model, observation), observation),
+                           notes_text=tuple(post_norm_note(model) + soft_cap_note(model)))

@@ -19,6 +19,7 @@ import torch
 
 from .evidence import probe
 from .forward import input_device
+from .linearise import post_norm_name
 from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
 
 
@@ -54,8 +55,11 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     answers = clean.answer_ids.to(source_logits.device)  # a split model's last GPU
     target_acts, grad_at = {}, {}
     head_output = spec.hook.endswith("hook_z")
-    for layer, name in names.items():  # where each activation's gradient is read
-        grad_at[name] = f"blocks.{layer}.hook_attn_out" if head_output else name
+    for layer, name in names.items():  # where each activation's gradient is read: a head's z
+        # through W_O, at the sum of the heads' outputs (before a post-attention norm, if any)
+        post_norm = post_norm_name(model, layer, "attn")
+        heads_sum = f"{post_norm}.hook_in" if post_norm else f"blocks.{layer}.hook_attn_out"
+        grad_at[name] = heads_sum if head_output else name
 
     def track(name, needs_grad):
         def hook(activation, hook):
@@ -82,7 +86,7 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     grads = {}
     for layer, name in names.items():
         grad = target_acts[grad_at[name]].grad
-        if head_output:  # ∂m/∂z_h = ∂m/∂attn_out · W_O[h]ᵀ
+        if head_output:  # ∂m/∂z_h = ∂m/∂(Σ_h z_h W_O[h]) · W_O[h]ᵀ
             w_o = model.blocks[layer].attn.W_O.detach().to(grad.device)  # head d_head d_model
             grad = torch.einsum("bpm,hdm->bphd", grad, w_o)
         grads[name] = grad

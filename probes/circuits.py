@@ -769,6 +769,7 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
     """Per-head direct effects with the ``ablated`` heads ablated (every position; ``mean`` over
     ``reference``, ``resample`` or ``zero``) against the plain model's."""
     from .attribution import head_attribution, head_results, project
+    from .linearise import scale_hooks
     from .observe import Observation
 
     ablated = [ablated] if isinstance(ablated, str) else list(ablated)
@@ -798,8 +799,7 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
         return hook
 
     hooks = [(z_hook(l), ablate_and_keep(z_hook(l), l)) for l in range(model.cfg.n_layers)]
-    if "ln_final.hook_scale" in model.hook_dict:
-        hooks.append(("ln_final.hook_scale", keep("ln_final.hook_scale")))
+    hooks += [(name, keep(name)) for name in scale_hooks(model)]  # final and post-norm scales
     with torch.inference_mode():
         logits = at_positions(model.run_with_hooks(tok.tokens.to(device), fwd_hooks=hooks), finals).float().cpu()
     observation = Observation(tok, final, {}, logits)

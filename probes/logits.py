@@ -17,6 +17,7 @@ from .attribution import accumulated_resid, scale_like_final_norm
 from .evidence import probe
 from .figures import prompt_labels
 from .forward import answer_logprobs, final_logits, final_norm_device
+from .linearise import capped
 from .observe import observe
 from .results import Result
 from .tokens import AnswerTokenError, answer_problem
@@ -291,7 +292,7 @@ def token_lens(model, prompts, token: str, prepend_bos: bool | None = None) -> T
     with torch.inference_mode():
         for resid in stack:
             normalized = model.ln_final(resid.to(device=device, dtype=model.cfg.dtype)[:, None])[:, 0]
-            logits = model.unembed(normalized[:, None])[:, 0].float().cpu()
+            logits = capped(model, model.unembed(normalized[:, None])[:, 0].float()).cpu()
             probs.append(logits.softmax(-1)[:, token_id])
             ranks.append(1 + (logits > logits[:, token_id:token_id + 1]).sum(-1))
     return TokenLens(model=tokenized.model_name, prompt_set=prompts.name, token=token,

@@ -18,6 +18,7 @@ import torch
 
 from .evidence import probe
 from .forward import batches, final_logits, input_device, memo
+from .linearise import post_norm_gain
 from .model_state import model_name
 from .results import Result
 from .sites import neuron_label, parse_neuron
@@ -32,9 +33,17 @@ def _single_token(model, token: str) -> int:
 
 
 def _weights(model):
-    """``W_out`` flattened to (layer·neuron) × d_model, and ``W_U``, float32."""
-    w_out = model.W_out.detach().float().reshape(-1, model.cfg.d_model)
-    return w_out, model.W_U.detach().float()
+    """What each neuron writes, flattened to (layer·neuron) × d_model, and ``W_U``, float32.
+
+    A neuron writes its row of ``W_out``; where a norm follows the MLP (Gemma 2 and 3), the
+    direction that reaches the stream is that row times the norm's gain (`probes.linearise`;
+    the norm's 1/RMS is positive and the same for every neuron of a layer on a given input,
+    so it is left out: congruences rank neurons within a layer exactly)."""
+    w_out = model.W_out.detach().float()
+    gains = [post_norm_gain(model, layer, "mlp") for layer in range(model.cfg.n_layers)]
+    if any(g is not None for g in gains):
+        w_out = torch.stack([w if g is None else w * g.to(w.device) for w, g in zip(w_out, gains)])
+    return w_out.reshape(-1, model.cfg.d_model), model.W_U.detach().float()
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -15,6 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .forward import at_positions, batches, check_finite, input_device, memo, remember
+from .linearise import scale_hooks
 from .tokens import Tokenized
 
 
@@ -31,7 +32,7 @@ class Observation:
 
 def final_position_hooks(model) -> list[str]:
     """Hook names whose final-position values the observational probes read."""
-    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
+    names = ["hook_embed", "hook_pos_embed", *scale_hooks(model)]
     for layer in range(model.cfg.n_layers):
         names += [f"blocks.{layer}.{n}" for n in
                   ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",

@@ -25,6 +25,7 @@ import torch
 
 from .forward import at_positions, input_device
 from .model_state import state_of
+from .linearise import capped
 from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
 from .tokens import Tokenized
 
@@ -65,11 +66,11 @@ def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None
     with torch.inference_mode():
         normed = model.ln_final(resid[:, None])[:, 0]
         if columns is None:
-            return model.unembed(normed[:, None])[:, 0].float().to(tokens.device)
+            return capped(model, model.unembed(normed[:, None])[:, 0].float()).to(tokens.device)
         w_u, b_u = model.W_U, model.b_U
         columns = columns.to(w_u.device)
         picked = torch.einsum("rd,drk->rk", normed.to(w_u.device), w_u[:, columns]) + b_u.to(w_u.device)[columns]
-        return picked.float().to(tokens.device)
+        return capped(model, picked.float()).to(tokens.device)
 
 
 def _patch_hook(spec, source: torch.Tensor, rows, prompts, where: dict):
