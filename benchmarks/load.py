@@ -27,8 +27,8 @@ t1 = time.perf_counter()
 load_model("smollm2-135m", device="cpu")
 t2 = time.perf_counter()
 from circuitcheck.fixtures.cache import cache_root, check_entry
-from circuitcheck.fixtures.gguf_models import SMOLLM2_SHA256
-check_entry(cache_root() / "gguf" / SMOLLM2_SHA256)  # the content check load_model ran, again
+from circuitcheck.fixtures.gguf_models import SMOLLM2
+check_entry(cache_root() / "gguf" / SMOLLM2.sha256)  # the content check load_model ran, again
 t3 = time.perf_counter()
 print(json.dumps({"imports": t1 - t0, "load": t2 - t1, "check": t3 - t2}))
 """

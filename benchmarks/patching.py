@@ -1,14 +1,16 @@
-"""Activation patching, ours against `transformer_lens.patching`, on the default model.
+"""Activation patching, ours against `transformer_lens.patching`, on both embedded models.
 
-On eight IOI prompts (14 tokens: SmolLM2 takes no BOS), for the residual-stream sweep
-(``resid_pre``: 30 layers × 14 positions) and the per-head sweep over all positions (``head_out``:
-30 layers × 9 heads), it runs the reference (one forward pass of the batch per site)
-and ours, and prints wall time, the ratio, the largest absolute difference of the
+On eight IOI prompts (SmolLM2: 14 tokens, it takes no BOS; Gemma 3 270M: 15, with
+``<bos>``), for the residual-stream sweep (``resid_pre``: layers × positions) and the
+per-head sweep over all positions (``head_out``: layers × heads), it runs the reference
+(one forward pass of the batch per site) and ours, and prints wall time, the ratio, the largest absolute difference of the
 per-site mean logit difference and each side's peak memory. Target: ≥ 10× faster,
 < 1e-4. Then attribution patching of the same sweeps: time and correlation with
 exact patching. Then memory: a 512-token prompt pair corrupted at its first name
-(so patched runs share almost no prefix), a head sweep over ten layers, with the
-default memory budget and with none.
+(so patched runs share almost no prefix), a head sweep over ten layers of SmolLM2, with
+the default memory budget and with none. Gemma's 262,144-token unembedding is where
+unembedding only the final position's two answer columns pays most: the reference
+unembeds every position of every patched run.
 
 Every measurement runs in a process of its own after the model is loaded and warmed
 up. Time and memory are measured in separate runs: peak memory is the rise of the
@@ -19,6 +21,7 @@ without it. The reference's memory run patches its first ten sites only: it runs
 forward pass per site, so its peak does not grow with the number of sites.
 
     .venv/bin/python benchmarks/patching.py [--prompts 8] [--sweeps resid_pre,head_out] [--skip-long]
+        [--models smollm2-135m,gemma3-270m]
 """
 
 import argparse
@@ -101,7 +104,7 @@ def our_call(model, prompts, sweep: str):
     return lambda: torch.tensor(patch(model, prompts, sweep).mean)
 
 
-def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
+def child(model_name: str, task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     """One measurement, in this (fresh) process."""
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
@@ -111,7 +114,7 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     from circuitcheck.probes import attribution_patch, patch
     from circuitcheck.probes.patch_runs import rows_per_pass
 
-    model = load_model("smollm2-135m", device="cpu")
+    model = load_model(model_name, device="cpu")
     prompts = ioi_prompts(n)
     clean = prompts.tokenize(model)
     if task == "reference":
@@ -140,13 +143,13 @@ def child(task: str, sweep: str, n: int, budget: int, few_sites: bool) -> dict:
     return out
 
 
-def measure(task: str, sweep: str = "", n: int = 8, budget: int = 0, memory: bool = False) -> dict:
+def measure(model: str, task: str, sweep: str = "", n: int = 8, budget: int = 0, memory: bool = False) -> dict:
     """Run one measurement in a fresh process; ``memory``: the peak-memory run (see above)."""
     env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "65536"} if memory else {})}
-    out = subprocess.run([sys.executable, __file__, "--child", task, sweep, str(n), str(budget), str(int(memory))],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run([sys.executable, __file__, "--child", model, task, sweep, str(n), str(budget),
+                          str(int(memory))], capture_output=True, text=True, cwd=ROOT, env=env)
     if out.returncode:
-        sys.exit(f"{task} {sweep} failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"{model} {task} {sweep} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -155,41 +158,42 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--sweeps", default="resid_pre,head_out")
     parser.add_argument("--skip-long", action="store_true", help="skip the 512-token memory case")
-    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--models", default="smollm2-135m,gemma3-270m")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        task, sweep, n, budget, memory = args.child
-        print(json.dumps(child(task, sweep, int(n), int(budget), memory == "1")))
+        model, task, sweep, n, budget, memory = args.child
+        print(json.dumps(child(model, task, sweep, int(n), int(budget), memory == "1")))
         return
 
     from circuitcheck.probes.patching import DEFAULT_MEMORY_BUDGET
 
-    sweeps = args.sweeps.split(",")
+    sweeps, models = args.sweeps.split(","), args.models.split(",")
     exact = {}
-    print(f"{'sweep':12}{'sites':>7}{'reference (s)':>15}{'ours (s)':>10}{'ratio':>8}{'max |diff|':>12}"
+    print(f"{'model':14}{'sweep':10}{'sites':>7}{'reference (s)':>15}{'ours (s)':>10}{'ratio':>8}{'max |diff|':>12}"
           f"{'ref peak (MB)':>15}{'our peak (MB)':>15}")
-    for sweep in sweeps:
-        reference, ours = measure("reference", sweep, args.prompts), measure("ours", sweep, args.prompts)
-        reference_mb = measure("reference", sweep, args.prompts, memory=True)["peak_mb"]
-        our_mb = measure("ours", sweep, args.prompts, memory=True)["peak_mb"]
-        exact[sweep] = ours
+    for model, sweep in itertools.product(models, sweeps):
+        reference, ours = measure(model, "reference", sweep, args.prompts), measure(model, "ours", sweep, args.prompts)
+        reference_mb = measure(model, "reference", sweep, args.prompts, memory=True)["peak_mb"]
+        our_mb = measure(model, "ours", sweep, args.prompts, memory=True)["peak_mb"]
+        exact[model, sweep] = ours
         diff = np.abs(np.array(ours["values"]) - np.array(reference["values"])).max()
-        print(f"{sweep:12}{len(ours['values']):7d}{reference['seconds']:15.1f}{ours['seconds']:10.1f}"
+        print(f"{model:14}{sweep:10}{len(ours['values']):7d}{reference['seconds']:15.1f}{ours['seconds']:10.1f}"
               f"{reference['seconds'] / ours['seconds']:7.1f}x{diff:12.1e}"
               f"{reference_mb:15.0f}{our_mb:15.0f}", flush=True)
-    print(f"(SmolLM2-135M on CPU, {ours['threads']} threads, {args.prompts} IOI prompts of {ours['tokens']} tokens, "
-          "clean into corrupted, metric: mean logit difference)")
+    print(f"(on CPU, {ours['threads']} threads, {args.prompts} IOI prompts, clean into corrupted, "
+          "metric: mean logit difference)")
 
     print("\nattribution patching (two forward passes, one backward) against exact patching")
-    print(f"{'sweep':12}{'time (s)':>10}{'faster than exact':>19}{'correlation':>13}")
-    for sweep in sweeps:
-        estimate = measure("attribution", sweep, args.prompts)
-        correlation = np.corrcoef(estimate["values"], exact[sweep]["values"])[0, 1]
-        print(f"{sweep:12}{estimate['seconds']:10.1f}{exact[sweep]['seconds'] / estimate['seconds']:18.1f}x"
-              f"{correlation:13.3f}", flush=True)
+    print(f"{'model':14}{'sweep':10}{'time (s)':>10}{'faster than exact':>19}{'correlation':>13}")
+    for model, sweep in itertools.product(models, sweeps):
+        estimate = measure(model, "attribution", sweep, args.prompts)
+        correlation = np.corrcoef(estimate["values"], exact[model, sweep]["values"])[0, 1]
+        print(f"{model:14}{sweep:10}{estimate['seconds']:10.1f}"
+              f"{exact[model, sweep]['seconds'] / estimate['seconds']:18.1f}x{correlation:13.3f}", flush=True)
 
     if not args.skip_long:
-        runs = {label: measure("long", budget=budget, memory=True)
+        runs = {label: measure("smollm2-135m", "long", budget=budget, memory=True)
                 for label, budget in (("2 GiB (default)", DEFAULT_MEMORY_BUDGET), ("none", 2**50))}
         width = runs["none"]["width"]
         print(f"\nmemory: one {width}-token prompt pair corrupted at its first name, head_out sweep, "

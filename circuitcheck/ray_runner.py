@@ -10,10 +10,14 @@ would do by hand, with Ray as the scheduler:
    GPU and sets ``CUDA_VISIBLE_DEVICES`` for it): one pytest process, started in the
    project folder so the hypotheses import, writing its report into a temporary folder
    of its own, and sending its evidence.json back with the host and device it ran on;
-3. retry a shard once when it is lost (its pytest died without a report, its worker or
-   machine went away); a shard lost twice has its tests recorded as errors with the
-   reason, and the run is incomplete;
-4. merge the shards on the driver (`circuitcheck.reports.merge`) into one report.
+3. stream each test's record out of the shard as soon as the test finishes (the shard's
+   pytest appends it to a file, `TestStream`; the task yields it to the driver, a Ray
+   streaming generator), so what finished is kept whatever happens to the shard later;
+4. retry a shard once when it is lost (its pytest died without a report, its worker or
+   machine went away), with only the tests it had not finished; a shard lost twice has
+   those unfinished tests recorded as errors with the reason (the finished ones keep
+   their verdicts), and the run is incomplete; Ctrl-C keeps what finished the same way;
+5. merge the shards on the driver (`circuitcheck.reports.merge`) into one report.
 
 The exit status is pytest's: 0 all passed, 1 some test failed, 3 a shard was lost
 (its tests are errors), 2 interrupted, 4 bad arguments, 5 no tests collected.
@@ -36,10 +40,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest  # a dependency of circuitcheck; here for the shard's TestStream hooks
+
 RAY_MISSING = ('circuitcheck-ray needs Ray, which is not installed here: pip install "circuitcheck[ray]" '
                "(on the driver and on every machine of the cluster)")
 REPORT_OPTIONS = ("--report-dir", "--no-report", "--report-keep", "--report-compare")
 OUTPUT_KEPT = 6000  # characters of a lost shard's pytest output shown with its tests
+POLL_SECONDS = 0.2  # how often a shard task looks for newly finished tests
 UPLOAD_EXCLUDES = [".git", ".venv", "venv", "reports/out", "**/__pycache__", ".pytest_cache", ".hypothesis",
                    "*.egg-info", "notebooks/.ipynb_checkpoints"]
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NO_TESTS = 4, 2, 5
@@ -60,6 +67,10 @@ class ShardPlan:
     @property
     def nodeids(self) -> list[str]:
         return [t["nodeid"] for t in self.tests]
+
+    def without(self, done) -> "ShardPlan":
+        """The same shard with only the tests not in ``done`` (node ids): what a retry runs."""
+        return ShardPlan(self.name, self.model, [t for t in self.tests if t["nodeid"] not in done])
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -147,48 +158,192 @@ def plan_shards(tests: list[dict], models: list[str]) -> list[ShardPlan]:
 
 
 def _device() -> str:
-    """The device a Ray task was given: its GPUs (as ``CUDA_VISIBLE_DEVICES`` names them), or cpu."""
-    import ray
+    """The device a Ray task was given: its GPUs (as ``CUDA_VISIBLE_DEVICES`` names them), or cpu
+    (also outside a Ray task)."""
+    try:
+        import ray
 
-    gpus = ray.get_gpu_ids()
+        gpus = ray.get_gpu_ids() if ray.is_initialized() else []  # get_gpu_ids would start Ray
+    except Exception:  # noqa: BLE001 - not in a Ray worker (or no Ray): no GPUs were given
+        gpus = []
     if not gpus:
         return "cpu"
     return f"cuda (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', ','.join(map(str, gpus)))})"
 
 
-def run_shard(plan: ShardPlan, pytest_args: list[str], project: str | None, timeout: float | None) -> dict:
-    """The Ray task: run one pytest process over ``plan``'s tests in ``project`` (None: the
-    task's working folder, where Ray unpacked an uploaded project), its report written into
-    a temporary folder of its own. Returns ``evidence`` (the evidence.json text, or None
-    when pytest wrote none), ``returncode``, ``output`` (its last lines), ``host``, ``device``."""
+# -- in the shard's pytest: every finished test, appended to a file ----------------------------
+
+
+def pytest_addoption(parser):
+    """Loaded into a shard's pytest as ``-p circuitcheck.ray_runner``."""
+    parser.getgroup("circuitcheck-shard", "circuitcheck-ray shards (internal)").addoption(
+        "--circuitcheck-stream-to", metavar="FILE", default=None,
+        help="append each finished test's report record to FILE, one JSON line each (circuitcheck-ray)")
+
+
+def pytest_configure(config):
+    target = config.getoption("circuitcheck_stream_to", None)
+    if target and not hasattr(config, "workerinput"):  # xdist: the controller has the records
+        config.pluginmanager.register(TestStream(config, Path(target)), "circuitcheck-test-stream")
+
+
+class TestStream:
+    """Appends the run's header when the session starts (``{"run": ...}``: what the report
+    plugin's evidence.json has, without tests) and each test's record as soon as its teardown
+    is reported (``{"test": ..., "at": time}``), flushed to disk: the record the shard's
+    evidence.json would hold, there even when the process dies at the next test."""
+
+    __test__ = False  # not a test class, for pytest's collection of this module
+
+    def __init__(self, config, path: Path):
+        self.config, self.path = config, path
+
+    def _append(self, item: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(item, default=str) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def _writer(self):
+        return self.config.pluginmanager.get_plugin("circuitcheck-report-writer")
+
+    @pytest.hookimpl(trylast=True)  # after the report plugin: its record is ready
+    def pytest_sessionstart(self, session):
+        writer = self._writer()
+        if writer is not None:
+            header = writer.run.to_json()
+            header.pop("tests")
+            self._append({"run": header})
+
+    @pytest.hookimpl(trylast=True)  # after the report plugin filed the teardown phase
+    def pytest_runtest_logreport(self, report):
+        writer = self._writer()
+        if report.when != "teardown" or writer is None:
+            return
+        record = writer.run.tests.get(writer.plain_ids.get(report.nodeid, report.nodeid))
+        if record is not None:
+            self._append({"test": record, "at": time.time()})
+
+
+def read_stream(path: Path, offset: int = 0) -> tuple[list[dict], int]:
+    """The complete lines of a stream file from byte ``offset`` on, and the offset after them
+    (a line the dying process left half-written is not complete, and is left out)."""
+    if not path.exists():
+        return [], offset
+    with path.open("rb") as file:
+        file.seek(offset)
+        data = file.read()
+    end = data.rfind(b"\n") + 1
+    items = []
+    for line in data[:end].splitlines():
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return items, offset + end
+
+
+def partial_document(header: dict, records: list[dict], finished: float | None = None) -> dict:
+    """An evidence.json for a shard that wrote none, from what it streamed: its header and the
+    tests that finished; the run is incomplete and its exit status unknown (None)."""
+    from circuitcheck.reports.run import RunRecord, definition_order
+
+    from circuitcheck.reports.run import SCHEMA_VERSION
+
+    started = header.get("started") or min((t.get("at", time.time()) for t in records), default=time.time())
+    record = RunRecord(command=header.get("command", "pytest"), started=started,
+                       tests={t["nodeid"]: t for t in records})
+    return {"schema_version": SCHEMA_VERSION, "command": "pytest", "versions": {}, **header, "started": started,
+            "duration": max((finished or time.time()) - started, 0.0), "exitstatus": None, "incomplete": True,
+            "counts": record.counts(), "models": header.get("models") or record.models(),
+            "tests": definition_order(list(records))}
+
+
+# -- the Ray task ---------------------------------------------------------------------------
+
+
+def run_shard(plan: ShardPlan, pytest_args: list[str], project: str | None, timeout: float | None):
+    """The Ray task (a streaming generator): run one pytest process over ``plan``'s tests in
+    ``project`` (None: the task's working folder, where Ray unpacked an uploaded project), its
+    report written into a temporary folder of its own. Yields ``{"run": header}`` when its
+    session starts and ``{"test": record}`` as each test finishes, then the result:
+    ``evidence`` (the evidence.json text, or None when pytest wrote none), ``returncode``,
+    ``output`` (its last lines), ``host``, ``device``, ``reason``."""
     host, device = socket.gethostname(), _device()
     project = project or os.getcwd()
     if not Path(project).is_dir():
-        return {"evidence": None, "returncode": None, "host": host, "device": device, "output": "",
-                "reason": f"the project folder {project} is not on {host}: check it out at the same path "
-                          "on every machine, or pass --upload-project"}
+        yield {"evidence": None, "returncode": None, "host": host, "device": device, "output": "",
+               "reason": f"the project folder {project} is not on {host}: check it out at the same path "
+                         "on every machine, or pass --upload-project"}
+        return
     with tempfile.TemporaryDirectory(prefix="circuitcheck-shard-") as work:
-        listing = Path(work) / "tests.json"
+        listing, stream, log = Path(work) / "tests.json", Path(work) / "stream.jsonl", Path(work) / "output.txt"
         listing.write_text(json.dumps(plan.nodeids), encoding="utf-8")
         report_dir = Path(work) / "report"
         command = [sys.executable, "-m", "pytest", *pytest_args, *([f"--model={plan.model}"] if plan.model else []),
                    *_rootdir(pytest_args, project), f"--report-dir={report_dir}", "--report-keep=0",
-                   "-p", "no:cacheprovider", "-p", "circuitcheck.shard_plugin", f"--circuitcheck-shard-tests={listing}"]
-        try:
-            done = subprocess.run(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            returncode, output, reason = done.returncode, done.stdout, ""
-        except subprocess.TimeoutExpired as expired:
-            output = expired.stdout.decode(errors="replace") if isinstance(expired.stdout, bytes) else expired.stdout or ""
-            returncode, reason = None, f"stopped after the shard timeout of {timeout:g} s"
+                   "-p", "no:cacheprovider", "-p", "circuitcheck.shard_plugin",
+                   f"--circuitcheck-shard-tests={listing}", "-p", "circuitcheck.ray_runner",
+                   f"--circuitcheck-stream-to={stream}"]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reason, offset = "", 0
+        with log.open("w", encoding="utf-8") as output_file:
+            process = subprocess.Popen(command, cwd=project, stdout=output_file, stderr=subprocess.STDOUT, text=True,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                while process.poll() is None:
+                    if deadline is not None and time.monotonic() > deadline:
+                        process.kill()
+                        process.wait()
+                        reason = f"stopped after the shard timeout of {timeout:g} s"
+                        break
+                    items, offset = read_stream(stream, offset)
+                    for item in items:  # one by one: Ray drives the generator itself
+                        yield item
+                    time.sleep(POLL_SECONDS)
+            finally:
+                if process.poll() is None:  # the task is cancelled (Ctrl-C): its pytest goes too
+                    process.kill()
+                    process.wait()
+        items, offset = read_stream(stream, offset)
+        for item in items:  # one by one: Ray drives the generator itself
+            yield item
+        returncode = None if reason else process.returncode
+        output = log.read_text(encoding="utf-8", errors="replace")
         from circuitcheck.reports.store import latest_run
 
         latest = latest_run(report_dir) if report_dir.is_dir() else None
         evidence = (latest / "evidence.json").read_text(encoding="utf-8") if latest else None
     if evidence is None and not reason:
         reason = f"pytest exited with code {returncode} without writing evidence.json (killed, or crashed)"
-    return {"evidence": evidence, "returncode": returncode, "output": output[-OUTPUT_KEPT:], "host": host,
-            "device": device, "reason": reason}
+    yield {"evidence": evidence, "returncode": returncode, "output": output[-OUTPUT_KEPT:], "host": host,
+           "device": device, "reason": reason}
+
+
+@dataclass
+class Progress:
+    """What the driver knows of one shard across its attempts: the header and the records of
+    the tests that finished (kept whatever happens to the shard after), by node id."""
+
+    plan: ShardPlan
+    attempt: int = 1
+    header: dict | None = None
+    done: dict = field(default_factory=dict)
+    last: float | None = None
+
+    def take(self, item: dict) -> bool:
+        """File a streamed item; False for the task's final result."""
+        if "run" in item:
+            self.header = self.header or item["run"]
+            return True
+        if "test" in item:
+            self.done[item["test"]["nodeid"]] = item["test"]
+            self.last = item.get("at", self.last)
+            return True
+        return False
+
+    def remaining(self) -> ShardPlan:
+        return self.plan.without(self.done)
 
 
 def _first_line(error: BaseException) -> str:
@@ -197,62 +352,88 @@ def _first_line(error: BaseException) -> str:
 
 
 def run_shards(plans: list[ShardPlan], pytest_args: list[str], project: str | None, options) -> tuple[list, bool]:
-    """Run every shard on Ray, each lost one again up to ``options.retries`` times; return
-    the merge's Shards, in the order of ``plans``. Ctrl-C stops the shards still running:
-    they are recorded as lost, the finished ones are kept, and ``interrupted`` is True."""
+    """Run every shard on Ray, keeping each test's record as it streams in; run a lost shard's
+    unfinished tests again, up to ``options.retries`` times; return the merge's Shards, in the
+    order of ``plans``. Ctrl-C stops the shards still running: their finished tests are kept,
+    the others recorded as lost, and ``interrupted`` is True."""
     import ray
 
-    from circuitcheck.reports.merge import Shard
-
     task = ray.remote(run_shard).options(num_gpus=options.gpus_per_shard, num_cpus=options.cpus_per_shard,
-                                         max_retries=0)
+                                         max_retries=0, num_returns="streaming")
 
     def submit(plan):
         return task.remote(plan, pytest_args, project, options.shard_timeout)
 
-    pending = {submit(plan): (index, 1) for index, plan in enumerate(plans)}
-    finished: dict[int, Shard] = {}
+    shards = [Progress(plan) for plan in plans]
+    pending = {submit(plan): index for index, plan in enumerate(plans)}  # streaming generator -> shard
+    finished: dict = {}
     interrupted = False
     try:
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            index, attempt = pending.pop(ref)
-            plan = plans[index]
+            [generator], _ = ray.wait(list(pending), num_returns=1)
+            index = pending[generator]
+            state = shards[index]
             try:
-                result = ray.get(ref)
+                item = ray.get(next(generator))
+            except StopIteration:
+                item = {"evidence": None, "reason": "its task ended without a result", "output": ""}
             except ray.exceptions.RayError as error:  # the task, its worker or its machine was lost
-                result = {"evidence": None, "reason": f"Ray lost the task: {_first_line(error)}", "output": str(error)}
-            if result["evidence"] is None and attempt <= options.retries:
-                print(f"circuitcheck-ray: shard {plan.name} lost ({result['reason']}); running it again", flush=True)
-                pending[submit(plan)] = (index, attempt + 1)
+                item = {"evidence": None, "reason": f"Ray lost the task: {_first_line(error)}", "output": str(error)}
+            if state.take(item):
                 continue
-            finished[index] = _shard(plan, result, attempt)
-            print(f"circuitcheck-ray: shard {plan.name}: {finished[index].reason or 'done'} "
-                  f"(host {finished[index].host}, {finished[index].device}, attempt {attempt})", flush=True)
+            del pending[generator]
+            left = state.remaining().tests
+            if item["evidence"] is None and state.attempt <= options.retries and left:
+                print(f"circuitcheck-ray: shard {state.plan.name} lost ({item['reason']}) after {len(state.done)} "
+                      f"finished test(s); running its {len(left)} unfinished test(s) again", flush=True)
+                state.attempt += 1
+                pending[submit(state.remaining())] = index
+                continue
+            finished[index] = _shard(state, item)
+            print(f"circuitcheck-ray: shard {state.plan.name}: {finished[index].reason or 'done'} "
+                  f"(host {finished[index].host}, {finished[index].device}, attempt {state.attempt})", flush=True)
     except KeyboardInterrupt:
-        for ref, (index, attempt) in pending.items():
-            ray.cancel(ref, force=True)
-            finished[index] = Shard(name=plans[index].name, document=None, attempts=attempt, failed=True,
-                                    reason="interrupted (Ctrl-C) before it finished", lost_tests=plans[index].tests)
-        print("circuitcheck-ray: interrupted; merging the shards that finished", flush=True)
+        for generator, index in pending.items():
+            ray.cancel(generator, force=True)
+            finished[index] = _shard(shards[index], {"evidence": None, "output": "",
+                                                     "reason": "interrupted (Ctrl-C) before it finished"})
+        print("circuitcheck-ray: interrupted; merging the shards' finished tests", flush=True)
         interrupted = True
     return [finished[i] for i in sorted(finished)], interrupted
 
 
-def _shard(plan: ShardPlan, result: dict, attempts: int):
-    """The merge's Shard for a task's last result."""
+def _in_collection_order(plan: ShardPlan, records: list[dict]) -> list[dict]:
+    """``records`` with their places in the driver's collection: each attempt's pytest numbers
+    only the tests it ran, so records from several attempts are ordered by the plan's."""
+    from circuitcheck.reports.run import definition_order
+
+    places = {t["nodeid"]: t["order"] for t in plan.tests if "order" in t}
+    return definition_order([{**r, "order": places[r["nodeid"]]} if r["nodeid"] in places else r for r in records])
+
+
+def _shard(state: Progress, result: dict):
+    """The merge's Shard for a shard's last result, with the tests earlier attempts finished.
+    A shard lost for good keeps its finished tests (a partial evidence.json from the stream);
+    only the tests it did not finish are recorded as lost."""
     from circuitcheck.reports.merge import Shard
 
+    plan = state.plan
     common = dict(name=plan.name, source=None, host=result.get("host"),  # its evidence.json came back as text
-                  device=result.get("device"), attempts=attempts)
-    if result["evidence"] is None:
-        return Shard(document=None, failed=True, reason=result["reason"], details=result.get("output", ""),
-                     lost_tests=plan.tests, **common)
-    document = json.loads(result["evidence"])
-    reported = {t["nodeid"] for t in document.get("tests", [])}
-    missing = [t for t in plan.tests if t["nodeid"] not in reported]
-    reason = f"{len(missing)} of its tests not reported (not collected there)" if missing else ""
-    return Shard(document=document, reason=reason, details=result.get("output", ""), lost_tests=missing, **common)
+                  device=result.get("device"), attempts=state.attempt, details=result.get("output", ""))
+    if result["evidence"] is not None:
+        document = json.loads(result["evidence"])
+        reported = {t["nodeid"] for t in document.get("tests", [])}
+        earlier = [t for nodeid, t in state.done.items() if nodeid not in reported]  # before a retry
+        document["tests"] = _in_collection_order(plan, earlier + document.get("tests", []))
+        missing = [t for t in plan.tests if t["nodeid"] not in reported and t["nodeid"] not in state.done]
+        reason = f"{len(missing)} of its tests not reported (not collected there)" if missing else ""
+        return Shard(document=document, reason=reason, lost_tests=missing, **common)
+    document = (partial_document(state.header or {}, _in_collection_order(plan, list(state.done.values())),
+                                 state.last) if state.done else None)
+    left = state.remaining().tests
+    if not left:  # every test finished and streamed: only its report was lost
+        return Shard(document=document, reason=f"{result['reason']}, after every test had finished", **common)
+    return Shard(document=document, failed=True, reason=result["reason"], lost_tests=left, **common)
 
 
 def _connect(options) -> bool:

@@ -4,8 +4,9 @@
     .venv/bin/python docs/build_api.py --check  # exit 1 when docs/API.md is out of date (CI)
 
 For each function: its signature and docstring, and for the string arguments
-that take a fixed set of values, the values (from the registries the code
-checks them against). For each Result: its fields, properties and methods.
+that take a fixed set of values, the values (from the registry that function
+checks them against: an argument name such as ``kind`` means different things
+in different modules). For each Result: its fields, properties and methods.
 """
 
 import argparse
@@ -23,17 +24,42 @@ SECTIONS = (
 )
 
 
-def allowed_values() -> dict[str, str]:
-    """String arguments with a fixed set of values, as the code checks them."""
-    from circuitcheck.probes import METRICS, STEPS, SWEEPS
-    from circuitcheck.probes.ablation import KINDS
-    from circuitcheck.probes.patching import DIRECTIONS
+# Arguments checked by one shared function, whichever probe takes them: the registry it checks.
+SHARED = {"metric": ("circuitcheck.probes.metrics", "METRICS"),  # resolve_metric
+          "sweep": ("circuitcheck.probes.patching", "SWEEPS"),  # patching.prepare
+          "direction": ("circuitcheck.probes.patching", "DIRECTIONS"),  # patching.prepare
+          "step": ("circuitcheck.probes.feasibility", "STEPS")}
+# Arguments each module checks against a registry of its own (``kind`` is an ablation in
+# probes.ablation and a head class in probes.head_scores): looked up in the function's module.
+OWN = {"kind": "KINDS", "ablation": "ABLATIONS", "receiver_input": "INPUTS"}
 
-    def listed(values):
-        return ", ".join(f"`{v}`" for v in values)
 
-    return {"sweep": listed(SWEEPS), "direction": listed(DIRECTIONS), "metric": listed(METRICS) + " or a function",
-            "kind": listed(KINDS), "step": listed(STEPS)}
+def allowed_values(obj) -> dict[str, tuple]:
+    """The string arguments of function ``obj`` that take a fixed set of values, and those
+    values, from the registry the code checks each against. An argument in OWN whose module
+    has no such registry is an error here, not another module's list."""
+    import importlib
+
+    try:
+        parameters = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return {}
+    module = importlib.import_module(obj.__module__)
+    out = {}
+    for parameter in parameters:
+        if parameter in SHARED:
+            where, registry = SHARED[parameter]
+            out[parameter] = tuple(getattr(importlib.import_module(where), registry))
+        elif parameter in OWN:
+            if not hasattr(module, OWN[parameter]):
+                raise LookupError(f"{obj.__name__}({parameter}=...): {module.__name__} has no {OWN[parameter]}; "
+                                  "give the module the registry its check uses, or list the argument in SHARED")
+            out[parameter] = tuple(getattr(module, OWN[parameter]))
+    return out
+
+
+def listed(parameter: str, values: tuple) -> str:
+    return ", ".join(f"`{v}`" for v in values) + (" or a function" if parameter == "metric" else "")
 
 
 def _doc(obj) -> str:
@@ -47,15 +73,9 @@ def _signature(name: str, obj) -> str:
         return name
 
 
-def function_entry(name: str, obj, values: dict) -> list[str]:
+def function_entry(name: str, obj) -> list[str]:
     lines = [f"### `{_signature(name, obj)}`", "", _doc(obj), ""]
-    try:
-        parameters = inspect.signature(obj).parameters
-    except (TypeError, ValueError):
-        parameters = {}
-    for parameter, text in values.items():
-        if parameter in parameters:
-            lines += [f"- `{parameter}`: {text}"]
+    lines += [f"- `{parameter}`: {listed(parameter, values)}" for parameter, values in allowed_values(obj).items()]
     return lines + [""] if lines[-1] != "" else lines
 
 
@@ -85,7 +105,6 @@ def build() -> str:
     import circuitcheck
     from circuitcheck.probes.results import Result
 
-    values = allowed_values()
     placed = {n for _, names in SECTIONS for n in names}
     results = sorted(n for n in circuitcheck.__all__ if isinstance(getattr(circuitcheck, n), type)
                      and issubclass(getattr(circuitcheck, n), Result) and n not in placed)
@@ -109,7 +128,7 @@ def build() -> str:
             elif inspect.isclass(obj):
                 out += class_entry(name, obj)
             elif callable(obj):
-                out += function_entry(name, obj, values)
+                out += function_entry(name, obj)
             else:
                 shown = ", ".join(map(str, obj)) if isinstance(obj, (tuple, list, dict)) else repr(obj)
                 out += [f"### `{name}`", "", f"`{shown}`", ""]

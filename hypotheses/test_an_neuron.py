@@ -21,15 +21,20 @@ AN_EXPECTED = PromptSet(*zip(*[(p, a, c) for p, a, c in zip(A_AN.prompts, A_AN.a
                                if a[0] == " an"]), name="a/an, ' an' expected")
 
 
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "Gemma 3 270M prefers ' a' on pear/apple: logit difference -2.63"))
 def test_pear_apple_prefers_an(model):
     """On the pear/apple prompt the model prefers ' an' to ' a' (SmolLM2: about +0.7)."""
     result = logit_diff(model, PEAR_APPLE)
     assert result.per_prompt[0] > 0, result
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "does not hold on SmolLM2-135M: it picks ' an' on only about a quarter of the vowel objects "
-    "(pear/apple is one of them) and ' a' on every consonant object; the a/an choice is weak here"))
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "it picks ' an' on only about a quarter of the vowel objects (pear/apple is one of them) and "
+    "' a' on every consonant object; the a/an choice is weak here"))
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "its choice is right on 72 of the 126 prompts (57%); it leans to ' a' (on the ' an' prompts "
+    "the mean logit difference is -3.0)"))
 def test_the_article_follows_the_object_across_the_family(model):
     """Over the a/an family (126 prompts), the model's top choice between ' a' and ' an' is
     right on at least 90% of the prompts."""
@@ -46,6 +51,9 @@ def test_a_neuron_is_exceptionally_congruent_with_an(model, evidence):
     assert congruence.summary()["z_score_of_top"] > 5 and congruence.token_rank[0] == 1, congruence
 
 
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "its most ' an'-congruent neuron, L16N1611 (congruence z = 19.6), is anti-correlated with the "
+    "' an' logit over the a/an family: r = -0.67, 95% interval [-0.76, -0.56]"))
 def test_the_an_neuron_fires_when_the_model_predicts_an(model):
     """The most ' an'-congruent neuron's activation correlates with the ' an' logit over the
     a/an family: r > 0.5, with the 95% bootstrap interval above 0."""
@@ -54,6 +62,9 @@ def test_the_an_neuron_fires_when_the_model_predicts_an(model):
     assert result.r > 0.5 and result.ci[0] > 0, result
 
 
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "there is nothing to recover: the corruption flips none of the 54 ' an' prompts, on which it "
+    "prefers ' a' already (mean logit difference -3.01 clean, -5.14 corrupted)"))
 def test_patching_the_an_neuron_recovers_most_of_its_layer(model):
     """Patching the top ' an' neuron alone (clean into corrupted, all positions) recovers at
     least 30% of the logit difference on the ' an' prompts, and at least 80% of what
@@ -84,10 +95,13 @@ def test_gpt2_large_reference_an_neuron(model):
     assert 0.3 < result.recovery[0] < 0.7, result
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the analogy breaks for numbers on SmolLM2-135M: the most '5'-congruent neuron (L29N1454) "
-    "is exceptional in its weights (z ≈ 9) but its activation does not track the '5' logit over "
-    "the counting prompts (r ≈ 0.05, interval spanning 0)"))
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "the analogy breaks for numbers: the most '5'-congruent neuron (L29N1454) is exceptional in "
+    "its weights (z ≈ 9) but its activation does not track the '5' logit over the counting "
+    "prompts (r ≈ 0.05, interval spanning 0)"))
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "the analogy breaks for numbers: the most '5'-congruent neuron (L16N1891, z = 29) does not "
+    "track the '5' logit over the 8 counting prompts (r = 0.04, interval [-0.72, 0.79])"))
 def test_a_congruent_neuron_predicts_the_next_number(model):
     """The most congruent neuron for the answer digit '5' fires when the model predicts it:
     r > 0.5 over the counting prompts, interval above 0."""
@@ -98,10 +112,12 @@ def test_a_congruent_neuron_predicts_the_next_number(model):
     assert result.r > 0.5 and result.ci[0] > 0, result
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the analogy breaks for days at the first step on SmolLM2-135M: after 'Monday, Tuesday,' "
-    "it mostly predicts months (' April', ' January'); the next day is its top choice on only "
-    "about a fifth of the prompts, so there is no behaviour for a neuron to carry"))
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "the analogy breaks for days at the first step: after 'Monday, Tuesday,' it mostly predicts "
+    "months (' April', ' January'); the next day is its top choice on only about a fifth of the "
+    "prompts, so there is no behaviour for a neuron to carry"))
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "nearly: the next day is its top choice on 10 of 14 prompts (71%) and second on the rest"))
 def test_the_model_continues_the_days_of_the_week(model):
     """The next day is the top prediction on at least 80% of the day prompts."""
     result = top_k(model, day_prompts())

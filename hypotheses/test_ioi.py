@@ -34,6 +34,9 @@ def test_answer_in_top_3(model):
     assert result.correct_in_top(3).all(), result
 
 
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "half of the final 4.90 has formed by the middle of layer 11 of 18, one layer before the last "
+    "third begins: the layer of its top head, L11H3"))
 def test_logit_difference_forms_in_the_later_layers(model, evidence):
     """Logit lens: the residual stream first reaches half its final logit difference
     in the last third of the layers."""
@@ -69,11 +72,13 @@ def test_a_top_head_attends_to_the_indirect_object(model):
     assert to_io.mean.max() > 0.3, to_io
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "does not hold on SmolLM2-135M: its top direct-effect head (L23H3) attends from the "
-    "final position mostly to the repeated subject (~0.67) and little to the indirect "
-    "object (~0.05), so it raises the logit difference by suppressing the subject, "
-    "not by copying the indirect object as GPT-2's name movers do"))
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "its top direct-effect head (L23H3) attends from the final position mostly to the repeated "
+    "subject (~0.67) and little to the indirect object (~0.05), so it raises the logit difference "
+    "by suppressing the subject, not by copying the indirect object as GPT-2's name movers do"))
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "as on SmolLM2: its top direct-effect head, L11H3 (4.44 of the 4.90 logit difference), attends "
+    "from the final position to the subject (0.36) more than to the indirect object (0.08)"))
 def test_the_top_head_attends_to_the_indirect_object_more_than_the_subject(model):
     """The single head with the largest direct effect attends more to the indirect
     object than to the subject (the GPT-2 small name-mover picture)."""
@@ -87,6 +92,26 @@ def test_l23h3_carries_the_answer_on_smollm2(model):
     """On SmolLM2-135M, head L23H3 has the largest direct effect on the IOI logit difference."""
     heads = head_attribution(model, IOI)
     assert heads.top(1)["head"][0] == "L23H3", heads
+
+
+@pytest.mark.models("gemma3-270m")
+def test_l11h3_carries_the_answer_on_gemma(model):
+    """On Gemma 3 270M one head dominates both ways of looking: L11H3 has the largest direct
+    effect (about 4.4 of the 4.9 logit difference) and patching it alone recovers the most
+    (about 40%)."""
+    direct, patched = head_attribution(model, IOI), patch(model, IOI, "head_out")
+    assert direct.top(1)["head"][0] == "L11H3", direct
+    assert direct.top(1)["mean"][0] > 0.8 * logit_diff(model, IOI).mean, direct
+    assert patched.top(1)["head"][0] == "L11H3" and patched.top(1)["recovery"][0] > 0.3, patched
+
+
+def test_the_head_patching_ranks_first_is_a_top_three_head_by_direct_attribution(model):
+    """The two ways of finding the head that carries the answer agree: the head whose output,
+    patched alone, recovers the most is among the three with the largest direct effect
+    (SmolLM2: L23H3 first in both; Gemma 3: L11H3 first in both)."""
+    first = patch(model, IOI, "head_out").top(1)["head"][0]
+    direct = head_attribution(model, IOI)
+    assert first in set(direct.top(3)["head"]), (first, direct)
 
 
 @pytest.mark.models("gpt2")

@@ -59,9 +59,9 @@ def test_the_ioi_head_l23h3_also_carries_counting_on_smollm2(model, counting):
         assert heads.top(1)["head"][0] == "L23H3" and heads.top(1)["recovery"][0] > 0.4, heads
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the analogy breaks here on SmolLM2-135M: for counting the direct effect is spread over many "
-    "heads (top-5 share ≈0.35, against ≈0.72 for IOI), even though patching still singles out L23H3"))
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "the analogy breaks here: for counting the direct effect is spread over many heads (top-5 "
+    "share ≈0.35, against ≈0.72 for IOI), even though patching still singles out L23H3"))
 def test_a_handful_of_heads_carry_the_direct_effect_as_in_ioi(model, counting):
     """Head attribution: the top 5 heads carry more than half of the total absolute direct
     effect, as they do for IOI."""

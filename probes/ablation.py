@@ -13,6 +13,7 @@ Sites are written as researchers write them: ``"L9H6"`` (a head's output),
 ``"L25N1527"`` (a neuron), ``"attn_out L5"`` or ``"mlp_out L5"`` (a layer's output).
 """
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .input_errors import check_count
 from .evidence import probe
 from .forward import at_positions, final_logits, input_device, require_plain_model
 from .metrics import resolve_metric
@@ -91,6 +93,7 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
     it must tokenize to the same length."""
     if kind not in KINDS:
         raise ValueError(f"ablation {kind!r}: choose one of {', '.join(KINDS)}")
+    seed = check_count("seed", seed, 0, "a seed is a whole number from 0 up, e.g. seed=0")
     require_plain_model(model, "ablation")
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
@@ -173,7 +176,18 @@ class GaussianNoise:
     seed: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+        positions = (self.positions,) if isinstance(self.positions, (int, np.integer)) else tuple(self.positions)
+        positions = tuple(check_count("positions", p, 0, "token indices from 0 (BOS counted), e.g. positions=[1, 2]")
+                          for p in positions)
+        if not positions:
+            raise ValueError("positions=(): name the token indices to add noise to (BOS counted), e.g. [1, 2]")
+        object.__setattr__(self, "positions", positions)
+        check_count("samples", self.samples, 1, "the number of seeded noise draws, e.g. samples=10")
+        check_count("seed", self.seed, 0, "a seed is a whole number from 0 up, e.g. seed=0")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float, np.integer, np.floating)) or not (
+                math.isfinite(self.scale) and self.scale >= 0):
+            raise ValueError(f"scale={self.scale!r}: give the noise's size as a number of at least 0, in "
+                             "embedding standard deviations (3.0 is the default)")
 
     def std(self, model) -> float:
         return self.scale * float(model.W_E.detach().float().std())
@@ -202,7 +216,7 @@ def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
     device = input_device(model)
-    noise = GaussianNoise(tuple(int(p) for p in positions), scale, samples, seed)
+    noise = GaussianNoise(positions, scale, samples, seed)  # checks the counts before any pass
     if any(not 0 <= p < min(tokenized.lengths) for p in noise.positions):
         raise ValueError(f"positions {list(noise.positions)}: the shortest prompt has "
                          f"{min(tokenized.lengths)} tokens")

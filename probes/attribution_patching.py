@@ -19,7 +19,8 @@ import torch
 
 from .evidence import probe
 from .forward import input_device
-from .linearise import post_norm_name
+from .linearise import capped, post_norm_name
+from .patch_runs import Stop
 from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
 
 
@@ -71,13 +72,21 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     def start_graph(activation, hook):  # parameters are frozen: let gradients start here
         return activation.detach().requires_grad_(True)
 
+    def stop_before_unembedding(activation, hook):  # only the final position is unembedded
+        target_acts["unnormed"] = activation[:, -1]
+        raise Stop
+
     with torch.enable_grad():  # forward pass 2 and the backward pass: the target run
         hooks = [("hook_embed", start_graph)]
         hooks += [(name, track(name, not head_output)) for name in names.values()]
         hooks += [(grad_at[name], track(grad_at[name], True)) for name in names.values() if head_output]
-        logits = model.run_with_hooks(target.tokens.to(device), fwd_hooks=hooks)
-        final = logits[:, -1].float()
-        clean_final = (source_logits if source is clean else logits)[:, -1].float().detach()
+        with model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop_before_unembedding)]):
+            try:
+                model(target.tokens.to(device))
+            except Stop:
+                pass
+        final = capped(model, model.unembed(model.ln_final(target_acts.pop("unnormed")[:, None]))[:, 0].float())
+        clean_final = (source_logits[:, -1].float() if source is clean else final).detach()
         scores = metric_fn(final, answers, clean_final)
         scores.sum().backward()
     target_baseline = scores.detach().cpu().numpy()

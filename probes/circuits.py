@@ -23,6 +23,7 @@ batch, one block of rows per circuit, and each layer's hook mixes the clean outp
 and the ablation value by that block's mask (`evaluate`).
 """
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ import torch
 
 from .evidence import probe
 from .forward import at_positions, check_finite, final_logits, memo, require_plain_model
+from .input_errors import check_count
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
 from .positions import resolve
@@ -40,6 +42,13 @@ from .sites import head_label, parse_head
 
 ABLATIONS = ("mean", "resample", "zero")
 TOKENS_PER_PASS = 8192  # bounds the rows × positions of one batched pass
+P_BELOW_005 = 20  # random circuits: the fewest N whose smallest p-value, 1/(1+N) = 1/21, is below 0.05
+
+
+def random_needed(fraction: float) -> int:
+    """The fewest random circuits N for which beating ``fraction`` of them can be significant:
+    the smallest p-value, 1/(1+N), is below 1 − ``fraction`` (20 for 0.95: p < 0.05)."""
+    return math.floor(1 / (1 - fraction) + 1e-9)
 
 
 def _mlp_number(mlp) -> int:
@@ -241,6 +250,7 @@ def _reference_pass(model, tokenized, names) -> tuple[dict, torch.Tensor]:
 def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
           probe_name: str = "circuit evaluation", mlps: bool = False) -> Setup:
     """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
+    seed = check_count("seed", seed, 0, "a seed is a whole number from 0 up, e.g. seed=0")
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(ABLATIONS)}")
     require_plain_model(model, probe_name)
@@ -326,6 +336,7 @@ def _mix_hook(keep: torch.Tensor, value: torch.Tensor | None, blocks: int):
 
 def evaluate(s: Setup, circuits: list[Circuit], tokens_per_pass: int = TOKENS_PER_PASS) -> np.ndarray:
     """The metric (circuit × prompt) with only each circuit left, many circuits per forward pass."""
+    check_count("tokens_per_pass", tokens_per_pass, 1, f"it bounds one batched pass ({TOKENS_PER_PASS} by default)")
     model, tok = s.model, s.tokenized
     device = next(model.parameters()).device
     n, n_layers = s.n_prompts, model.cfg.n_layers
@@ -475,7 +486,8 @@ class RandomCircuitTest(Result):
 
     Score: closeness to the model, −|F(M) − F(circuit)|. ``quantile``: the share of random
     circuits the candidate beats (strictly closer); ``p_value`` = (1 + #random at least as
-    close) / (1 + N), the chance that a random circuit does as well.
+    close) / (1 + N), the chance that a random circuit does as well. It is never below
+    1/(1 + N): p < 0.05 needs N ≥ 20, and `beats_random` refuses an N too small to tell.
     """
 
     circuit: str
@@ -507,8 +519,23 @@ class RandomCircuitTest(Result):
     def p_value(self) -> float:
         return float((1 + (self.random_gaps <= self.candidate_gap).sum()) / (1 + len(self.random_gaps)))
 
+    @property
+    def smallest_p_value(self) -> float:
+        """1/(1 + N): the p-value when the candidate beats every random circuit."""
+        return 1 / (1 + len(self.random_gaps))
+
     def beats_random(self, fraction: float = 0.95) -> bool:
-        """True when the candidate is closer to the model than ``fraction`` of random circuits."""
+        """True when the candidate is closer to the model than ``fraction`` of random circuits.
+        A ValueError when N is too small for that to mean anything: the smallest p-value,
+        1/(1 + N), must be below 1 − ``fraction`` (for 0.95, p < 0.05: N ≥ 20)."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"beats_random(fraction={fraction!r}): give a share of random circuits "
+                             "between 0 and 1, e.g. 0.95")
+        needed, n = random_needed(fraction), len(self.random_gaps)
+        if n < needed:
+            raise ValueError(f"beats_random({fraction}) on n={n} random circuits: the p-value can be no smaller "
+                             f"than 1/(1+n) = {self.smallest_p_value:.3g}, not below {1 - fraction:.3g}; run "
+                             f"random_circuit_test with n >= {needed} (n >= {P_BELOW_005} for p < 0.05)")
         return self.quantile >= fraction
 
     @property
@@ -535,9 +562,9 @@ class RandomCircuitTest(Result):
 def random_circuit_test(model, prompts, circuit, n: int = 100, seed: int = 0, reference=None,
                         ablation: str = "mean", metric="logit_diff") -> RandomCircuitTest:
     """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
-    evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``."""
-    if n < 1:
-        raise ValueError(f"n={n}: compare against at least one random circuit (100 is usual)")
+    evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
+    p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual)."""
+    n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None)
     circuit = _checked(model, prompts, circuit, s)
@@ -608,6 +635,10 @@ def completeness(model, prompts, circuit, reference=None, ablation: str = "mean"
     """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
     with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
     default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (10 is the default)")
+    if greedy_steps is not None:
+        greedy_steps = check_count("greedy_steps", greedy_steps, 0,
+                                   "the greedy search's additions (0: no search; None: half the circuit)")
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None)
     circuit = _checked(model, prompts, circuit, s)
@@ -686,6 +717,7 @@ def minimality(model, prompts, circuit, reference=None, ablation: str = "mean", 
                n_random: int = 5, seed: int = 0) -> Minimality:
     """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
     K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None)
     circuit = _checked(model, prompts, circuit, s)
@@ -749,6 +781,7 @@ class Compensation(Result):
 
     def top_risers(self, k: int = 5) -> pd.DataFrame:
         """The k heads (not ablated) whose direct effect rises most."""
+        k = check_count("k", k, 0, "the number of heads to list, e.g. top_risers(5)")
         return self.df[~self.df["ablated"]].nlargest(k, "change").reset_index(drop=True)
 
     def summary(self) -> dict:

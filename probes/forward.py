@@ -98,15 +98,17 @@ def check_finite(logits: Tensor, tokenized: Tokenized) -> None:
 
 
 def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
-    """Logits at each prompt's last real token, float32 on the CPU."""
+    """Logits at each prompt's last real token, float32 on the CPU: the pass stops before the
+    unembedding, and only the final positions are unembedded (a 262k-token vocabulary at
+    every position would be most of the work)."""
+    from .patch_runs import final_logits_with  # built on this module
 
     def compute():
         rows = []
         device = input_device(model)
         with torch.inference_mode():
             for tokens, positions in batches(tokenized):
-                logits = model(tokens.to(device), return_type="logits")
-                rows.append(at_positions(logits, positions).float().cpu())
+                rows.append(final_logits_with(model, tokens.to(device), positions, []).cpu())
         logits = torch.cat(rows)
         check_finite(logits, tokenized)
         return logits

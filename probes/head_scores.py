@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .input_errors import check_count
 from .evidence import probe
 from .forward import input_device
 from .model_state import model_info, model_name
 from .results import Result
 from .sites import head_label
+from .tokens import PromptTooLongError
 
 KINDS = ("previous_token", "duplicate_token", "induction")
 
@@ -76,6 +78,7 @@ class HeadScores(Result):
 
     def top(self, k: int = 5) -> pd.DataFrame:
         """The k heads that score highest."""
+        k = check_count("k", k, 0, "the number of heads to list, e.g. top(5)")
         return self.df.nlargest(k, "score").reset_index(drop=True)
 
     def heads_above(self, threshold: float) -> list[str]:
@@ -101,15 +104,30 @@ class HeadScores(Result):
                 "diverging": False, "title": self.title}
 
 
+def _checked_counts(length, samples, seed) -> tuple[int, int, int]:
+    return (check_count("length", length, 1, "the random tokens of each induction half, e.g. length=20"),
+            check_count("samples", samples, 1, "the number of repeated random sequences, e.g. samples=10"),
+            check_count("seed", seed, 0, "a seed is a whole number from 0 up, e.g. seed=0"))
+
+
 def repeated_random_tokens(model, length: int, samples: int, seed: int,
                            prepend_bos: bool | None = None) -> list[torch.Tensor]:
     """``samples`` sequences: the prepended token (the model's, or its tokenizer's BOS when
-    ``prepend_bos`` is True; none when False), then ``length`` random tokens twice."""
+    ``prepend_bos`` is True; none when False), then ``length`` random tokens twice. Like every
+    prompt, a sequence must fit the model's context (`PromptTooLongError` otherwise)."""
+    length, samples, seed = _checked_counts(length, samples, seed)
+    prepended = (model_info(model).prepended if prepend_bos is None
+                 else model.tokenizer.bos_token if prepend_bos else None)
+    first = 1 if prepended else 0
+    total, limit = first + 2 * length, int(model.cfg.n_ctx)
+    if total > limit:
+        made = (f"{prepended!r}, then " if prepended else "") + f"{length} random tokens twice"
+        raise PromptTooLongError(f"length={length}: each induction sequence is {total} tokens ({made}), but "
+                                 f"{model_name(model)} reads at most {limit} (model.cfg.n_ctx); "
+                                 f"use length <= {(limit - first) // 2}")
     special = set(model.tokenizer.all_special_ids)
     vocabulary = torch.tensor([i for i in range(model.cfg.d_vocab) if i not in special])
     generator = torch.Generator().manual_seed(seed)
-    prepended = (model_info(model).prepended if prepend_bos is None
-                 else model.tokenizer.bos_token if prepend_bos else None)
     start = model.tokenizer.convert_tokens_to_ids(prepended) if prepended else None
     sequences = []
     for _ in range(samples):
@@ -121,7 +139,8 @@ def repeated_random_tokens(model, length: int, samples: int, seed: int,
 
 def _sequences(model, prompts, kind: str, length: int, samples: int, seed: int, prepend_bos):
     if kind == "induction":
-        return repeated_random_tokens(model, length, samples, seed, prepend_bos), f"{samples} × {length} random tokens, twice"
+        described = f"{samples} × {length} random tokens, twice"
+        return repeated_random_tokens(model, length, samples, seed, prepend_bos), described
     if prompts is None:
         raise ValueError(f"head_scores(model, prompts, {kind!r}) needs prompts: the {kind.replace('_', '-')} "
                          "pattern is read on real text (only 'induction' makes its own random tokens)")
@@ -168,6 +187,7 @@ def head_scores(model, prompts=None, kind: str = "previous_token", *, length: in
     """
     if kind not in KINDS:
         raise ValueError(f"head class {kind!r}: choose one of {', '.join(KINDS)}")
+    _checked_counts(length, samples, seed)  # also for the text classes, which do not use them
     sequences, described = _sequences(model, prompts, kind, length, samples, seed, prepend_bos)
     short = [i for i, s in enumerate(sequences) if len(s) < 2]
     if short:

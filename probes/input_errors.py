@@ -9,11 +9,23 @@ exception. `hide_frames_for_input_errors` installs `raised_for_the_input` in
 each circuitcheck module: frames are hidden only for such errors raised by
 circuitcheck's own code, so a genuine bug (an error from torch, a TypeError)
 keeps its whole traceback, and ``pytest --full-trace`` shows everything.
+`check_count` is the one check of every count, size and seed a probe takes.
 """
 
 import sys
 
+import numpy as np
+
 INPUT_ERRORS = (ValueError, LookupError)
+
+
+def check_count(name: str, value, minimum: int = 0, fix: str = "") -> int:
+    """``value`` as an int when it is a whole number of at least ``minimum``; otherwise a
+    ValueError naming the argument, its value and ``fix``. The one check every probe's
+    counts, sizes and seeds go through (a negative count is never quietly taken as 0)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}={value!r}: give a whole number of at least {minimum}" + (f"; {fix}" if fix else ""))
+    return int(value)
 
 
 def raised_for_the_input(excinfo) -> bool:

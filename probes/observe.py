@@ -4,7 +4,7 @@ Logit lens, layer and head attribution all read the residual stream at each
 prompt's final position only; attention probes read whole patterns. One forward
 pass with hooks on exactly those activations (a names filter, no gradients)
 keeps, per prompt, the final-position vectors and the attention patterns, and
-the final logits. The result is cached per (model, prompts), so every probe on
+the final logits (only the final positions unembedded, as `forward.final_logits` does). The result is cached per (model, prompts), so every probe on
 the same prompt set in a pytest session shares that one pass.
 """
 
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .forward import at_positions, batches, check_finite, input_device, memo, remember
 from .linearise import scale_hooks
+from .patch_runs import Stop, unembed_final
 from .tokens import Tokenized
 
 
@@ -54,12 +55,23 @@ def _run_batch(model, tokens: Tensor, positions: Tensor):
             patterns[layer] = activation.float().cpu()
         return hook
 
+    def keep_unnormed(activation, hook):
+        unnormed.append(at_positions(activation, positions))
+
+    def stop(activation, hook):  # the final norm's scale is kept; the unembedding waits
+        raise Stop
+
+    unnormed = []
     hooks = [(name, keep_final(name)) for name in final_position_hooks(model)]
     hooks += [(f"blocks.{layer}.attn.hook_pattern", keep_pattern(layer))
               for layer in range(model.cfg.n_layers)]
-    with torch.inference_mode():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
-    return final, patterns, at_positions(logits, positions).float().cpu()
+    hooks += [("ln_final.hook_in", keep_unnormed), ("ln_final.hook_out", stop)]
+    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
+        try:
+            model(tokens, return_type="logits")
+        except Stop:
+            pass
+    return final, patterns, unembed_final(model, unnormed[0]).cpu()
 
 
 def observe(model, tokenized: Tokenized) -> Observation:

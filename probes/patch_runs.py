@@ -30,7 +30,7 @@ from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
 from .tokens import Tokenized
 
 
-class _Stop(Exception):
+class Stop(Exception):
     """Raised at the final norm's input: everything after it is computed by hand."""
 
 
@@ -52,25 +52,32 @@ def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None
 
     def stop(activation, hook):
         captured["resid"] = activation
-        raise _Stop
+        raise Stop
 
     cached = {} if prefix is None else {"past_key_values": prefix}
     with (torch.inference_mode(), passing_the_cache(model),
           model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
         try:
             model(tokens, return_type="logits", **cached)
-        except _Stop:
+        except Stop:
             pass
     resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
-    resid = at_positions(resid, positions)
+    return unembed_final(model, at_positions(resid, positions), columns).to(tokens.device)
+
+
+def unembed_final(model, resid: torch.Tensor, columns=None) -> torch.Tensor:
+    """Logits (float32) from final-position residual vectors (rows × d_model, read at
+    ``ln_final.hook_in``): the final norm, the unembedding (only ``columns``, rows × k, when
+    given) and the model's soft-cap. Every probe's final logits come from here, so they do
+    not depend on which probe ran first."""
     with torch.inference_mode():
         normed = model.ln_final(resid[:, None])[:, 0]
         if columns is None:
-            return capped(model, model.unembed(normed[:, None])[:, 0].float()).to(tokens.device)
+            return capped(model, model.unembed(normed[:, None])[:, 0].float())
         w_u, b_u = model.W_U, model.b_U
         columns = columns.to(w_u.device)
         picked = torch.einsum("rd,drk->rk", normed.to(w_u.device), w_u[:, columns]) + b_u.to(w_u.device)[columns]
-        return capped(model, picked.float()).to(tokens.device)
+        return capped(model, picked.float())
 
 
 def _patch_hook(spec, source: torch.Tensor, rows, prompts, where: dict):

@@ -68,7 +68,7 @@ def _collect_figures(run: dict) -> dict:
 
 
 def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
-    """Per model and family, the workflow steps (tests parametrized by ``family`` and ``step``,
+    """Per family and model (a family's models in adjacent rows), the workflow steps (tests parametrized by ``family`` and ``step``,
     and the ``feasibility_step`` parts of each ``feasibility`` evidence item, in the order they
     ran) with each step's test, and the first step that does not hold."""
     steps: list[str] = []
@@ -91,7 +91,8 @@ def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
                     tables.setdefault((test["model"] or item.get("model") or "—", family), {})[step] = {
                         "nodeid": test["nodeid"], "outcome": outcome, "params": {"step": step}}
     rows = []
-    for (model, family), cells in tables.items():
+    families = list(dict.fromkeys(family for _, family in tables))  # each family's models side by side
+    for (model, family), cells in sorted(tables.items(), key=lambda item: families.index(item[0][1])):
         ordered = [cells.get(step) for step in steps]
         first = next((step for step, t in zip(steps, ordered) if t and t["outcome"] != "passed"), None)
         rows.append({"model": model, "family": family, "cells": ordered, "first_break": first})

@@ -262,3 +262,55 @@ def test_a_position_the_prompts_cannot_name_is_explained(tiny_llama):
         Circuit(["L0H1"], positions={"L0H1": 2.5})
     with pytest.raises(ValueError, match="not a character offset inside the prompt"):
         PromptSet(["short"], marks=[{"S2": 40}])
+
+
+def test_one_random_circuit_cannot_make_a_claim_pass(tiny_llama):
+    """With n random circuits the p-value is at least 1/(n+1): n=1 gives 0.5 at best, so
+    beats_random(0.95) is refused naming the n needed (20 for p < 0.05), up to n=19."""
+    from circuitcheck.probes.circuits import random_needed
+
+    one = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=1)
+    assert one.p_value >= 1 / 2 and one.smallest_p_value == 0.5
+    with pytest.raises(ValueError, match=r"^beats_random\(0.95\) on n=1 random circuits: the p-value can be no "
+                                         r"smaller than 1/\(1\+n\) = 0.5.*n >= 20 \(n >= 20 for p < 0.05\)$"):
+        one.beats_random(0.95)
+    nineteen = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=19)
+    assert nineteen.p_value >= 1 / 20
+    with pytest.raises(ValueError, match="n >= 20"):
+        nineteen.beats_random(0.95)
+    with pytest.raises(ValueError, match=r"n >= 100 \(n >= 20 for p < 0.05\)"):
+        random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=20).beats_random(0.99)
+    assert [random_needed(q) for q in (0.5, 0.9, 0.95, 0.99)] == [2, 10, 20, 100]
+    assert isinstance(random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=20).beats_random(0.95), bool)
+    with pytest.raises(ValueError, match=r"^beats_random\(fraction=95\): give a share"):
+        one.beats_random(95)
+
+
+def test_negative_counts_are_refused_before_any_pass(tiny_llama):
+    """n_random=-1 was taken as 0 random subsets; every count and seed of the circuit probes
+    is now checked before the model runs, one line naming the argument, its value and the fix."""
+    passes = []  # a hook on the embeddings: any pass would be counted here
+    calls = [(completeness, dict(n_random=-1), "n_random=-1: give a whole number of at least 0"),
+             (completeness, dict(greedy_steps=-2), "greedy_steps=-2: give a whole number of at least 0"),
+             (completeness, dict(n_random=2.5), "n_random=2.5: give a whole number"),
+             (minimality, dict(n_random=-1), "n_random=-1: give a whole number of at least 0"),
+             (random_circuit_test, dict(n=0), "n=0: give a whole number of at least 1"),
+             (random_circuit_test, dict(n=-3), "n=-3: give a whole number of at least 1"),
+             (faithfulness, dict(seed=-1), "seed=-1: give a whole number of at least 0")]
+    with tiny_llama.hooks(fwd_hooks=[("hook_embed", lambda x, hook: passes.append(1))]):
+        for probe, kwargs, message in calls:
+            with pytest.raises(ValueError) as refused:
+                probe(tiny_llama, PromptSet(PROMPTS.prompts, PROMPTS.answers, name="fresh"), ["L0H1"], **kwargs)
+            assert str(refused.value).startswith(message) and "\n" not in str(refused.value), refused.value
+        assert passes == []
+        # a probe that got as far as its passes would refuse the hooked model: the checks come first
+        with pytest.raises(RuntimeError, match="needs the plain model"):
+            faithfulness(tiny_llama, PROMPTS, ["L0H1"])
+    from circuitcheck.probes.circuits import compensation
+
+    with pytest.raises(ValueError, match="^seed=-1: give a whole number of at least 0"):
+        compensation(tiny_llama, PROMPTS, ["L0H1"], seed=-1)
+    with pytest.raises(ValueError, match="^tokens_per_pass=0: give a whole number of at least 1"):
+        evaluate(setup(tiny_llama, PROMPTS, None, "zero"), [Circuit(["L0H1"])], tokens_per_pass=0)
+    zero = completeness(tiny_llama, PROMPTS, ["L0H1", "L1H2"], n_random=0, greedy_steps=0)
+    assert zero.ks == ((),) and zero.sources == ("empty",)  # 0 is a count: only K = ∅

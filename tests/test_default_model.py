@@ -6,7 +6,7 @@ import torch
 
 from circuitcheck.probes.model_state import model_info
 from circuitcheck.fixtures.families import ioi_prompts
-from circuitcheck.fixtures.gguf_models import SMOLLM2_SHA256, load_gguf, verified_embedded_gguf
+from circuitcheck.fixtures.gguf_models import SMOLLM2, load_embedded
 from circuitcheck.probes import AnswerTokenError, PromptSet, logit_diff, top_k
 
 pytestmark = pytest.mark.integration
@@ -16,13 +16,13 @@ IOI = ioi_prompts()
 def test_default_model_shape_and_provenance(smollm2):
     info = model_info(smollm2)
     assert (info.n_layers, info.n_heads, info.d_model) == (30, 9, 576)
-    assert info.sha256 == SMOLLM2_SHA256 and info.source == "embedded"
+    assert info.sha256 == SMOLLM2.sha256 and info.source == "embedded"
     assert smollm2.compatibility_mode
 
 
 def test_bridge_predicts_what_transformers_predicts(smollm2):
     """Compatibility mode folds norms and centres weights; next-token log-probs must not move."""
-    hf_model, _ = load_gguf(*verified_embedded_gguf())
+    hf_model, _, _ = load_embedded(SMOLLM2)
     tokens = smollm2.to_tokens(list(IOI.prompts[:2]))
     with torch.inference_mode():
         ours = smollm2(tokens).log_softmax(-1)
@@ -35,7 +35,7 @@ def test_default_logits_are_what_hugging_face_gives_for_the_same_prompt_string(s
     default nothing is prepended and the logits are Hugging Face's for the same string,
     up to the centring of the unembedding (compared as log-probabilities and differences)."""
     assert model_info(smollm2).prepended is None
-    hf_model, tokenizer = load_gguf(*verified_embedded_gguf())
+    hf_model, tokenizer, _ = load_embedded(SMOLLM2)
     prompt = "Then, Alice and Bob had a long argument. Afterwards Bob said to"
     alice, bob = smollm2.to_single_token(" Alice"), smollm2.to_single_token(" Bob")
     ids = torch.tensor([tokenizer(prompt).input_ids])

@@ -243,6 +243,31 @@ def test_bad_placement_options_stop_the_session_in_one_line(pytester, args, line
     stopped.stderr.fnmatch_lines([line])
 
 
+MISSING_GPU = max(5, torch.cuda.device_count())  # GPU 5 on this machine (it has none); always one not here
+
+
+def test_a_gpu_the_machine_lacks_stops_the_session_in_one_line(pytester):
+    """--max-memory 5=1GiB on a machine without GPU 5 once failed every test with accelerate's
+    'Cannot access accelerator device' and its traceback (about 235 lines each)."""
+    pytester.makepyfile(test_two="def test_a(model): pass\ndef test_b(model): pass")
+    stopped = pytester.runpytest("--model", "tiny-llama", "--no-report", "--device-map", "auto",
+                                 "--max-memory", f"{MISSING_GPU}=1GiB,cpu=4GiB")
+    assert stopped.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in stopped.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    count = torch.cuda.device_count()
+    assert errors[0].startswith(f"ERROR: --max-memory {MISSING_GPU}=1GiB,cpu=4GiB: GPU {MISSING_GPU} "
+                                f"(cuda:{MISSING_GPU}) is not on this machine, which has "
+                                + ("no GPU" if count == 0 else "")), errors[0]
+    assert "Cannot access accelerator" not in str(stopped.outlines)
+
+
+def test_a_script_naming_a_gpu_the_machine_lacks_is_refused_before_loading():
+    with pytest.raises(DeviceUnavailable, match=rf"^max_memory=\{{{MISSING_GPU}: '1GiB'\}}: GPU {MISSING_GPU} "
+                                                r"\(cuda:\d+\) is not on this machine, which has "):
+        load_model("tiny-llama", device_map="auto", max_memory={MISSING_GPU: "1GiB"})
+
+
 # -- on a GPU machine --------------------------------------------------------------------------
 
 

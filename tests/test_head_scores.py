@@ -65,3 +65,41 @@ def test_smollm2_head_classes_equal_detect_head_and_it_has_induction_heads(smoll
     # SmolLM2 parks spare attention on the first token (an attention sink): leave it out
     induction = head_scores(smollm2, kind="induction", exclude_bos=True)
     assert induction.heads_above(0.9)[:2] == ["L18H7", "L17H3"], induction.top(5)
+
+
+def test_induction_sequences_must_fit_the_context_and_are_refused_before_any_pass(tiny_llama, tiny_gpt2):
+    """length=5000 on a 256-token model once scored 10,001-token sequences (rotary: no error) or
+    raised torch's IndexError (learned positions); it is now a PromptTooLongError up front."""
+    from circuitcheck.probes import PromptTooLongError
+
+    passes = []  # a hook on every attention pattern: any pass would be counted here
+    hooks = [(f"blocks.{l}.attn.hook_pattern", lambda p, hook: passes.append(1)) for l in range(2)]
+    for model, name in ((tiny_llama, "tiny-llama"), (tiny_gpt2, "tiny-gpt2")):
+        with model.hooks(fwd_hooks=hooks):
+            for length, total in ((5000, 10001), (200, 401)):
+                with pytest.raises(PromptTooLongError) as refused:
+                    head_scores(model, kind="induction", length=length)
+                assert str(refused.value) == (
+                    f"length={length}: each induction sequence is {total} tokens ('<|endoftext|>', then {length} "
+                    f"random tokens twice), but {name} reads at most 256 (model.cfg.n_ctx); use length <= 127")
+            with pytest.raises(PromptTooLongError,
+                               match=r"is 258 tokens \(129 random tokens twice\).*use length <= 128$"):
+                head_scores(model, kind="induction", length=129, prepend_bos=False, samples=1)
+        assert passes == []
+    longest = head_scores(tiny_gpt2, kind="induction", length=127, samples=1)  # 255 tokens: fits
+    assert longest.n_sequences == 1 and np.isfinite(longest.values).all()
+
+
+@pytest.mark.parametrize("kind", ["induction", "previous_token"])
+def test_counts_are_named_errors(tiny_llama, kind):
+    """samples=0 was torch's 'stack expects a non-empty TensorList'; negative counts and seeds
+    are refused too, one line naming the argument, its value and the fix."""
+    for argument, value, minimum in (("samples", 0, 1), ("samples", -2, 1), ("length", 0, 1), ("length", 2.5, 1),
+                                     ("seed", -1, 0)):
+        with pytest.raises(ValueError) as refused:
+            head_scores(tiny_llama, TEXT, kind, **{argument: value})
+        message = str(refused.value)
+        assert message.startswith(f"{argument}={value!r}: give a whole number of at least {minimum}; ")
+        assert f"{argument}=" in message.split("; ")[1] and "\n" not in message, message
+    with pytest.raises(ValueError, match="^k=-1: give a whole number of at least 0"):
+        head_scores(tiny_llama, TEXT, "previous_token").top(-1)

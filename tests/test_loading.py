@@ -73,3 +73,35 @@ def test_loading_prints_no_progress_bars(capfd):
     load_model("tiny-gpt2", "cpu")
     out, err = capfd.readouterr()
     assert "Loading weights" not in out + err and "it/s]" not in out + err
+
+
+def test_a_config_without_architectures_is_named_from_its_model_class():
+    """A config read from a GGUF file lists no architectures, and the bridge picks its adapter
+    from that list: loading fills it in from the model's class."""
+    from circuitcheck.fixtures.loading import boot_bridge
+    from circuitcheck.fixtures.tiny import tiny_hf_model
+
+    hf_model, tokenizer = tiny_hf_model("gemma3")
+    hf_model.config.architectures = []
+    bridge = boot_bridge(hf_model, tokenizer, "gemma3-from-gguf")
+    assert hf_model.config.architectures == ["Gemma3ForCausalLM"]
+    assert "blocks.1.ln1_post.hook_scale" in bridge.hook_dict
+
+
+def test_an_architecture_without_a_transformer_lens_adapter_is_refused_in_one_line():
+    from transformers import BioGptConfig, BioGptForCausalLM
+
+    from circuitcheck.fixtures import ModelUnavailable
+    from circuitcheck.fixtures.loading import boot_bridge
+    from circuitcheck.fixtures.tiny import tiny_hf_model
+
+    _, tokenizer = tiny_hf_model("llama")
+    biogpt = BioGptForCausalLM(BioGptConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                            num_attention_heads=2, intermediate_size=64))
+    with pytest.raises(ModelUnavailable) as error:
+        boot_bridge(biogpt, tokenizer, "some/biogpt")
+    message = str(error.value)
+    assert "\n" not in message
+    for part in ("'some/biogpt'", "BioGptForCausalLM", "no TransformerLens adapter", "LlamaForCausalLM",
+                 "Gemma3ForCausalLM"):
+        assert part in message

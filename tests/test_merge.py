@@ -159,6 +159,101 @@ def test_a_merged_report_merged_again_keeps_its_shards(tmp_path):
     assert [t["where"]["shard"] for t in run["tests"]] == [str(tmp_path / n) for n in "abc"]
 
 
+def test_an_out_folder_that_is_contains_or_is_inside_an_input_is_refused(tmp_path, capsys):
+    """--out shard-a once published into shard-a and repointed its latest to the merged run."""
+    a = write_report(tmp_path / "shard-a", document("m1", ["test_a"]))
+    write_report(tmp_path / "shard-b", document("m2", ["test_a"]))
+    before = {p.name for p in (tmp_path / "shard-a").iterdir()}
+    for out, how in ((tmp_path / "shard-a", "is"), (tmp_path / "shard-a" / "merged", "is inside"),
+                     (tmp_path, "contains"), (a, "is inside")):
+        assert main(["--out", str(out), str(tmp_path / "shard-a"), str(tmp_path / "shard-b")]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"circuitcheck-merge: --out {out} {how} the input {tmp_path / 'shard-a'}: ")
+        assert error.count("\n") == 1, error
+        assert store.latest_run(tmp_path / "shard-a") == a
+        assert {p.name for p in (tmp_path / "shard-a").iterdir()} == before
+    evidence = a / "evidence.json"  # an input given as a file: its folder is the input's too
+    assert main(["--out", str(a), str(evidence)]) == 2
+    assert f"--out {a} contains the input {evidence}" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "merged"), str(tmp_path / "shard-a"), str(tmp_path / "shard-b")]) == 0
+
+
+def write_json(path: Path, run: dict) -> Path:
+    path.write_text(json.dumps(run))
+    return path
+
+
+def test_an_input_that_breaks_the_schema_names_the_file_the_test_and_the_field(tmp_path, capsys):
+    """A test without "outcome" was KeyError: 'outcome'; a mistyped field went through."""
+    broken = document("m1", ["test_a", "test_b"])
+    del broken["tests"][1]["outcome"]
+    source = write_json(tmp_path / "a.json", broken)
+    write_json(tmp_path / "b.json", document("m2", ["test_a"]))
+    assert main(["--out", str(tmp_path / "merged"), str(source), str(tmp_path / "b.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"circuitcheck-merge: {source}: test 'hypotheses/test_x.py::test_b[m1]' has no "
+                            '"outcome", against evidence.schema.json.') and error.count("\n") == 1, error
+    assert not (tmp_path / "merged").exists()
+    mistyped = document("m1", ["test_a"])
+    mistyped["tests"][0]["duration"] = "1.0"
+    mistyped["tests"][0]["evidence"][0].pop("title")
+    with pytest.raises(MergeError, match=r"^x.json: test 'hypotheses/test_x.py::test_a\[m1\]': \"duration\" is "
+                                         r"\"1.0\" \(a string\); the schema wants a number \(and 1 more problem"):
+        merge_runs([Shard("x", mistyped, source="x.json")], "merge")
+    with pytest.raises(MergeError, match=r'^x.json: the run has no "started"'):
+        merge_runs([Shard("x", {k: v for k, v in document("m1", []).items() if k != "started"}, source="x.json")],
+                   "merge")
+    jsonschema = pytest.importorskip("jsonschema")  # the same verdicts as the full validator
+    schema = json.loads(SCHEMA.read_text())
+    for bad in (broken, mistyped):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    jsonschema.validate(document("m1", ["test_a"]), schema)
+    merge_runs([Shard("x", document("m1", ["test_a"]))], "merge")
+
+
+def test_a_string_schema_version_is_named_with_its_type():
+    """"2" and 2 were listed as "version 2 ... version 2"."""
+    text = document("m1", ["test_a"], schema_version=str(SCHEMA_VERSION))
+    with pytest.raises(MergeError) as caught:
+        merge_runs([Shard("a", text, source="a.json"), Shard("b", document("m2", ["test_a"]), source="b.json")],
+                   "merge")
+    assert (f'(version "{SCHEMA_VERSION}" (a string): a.json; version {SCHEMA_VERSION} (an integer): b.json)'
+            in str(caught.value))
+    with pytest.raises(MergeError, match=rf'^a.json: schema_version is "{SCHEMA_VERSION}" \(a string\), but '
+                                         r"evidence.json files have an integer schema_version"):
+        merge_runs([Shard("a", text, source="a.json")], "merge")
+
+
+def modelless(run: dict, outcome: str = "passed", host: str = "h") -> dict:
+    """``run`` with a test that takes no model (it runs in every shard split by --model)."""
+    run["tests"].append({"nodeid": "hypotheses/test_x.py::test_without_a_model", "model": None, "outcome": outcome,
+                         "hypothesis": "hypotheses/test_x.py::test_without_a_model", "claim": "", "message": "",
+                         "details": "", "duration": 0.1, "order": 9, "evidence": [],
+                         "where": {"host": host, "worker": None, "device": None}})
+    return run
+
+
+def test_a_test_without_a_model_from_several_shards_is_one_result_when_they_agree():
+    """The README's recipe (--model tiny-llama into shard-a, --model tiny-gpt2 into shard-b)
+    runs a test without a model in both: the merge once refused it as a duplicate."""
+    a, b = modelless(document("tiny-llama", ["test_a"]), host="h1"), modelless(document("tiny-gpt2", ["test_a"]))
+    run = merge_runs([Shard("shard-a", a), Shard("shard-b", b)], "merge")
+    [alone] = [t for t in run["tests"] if t["model"] is None]
+    assert alone["where"]["shard"] == "shard-a, shard-b" and alone["where"]["host"] == "h1"
+    assert run["counts"] == {"passed": 3} and len(run["tests"]) == 3
+    b["tests"][-1]["outcome"] = "failed"
+    with pytest.raises(MergeError, match=r"^hypotheses/test_x.py::test_without_a_model \(no model\) is passed in "
+                                         r"shard-a but failed in shard-b: a test without a model"):
+        merge_runs([Shard("shard-a", a), Shard("shard-b", b)], "merge")
+    # a shard that lost it does not outvote one that reported it
+    lost = Shard("shard-c", None, failed=True, reason="killed", lost_tests=[
+        {"nodeid": "hypotheses/test_x.py::test_without_a_model", "model": None}])
+    run = merge_runs([Shard("shard-a", a), lost], "merge")
+    assert [t["outcome"] for t in run["tests"] if t["model"] is None] == ["passed"]
+    assert "_lost" not in json.dumps(run)
+
+
 def _results(run: dict) -> list:
     def summaries(items):
         return [(item["kind"], item.get("summary"), summaries(item.get("parts") or [])) for item in items]
@@ -168,11 +263,12 @@ def _results(run: dict) -> list:
 
 @pytest.mark.slow  # three pytest processes (about a minute on two cores); make test-all and CI run it
 def test_two_shard_folders_merge_into_one_report_equal_to_a_serial_run(tmp_path):
-    """Shards split by --model, as a CI matrix would run them, merged by the console script."""
+    """Shards split by --model, as a CI matrix (and the README's recipe) runs them, merged by the
+    console script; the test without a model runs in both shards and is one result."""
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_claims.py").write_text(HYPOTHESES)
     runs = {"serial": ["--model", "tiny-llama", "--model", "tiny-gpt2"], "shard-llama": ["--model", "tiny-llama"],
-            "shard-gpt2": ["--model", "tiny-gpt2", "--deselect", "test_claims.py::test_without_a_model"]}
+            "shard-gpt2": ["--model", "tiny-gpt2"]}
     started = [subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args,
                                  "--report-dir", folder], cwd=tmp_path, stdout=subprocess.DEVNULL)
                for folder, args in runs.items()]  # at once: they share the cores, not the wait
@@ -192,5 +288,6 @@ def test_two_shard_folders_merge_into_one_report_equal_to_a_serial_run(tmp_path)
     assert merged["counts"] == serial["counts"] and [m["name"] for m in merged["models"]] == ["tiny-llama", "tiny-gpt2"]
     assert [s["status"] for s in merged["merged_from"]] == ["ok", "ok"]
     assert {t["where"]["shard"] for t in merged["tests"] if t["model"] == "tiny-gpt2"} == {"shard-gpt2"}
+    assert [t["where"]["shard"] for t in merged["tests"] if t["model"] is None] == ["shard-llama, shard-gpt2"]
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(merged, json.loads(SCHEMA.read_text()))

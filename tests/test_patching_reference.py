@@ -1,5 +1,5 @@
-"""Integration: every patching sweep equals `transformer_lens.patching` on the real default
-model, both directions, within 1e-4, on a grid of sites (first, middle and last layer; the
+"""Integration: every patching sweep equals `transformer_lens.patching` on each real embedded
+model (SmolLM2, Gemma 3 270M), both directions, within 1e-4, on a grid of sites (first, middle and last layer; the
 positions around the first differing token and the last; a few heads)."""
 
 import os
@@ -18,13 +18,20 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 IOI = ioi_prompts(2)
 
 
-@pytest.mark.parametrize("direction", ["clean_into_corrupted", "corrupted_into_clean"])
+# Gemma in one direction (90 s of CI; tiny-gemma3 covers both in tests/test_architectures.py)
+CASES = [("smollm2-135m", "clean_into_corrupted"), ("smollm2-135m", "corrupted_into_clean"),
+         ("gemma3-270m", "clean_into_corrupted")]
+
+
+@pytest.mark.parametrize(("embedded_model", "direction"), CASES, indirect=["embedded_model"])
 @pytest.mark.parametrize("sweep", list(SWEEPS))
-def test_sweep_equals_transformer_lens_on_smollm2(smollm2, sweep, direction):
-    first = min(first_differences(IOI.tokenize(smollm2), IOI.corrupted.tokenize(smollm2)))
-    width = IOI.tokenize(smollm2).tokens.shape[1]
-    last_head = (smollm2.cfg.n_key_value_heads if SWEEPS[sweep].kv else smollm2.cfg.n_heads) - 1
-    ours = patch(smollm2, IOI, sweep, direction, layers=[0, 23, 29], positions=[first - 1, first, width - 1],
-                 heads=[0, last_head], neurons=[0, 1527])
-    expected = reference_patch(smollm2, IOI, sweep, direction, ours.sites).numpy()
+def test_sweep_equals_transformer_lens(embedded_model, sweep, direction):
+    model, cfg = embedded_model, embedded_model.cfg
+    first = min(first_differences(IOI.tokenize(model), IOI.corrupted.tokenize(model)))
+    width = IOI.tokenize(model).tokens.shape[1]
+    last_head = ((cfg.n_key_value_heads or cfg.n_heads) if SWEEPS[sweep].kv else cfg.n_heads) - 1
+    layers = [0, cfg.n_layers * 4 // 5, cfg.n_layers - 1]
+    ours = patch(model, IOI, sweep, direction, layers=layers, positions=[first - 1, first, width - 1],
+                 heads=[0, last_head], neurons=[0, cfg.d_mlp - 1])
+    expected = reference_patch(model, IOI, sweep, direction, ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=1e-4)

@@ -128,6 +128,26 @@ def test_every_model_runs_every_hypothesis(pytester):
     assert not (pytester.path / "reports").exists()
 
 
+def test_fails_on_is_a_strict_expected_failure_on_that_model_only(pytester):
+    """A claim known to fail on one model: xfailed there with the reason, plain elsewhere, and an
+    unexpected pass on that model fails the run."""
+    pytester.makepyfile(test_m='''
+import pytest
+
+@pytest.mark.fails_on("tiny-gpt2", reason="its model name says gpt2")
+def test_two_layers(model):
+    assert model.cfg.n_layers == 2 and "gpt2" not in model.cfg.model_name.lower()
+
+@pytest.mark.fails_on("tiny-gpt2", reason="wrongly recorded")
+def test_holds_everywhere(model):
+    assert model.cfg.n_layers == 2
+''')
+    result = run(pytester, "--model", "tiny-llama", "--model", "tiny-gpt2", "-v", "-rxX", "--no-report")
+    result.assert_outcomes(passed=2, xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_holds_everywhere?tiny-gpt2? FAILED*", "*XPASS(strict)*wrongly recorded*",
+                                 "XFAIL *test_two_layers?tiny-gpt2? - tiny-gpt2: its model name says gpt2"])
+
+
 @pytest.mark.slow
 def test_interrupted_run_still_writes_an_incomplete_report(pytester):
     pytester.makepyfile(test_stop='''

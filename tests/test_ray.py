@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from circuitcheck.ray_runner import main, plan_shards, split_models
+from circuitcheck.ray_runner import Progress, ShardPlan, _shard, main, plan_shards, run_shard, split_models
+from circuitcheck.reports.merge import merge_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,70 @@ def test_kills_its_pytest(model, request):
     if name == "tiny-gpt2" or len(marker.read_text().splitlines()) == 1:
         os._exit(1)
 '''
+
+
+DIES_ONCE = '''
+import os
+from pathlib import Path
+
+def test_first():
+    """Finishes before the crash."""
+
+def test_second():
+    assert 1 == 2
+
+def test_dies_the_first_time():
+    marker = Path(__file__).with_name("attempts")
+    with marker.open("a") as file:
+        file.write("attempt\\n")
+    if len(marker.read_text().splitlines()) == 1:
+        os._exit(1)
+
+def test_after_the_crash():
+    pass
+'''
+
+
+def test_a_shard_whose_pytest_dies_keeps_the_tests_it_finished(tmp_path):
+    """The shard task (here called directly, as Ray would) streams each finished test out of
+    its pytest: a pytest that dies at its third test once made all four "error: shard lost";
+    now the two that finished keep their verdicts, a retry runs only the other two, and a
+    shard lost for good records only its unfinished tests as lost."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_dying.py").write_text(DIES_ONCE)
+    names = ["test_first", "test_second", "test_dies_the_first_time", "test_after_the_crash"]
+    plan = ShardPlan("shard-1", None, [{"nodeid": f"test_dying.py::{n}", "hypothesis": f"test_dying.py::{n}",
+                                        "model": None, "order": i} for i, n in enumerate(names)])
+    *streamed, result = run_shard(plan, ["-p", "no:cacheprovider"], str(tmp_path), timeout=300)
+    assert result["evidence"] is None and "exited with code 1 without writing evidence.json" in result["reason"]
+    assert [i["test"]["nodeid"].split("::")[1] for i in streamed if "test" in i] == ["test_first", "test_second"]
+    state = Progress(plan)
+    assert all(state.take(item) for item in streamed)
+    assert state.remaining().nodeids == [f"test_dying.py::{n}" for n in names[2:]]
+
+    lost = merge_runs([_shard(state, result)], "merge")  # lost for good after the first attempt
+    assert {t["nodeid"].split("::")[1]: t["outcome"] for t in lost["tests"]} == {
+        "test_first": "passed", "test_second": "failed", "test_dies_the_first_time": "error",
+        "test_after_the_crash": "error"}
+    assert all(t["message"].startswith("shard shard-1 lost (1 attempts): pytest exited with code 1")
+               for t in lost["tests"] if t["outcome"] == "error")
+    assert lost["incomplete"] is True and lost["exitstatus"] == 3 and lost["counts"] == {
+        "passed": 1, "failed": 1, "error": 2}
+    assert lost["merged_from"][0]["status"] == "failed"
+
+    state.attempt += 1  # the retry runs only the unfinished tests
+    *more, result = run_shard(state.remaining(), ["-p", "no:cacheprovider"], str(tmp_path), timeout=300)
+    assert result["evidence"] is not None and all(state.take(item) for item in more)
+    run = merge_runs([_shard(state, result)], "merge")
+    assert [(t["nodeid"].split("::")[1], t["outcome"]) for t in run["tests"]] == [
+        ("test_first", "passed"), ("test_second", "failed"), ("test_dies_the_first_time", "passed"),
+        ("test_after_the_crash", "passed")]
+    assert (tmp_path / "attempts").read_text().count("attempt") == 2  # the finished tests did not run again
+    assert run["merged_from"][0]["status"] == "ok" and run["merged_from"][0]["attempts"] == 2
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "reports" / "evidence.schema.json").read_text())
+    jsonschema.validate(lost, schema)
+    jsonschema.validate(run, schema)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +169,7 @@ def test_the_ioi_hypotheses_in_two_shards_equal_a_serial_run(ray_cluster, tmp_pa
     serial_code = serial.wait(timeout=600)
     merged, alone = load_latest(tmp_path / "ray"), load_latest(tmp_path / "serial")
     assert code == serial_code == alone["exitstatus"] == merged["exitstatus"]
-    assert len(alone["tests"]) == 30
+    assert len(alone["tests"]) >= 30  # the whole file, on both models (hypotheses/test_ioi.py grows)
     assert [t["nodeid"] for t in merged["tests"]] == [t["nodeid"] for t in alone["tests"]]  # definition order too
     for shard_test, serial_test in zip(merged["tests"], alone["tests"]):
         assert shard_test["outcome"] == serial_test["outcome"], shard_test["nodeid"]
@@ -144,16 +209,18 @@ def test_a_shard_killed_mid_run_is_retried_and_recorded(crashed):
 
 
 @pytest.mark.slow  # four dying pytest processes on Ray; make test-all and CI run it
-def test_a_shard_lost_twice_shows_its_tests_as_errors_and_the_run_incomplete(crashed):
+def test_a_shard_lost_twice_keeps_what_finished_and_shows_the_rest_as_errors(crashed):
+    """test_holds[tiny-gpt2] passed before its pytest died: it keeps its verdict (it was once
+    recorded as "shard lost" with the rest); only the test that never finished is an error."""
     project, code, run = crashed
     assert (project / "attempts-tiny-gpt2").read_text().count("attempt") == 2  # once, then once more
     [entry] = [s for s in run["merged_from"] if s["shard"] == "tiny-gpt2"]
     assert entry["status"] == "failed" and entry["attempts"] == 2
     assert "exited with code 1 without writing evidence.json" in entry["reason"]
-    lost = [t for t in run["tests"] if t["where"]["shard"] == "tiny-gpt2"]
-    assert sorted(t["nodeid"] for t in lost) == ["test_crash.py::test_holds[tiny-gpt2]",
-                                                 "test_crash.py::test_kills_its_pytest[tiny-gpt2]"]
-    assert all(t["outcome"] == "error" and entry["reason"] in t["message"] for t in lost)
-    assert "test_crash.py" in lost[0]["details"]  # the dead pytest's last output
-    assert run["incomplete"] is True and run["counts"] == {"passed": 3, "error": 2}
+    shard = {t["nodeid"]: t for t in run["tests"] if t["where"]["shard"] == "tiny-gpt2"}
+    assert {n: t["outcome"] for n, t in shard.items()} == {"test_crash.py::test_holds[tiny-gpt2]": "passed",
+                                                           "test_crash.py::test_kills_its_pytest[tiny-gpt2]": "error"}
+    lost = shard["test_crash.py::test_kills_its_pytest[tiny-gpt2]"]
+    assert entry["reason"] in lost["message"] and "test_crash.py" in lost["details"]  # the dead pytest's output
+    assert run["incomplete"] is True and run["counts"] == {"passed": 4, "error": 1}
     assert code == run["exitstatus"] == 3

