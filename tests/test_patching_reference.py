@@ -18,13 +18,18 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 IOI = ioi_prompts(2)
 
 
-# Gemma in one direction (90 s of CI; tiny-gemma3 covers both in tests/test_architectures.py)
-CASES = [("smollm2-135m", "clean_into_corrupted"), ("smollm2-135m", "corrupted_into_clean"),
-         ("gemma3-270m", "clean_into_corrupted")]
+# SmolLM2: every sweep, both directions. Gemma (each run unembeds 262k tokens): one sweep per
+# kind of hook, one direction, ~35 s of CI; tiny-gemma3 covers every one both ways
+# (tests/test_architectures.py).
+GEMMA_SWEEPS = ("resid_mid", "attn_out", "mlp_out", "head_out_by_pos", "head_k", "head_v_by_pos",
+                "head_pattern_by_pos", "neuron")
+CASES = [pytest.param("smollm2-135m", sweep, direction, id=f"smollm2-135m-{sweep}-{direction}")
+         for sweep in SWEEPS for direction in ("clean_into_corrupted", "corrupted_into_clean")]
+CASES += [pytest.param("gemma3-270m", sweep, "clean_into_corrupted", id=f"gemma3-270m-{sweep}-clean_into_corrupted")
+          for sweep in GEMMA_SWEEPS]
 
 
-@pytest.mark.parametrize(("embedded_model", "direction"), CASES, indirect=["embedded_model"])
-@pytest.mark.parametrize("sweep", list(SWEEPS))
+@pytest.mark.parametrize(("embedded_model", "sweep", "direction"), CASES, indirect=["embedded_model"])
 def test_sweep_equals_transformer_lens(embedded_model, sweep, direction):
     model, cfg = embedded_model, embedded_model.cfg
     first = min(first_differences(IOI.tokenize(model), IOI.corrupted.tokenize(model)))
