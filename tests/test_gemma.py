@@ -72,7 +72,7 @@ def test_head_contributions_are_what_the_layer_output_is_made_of(gemma3):
         _, cache = gemma3.run_with_cache(tokens, names_filter=names)
         z = cache[names[0]][0, -1]  # head d_head
         per_head = torch.einsum("hd,hdm->hm", z, gemma3.W_O[layer])
-        gain = gemma3.get_submodule(f"blocks.{layer}.ln1_post")(torch.full((1, 1, 640), 1e3))[0, 0]
+        gain = gemma3.get_submodule(f"blocks.{layer}.ln1_post")(torch.full((1, 1, gemma3.cfg.d_model), 1e3))[0, 0]
         rebuilt = per_head.sum(0) * gain / cache[names[2]][0, -1]
     np.testing.assert_allclose(rebuilt.numpy(), cache[names[1]][0, -1].numpy(), atol=1e-3)
 
