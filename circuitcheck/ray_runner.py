@@ -11,7 +11,7 @@ would do by hand, with Ray as the scheduler:
    project folder so the hypotheses import, writing its report into a temporary folder
    of its own, and sending its evidence.json back with the host and device it ran on;
 3. stream each test's record out of the shard as soon as the test finishes (the shard's
-   pytest appends it to a file, `TestStream`; the task yields it to the driver, a Ray
+   pytest appends it to a file, `circuitcheck.shard_plugin.TestStream`; the task yields it to the driver, a Ray
    streaming generator), so what finished is kept whatever happens to the shard later;
 4. retry a shard once when it is lost (its pytest died without a report, its worker or
    machine went away), with only the tests it had not finished; a shard lost twice has
@@ -39,8 +39,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest  # a dependency of circuitcheck; here for the shard's TestStream hooks
 
 RAY_MISSING = ('circuitcheck-ray needs Ray, which is not installed here: pip install "circuitcheck[ray]" '
                "(on the driver and on every machine of the cluster)")
@@ -171,60 +169,6 @@ def _device() -> str:
     return f"cuda (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', ','.join(map(str, gpus)))})"
 
 
-# -- in the shard's pytest: every finished test, appended to a file ----------------------------
-
-
-def pytest_addoption(parser):
-    """Loaded into a shard's pytest as ``-p circuitcheck.ray_runner``."""
-    parser.getgroup("circuitcheck-shard", "circuitcheck-ray shards (internal)").addoption(
-        "--circuitcheck-stream-to", metavar="FILE", default=None,
-        help="append each finished test's report record to FILE, one JSON line each (circuitcheck-ray)")
-
-
-def pytest_configure(config):
-    target = config.getoption("circuitcheck_stream_to", None)
-    if target and not hasattr(config, "workerinput"):  # xdist: the controller has the records
-        config.pluginmanager.register(TestStream(config, Path(target)), "circuitcheck-test-stream")
-
-
-class TestStream:
-    """Appends the run's header when the session starts (``{"run": ...}``: what the report
-    plugin's evidence.json has, without tests) and each test's record as soon as its teardown
-    is reported (``{"test": ..., "at": time}``), flushed to disk: the record the shard's
-    evidence.json would hold, there even when the process dies at the next test."""
-
-    __test__ = False  # not a test class, for pytest's collection of this module
-
-    def __init__(self, config, path: Path):
-        self.config, self.path = config, path
-
-    def _append(self, item: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(item, default=str) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-
-    def _writer(self):
-        return self.config.pluginmanager.get_plugin("circuitcheck-report-writer")
-
-    @pytest.hookimpl(trylast=True)  # after the report plugin: its record is ready
-    def pytest_sessionstart(self, session):
-        writer = self._writer()
-        if writer is not None:
-            header = writer.run.to_json()
-            header.pop("tests")
-            self._append({"run": header})
-
-    @pytest.hookimpl(trylast=True)  # after the report plugin filed the teardown phase
-    def pytest_runtest_logreport(self, report):
-        writer = self._writer()
-        if report.when != "teardown" or writer is None:
-            return
-        record = writer.run.tests.get(writer.plain_ids.get(report.nodeid, report.nodeid))
-        if record is not None:
-            self._append({"test": record, "at": time.time()})
-
-
 def read_stream(path: Path, offset: int = 0) -> tuple[list[dict], int]:
     """The complete lines of a stream file from byte ``offset`` on, and the offset after them
     (a line the dying process left half-written is not complete, and is left out)."""
@@ -246,9 +190,7 @@ def read_stream(path: Path, offset: int = 0) -> tuple[list[dict], int]:
 def partial_document(header: dict, records: list[dict], finished: float | None = None) -> dict:
     """An evidence.json for a shard that wrote none, from what it streamed: its header and the
     tests that finished; the run is incomplete and its exit status unknown (None)."""
-    from circuitcheck.reports.run import RunRecord, definition_order
-
-    from circuitcheck.reports.run import SCHEMA_VERSION
+    from circuitcheck.reports.run import SCHEMA_VERSION, RunRecord, definition_order
 
     started = header.get("started") or min((t.get("at", time.time()) for t in records), default=time.time())
     record = RunRecord(command=header.get("command", "pytest"), started=started,
@@ -283,8 +225,7 @@ def run_shard(plan: ShardPlan, pytest_args: list[str], project: str | None, time
         command = [sys.executable, "-m", "pytest", *pytest_args, *([f"--model={plan.model}"] if plan.model else []),
                    *_rootdir(pytest_args, project), f"--report-dir={report_dir}", "--report-keep=0",
                    "-p", "no:cacheprovider", "-p", "circuitcheck.shard_plugin",
-                   f"--circuitcheck-shard-tests={listing}", "-p", "circuitcheck.ray_runner",
-                   f"--circuitcheck-stream-to={stream}"]
+                   f"--circuitcheck-shard-tests={listing}", f"--circuitcheck-stream-to={stream}"]
         deadline = None if timeout is None else time.monotonic() + timeout
         reason, offset = "", 0
         with log.open("w", encoding="utf-8") as output_file:
