@@ -91,12 +91,12 @@ def prompts(name):
     return PromptSet([f"When John and {name} went to the shops, John gave the bag to"], [(f" {name}", " John")],
                      name=name)
 
-@settings(max_examples=6, database=None, derandomize=True)
+@settings(max_examples=6, database=None, derandomize=True, deadline=None)
 @given(name=st.sampled_from(NAMES))
 def test_passes_every_example(model, name):
     logit_diff(model, prompts(name))
 
-@settings(max_examples=20, database=None, derandomize=True)
+@settings(max_examples=20, database=None, derandomize=True, deadline=None)
 @given(name=st.sampled_from(NAMES))
 def test_fails_on_a_later_name(model, name):
     assert NAMES.index(logit_diff(model, prompts(name)).prompt_set) < 2

@@ -32,6 +32,13 @@ def test_the_model_runs(model):
 def test_corruption_is_checked(model):
     """The corruption check runs and records one item with its parts."""
     assert len(corruption_check(model, IOI).verdicts) == 1
+
+def test_hypothesis_settings_stay_the_projects():
+    """circuitcheck registers its profiles under its own names and loads none of them."""
+    from hypothesis import settings
+    assert settings.get_current_profile_name() in ("default", "ci")  # Hypothesis's own ("ci" in a CI)
+    assert settings().max_examples == 100
+    assert settings.get_profile("circuitcheck-dev").max_examples == 20
 '''
 
 
@@ -69,9 +76,10 @@ def test_an_installed_wheel_works_in_a_project_of_its_own(tmp_path):
     result = subprocess.run([python, "-m", "pytest", "--model", "tiny-llama", "-p", "no:cacheprovider",
                              "--report-dir", "report"], capture_output=True, text=True, cwd=project, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
     report = json.loads((project / "report" / "latest" / "evidence.json").read_text())
     kinds = {t["nodeid"].split("::")[1]: [e["kind"] for e in t["evidence"]] for t in report["tests"]}
     assert kinds == {"test_the_model_runs[tiny-llama]": ["logit_diff"],
-                     "test_corruption_is_checked[tiny-llama]": ["corruption_check"]}
+                     "test_corruption_is_checked[tiny-llama]": ["corruption_check"],
+                     "test_hypothesis_settings_stay_the_projects": []}
     assert (project / "report" / "latest" / "index.html").is_file()

@@ -109,7 +109,7 @@ def test_report_holds_every_verdict_with_its_evidence(hypotheses):
 def test_xdist_report_matches_a_single_process_run(hypotheses):
     pytest.importorskip("xdist")
     run(hypotheses, "--model", "tiny-llama", "--report-dir", "serial")
-    run(hypotheses, "--model", "tiny-llama", "--report-dir", "parallel", "-n", "2")
+    run(hypotheses, "--model", "tiny-llama", "--report-dir", "parallel", "-n", "2", "--dist", "loadgroup")
     serial, parallel = load_report(hypotheses, "serial"), load_report(hypotheses, "parallel")
     assert outcomes(parallel) == outcomes(serial) and len(serial["tests"]) == 5
 

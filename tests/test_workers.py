@@ -1,9 +1,12 @@
 """The suite over one machine's GPUs and cores with pytest-xdist (circuitcheck.fixtures.workers)."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from circuitcheck.fixtures.workers import (assign_gpus, count_cores, gpu_groups, model_in_nodeid,
-                                           settle_worker, threads_per_worker, worker_index)
+from circuitcheck.fixtures import workers
+from circuitcheck.fixtures.workers import (ModelGroupScheduling, assign_gpus, count_cores, gpu_groups,
+                                           model_in_nodeid, settle_worker, threads_per_worker, worker_index)
 
 from .test_plugin import load_report, run
 
@@ -80,6 +83,110 @@ def test_the_model_is_read_from_the_test_id():
     assert model_in_nodeid("a.py::test_x", models) is None
 
 
+class Recording:
+    """A stand-in for xdist's LoadGroupScheduling: records what it is handed."""
+
+    nodes, collection_is_completed, tests_finished, has_pending = ["gw0"], True, False, True
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+    def remove_node(self, node):
+        return "a.py::test_x[gpt2]@gpt2"
+
+
+def test_the_loadgroup_scheduler_is_handed_each_tests_model_group():
+    """pytest-xdist issue #1386: on pytest 9.2 the worker's '@group' never reaches the controller,
+    so the controller's scheduler gets it from the model in the id; nothing else changes."""
+    inner = Recording()
+    scheduler = ModelGroupScheduling(inner, ["gpt2", "tiny-gpt2"])
+    scheduler.add_node_collection("gw0", ["a.py::test_x[gpt2]", "a.py::test_x[tiny-gpt2-3]", "a.py::test_plain",
+                                          "a.py::test_y[not-a-model]", "a.py::test_z[gpt2]@mine"])
+    assert inner.calls == [("add_node_collection", "gw0", [
+        "a.py::test_x[gpt2]@gpt2", "a.py::test_x[tiny-gpt2-3]@tiny-gpt2", "a.py::test_plain",
+        "a.py::test_y[not-a-model]", "a.py::test_z[gpt2]@mine"])]  # a group already there is kept
+    scheduler.mark_test_complete("gw0", 3, 0.5)
+    scheduler.schedule()
+    assert inner.calls[1:] == [("mark_test_complete", "gw0", 3, 0.5), ("schedule",)]
+    assert scheduler.remove_node("gw0") == "a.py::test_x[gpt2]"  # a crash is reported under the test's own id
+    assert (scheduler.nodes, scheduler.collection_is_completed, scheduler.has_pending) == (["gw0"], True, True)
+    assert not any(cls.__module__.startswith("xdist") for cls in type(scheduler).__mro__)  # not a subclass
+
+
+def fake_config(dist):
+    values = {"dist": dist, "tx": ["2*popen"], "maxschedchunk": None}
+    return SimpleNamespace(getvalue=values.get, option=SimpleNamespace(loadscopereorder=True),
+                           getoption={"circuitcheck_models": ["tiny-llama", "tiny-gpt2"]}.get)
+
+
+def test_circuitcheck_makes_a_scheduler_only_for_loadgroup_where_groups_are_lost(monkeypatch):
+    xdist = pytest.importorskip("xdist.scheduler")
+    for dist in ("load", "loadscope", "loadfile", "worksteal", "each"):
+        assert workers.pytest_xdist_make_scheduler(fake_config(dist), None) is None  # xdist's own choice
+    monkeypatch.setattr(workers, "GROUPS_LOST_FROM_IDS", True)
+    made = workers.pytest_xdist_make_scheduler(fake_config("loadgroup"), None)
+    assert isinstance(made, ModelGroupScheduling) and isinstance(made._scheduler, xdist.LoadGroupScheduling)
+    monkeypatch.setattr(workers, "GROUPS_LOST_FROM_IDS", False)  # a pytest before 9.2: the marks suffice
+    assert workers.pytest_xdist_make_scheduler(fake_config("loadgroup"), None) is None
+
+
+def test_groups_are_lost_from_ids_from_pytest_9_2():
+    assert workers._release("9.2.0.dev340+g6a0de9be5") == (9, 2) and workers._release("8.4.1") == (8, 4)
+    assert workers.GROUPS_LOST_FROM_IDS == (workers._release(pytest.__version__) >= (9, 2))
+
+
+# a stand-in for the model fixture: no model is loaded, the parameter is the model's name
+STUB_MODEL = '''
+import pytest
+
+@pytest.fixture(scope="session")
+def model(request):
+    return request.param
+'''
+
+WHERE = '''
+import pathlib
+import pytest
+
+@pytest.mark.parametrize("i", range(3))
+def test_x(model, i, request, worker_id):
+    mark = request.node.get_closest_marker("xdist_group")
+    pathlib.Path(f"ran-{model}-{i}.txt").write_text(f"{worker_id} {mark.args[0] if mark else None}")
+
+@pytest.mark.xdist_group("mine")
+def test_own(model, request, worker_id):
+    mark = request.node.get_closest_marker("xdist_group")
+    pathlib.Path(f"own-{model}.txt").write_text(f"{worker_id} {mark.args[0]}")
+'''
+
+
+def ran(pytester, pattern="ran-*.txt") -> dict:
+    """test file stem -> (worker, its xdist_group or 'None')"""
+    return {path.stem: tuple(path.read_text().split()) for path in pytester.path.glob(pattern)}
+
+
+def test_dist_loadgroup_puts_each_models_tests_on_one_worker(pytester):
+    """--dist loadgroup, passed by the caller: each test gets its model's xdist_group (a test's own
+    mark is kept) and all tests of one model run on one worker."""
+    pytest.importorskip("xdist")
+    pytester.makeconftest(STUB_MODEL)
+    pytester.makepyfile(test_where=WHERE)
+    result = run(pytester, "-n", "2", "--dist", "loadgroup", "-v", "--model", "tiny-llama", "--model", "tiny-gpt2",
+                 "--no-report")
+    result.assert_outcomes(passed=8)
+    scheduler = "ModelGroupScheduling" if workers.GROUPS_LOST_FROM_IDS else "LoadGroupScheduling"
+    result.stdout.fnmatch_lines([f"scheduling tests via {scheduler}"])
+    where = ran(pytester)
+    assert len(where) == 6
+    for model in ("tiny-llama", "tiny-gpt2"):
+        placed = {where[f"ran-{model}-{i}"] for i in range(3)}
+        assert len(placed) == 1 and next(iter(placed))[1] == model  # one worker, the model's group
+    assert {mark for _, mark in ran(pytester, "own-*.txt").values()} == {"mine"}
+
+
 PLACES = '''
 import os
 import torch
@@ -103,13 +210,15 @@ def test_without_a_model():
 
 @pytest.mark.slow
 def test_two_workers_one_model_each_with_their_gpu_and_share_of_the_cores(pytester, monkeypatch):
-    """-n 2 on two models: each model's tests on one worker (loadgroup without --dist), each
-    worker indexed into the caller's CUDA_VISIBLE_DEVICES, and the cores shared between them."""
+    """-n 2 --dist loadgroup on two models, with real (tiny) models: each model's tests on one
+    worker, each worker indexed into the caller's CUDA_VISIBLE_DEVICES, and the cores shared
+    between them."""
     pytest.importorskip("xdist")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # torch on CPU ignores it; the plugin must not
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     pytester.makepyfile(test_places=PLACES)
-    result = run(pytester, "-n", "2", "--model", "tiny-llama", "--model", "tiny-gpt2", "--report-dir", "out")
+    result = run(pytester, "-n", "2", "--dist", "loadgroup", "--model", "tiny-llama", "--model", "tiny-gpt2",
+                 "--report-dir", "out")
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(["circuitcheck workers: CUDA_VISIBLE_DEVICES gw0: 3 | gw1: 5"])
     report = load_report(pytester)
