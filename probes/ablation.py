@@ -23,8 +23,9 @@ import torch
 
 from .input_errors import check_count
 from .evidence import probe
-from .forward import at_positions, final_logits, input_device, require_plain_model
+from .forward import final_logits, input_device, require_plain_model
 from .metrics import resolve_metric
+from .patch_runs import final_logits_with
 from .results import Result
 from .sites import parse_head, parse_neuron
 
@@ -123,10 +124,8 @@ def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="lo
         return hook
 
     clean, answers = final_logits(model, tokenized), tokenized.answer_ids  # on the CPU
-    with torch.inference_mode():
-        logits = model.run_with_hooks(tokenized.tokens.to(device),
-                                      fwd_hooks=[(n, replace(n, f)) for n, f in hooks_by_site])
-        ablated = at_positions(logits, tokenized.final_positions).float().cpu()
+    ablated = final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions,
+                                [(n, replace(n, f)) for n, f in hooks_by_site]).cpu()
     return AblationResult(
         model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=kind,
         metric=metric_name, prompts=prompts.prompts,
@@ -225,9 +224,8 @@ def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int
     rows = torch.arange(len(tokenized.lengths))
     noisy = []
     for draw in noise.draws(model, len(rows)):
-        with torch.inference_mode():
-            logits = model.run_with_hooks(tokenized.tokens.to(device), fwd_hooks=[noise.hook(draw)])
-        final = at_positions(logits, tokenized.final_positions).float().cpu()
+        final = final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions,
+                                  [noise.hook(draw)]).cpu()
         noisy.append(metric_fn(final, answers, clean).numpy())
     return NoiseCorruption(model=tokenized.model_name, prompt_set=prompts.name, positions=noise.positions,
                            scale=scale, samples=samples, seed=seed, noise_std=noise.std(model),
