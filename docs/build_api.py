@@ -82,7 +82,7 @@ def function_entry(name: str, obj) -> list[str]:
 def class_entry(name: str, cls) -> list[str]:
     lines = [f"### `{name}`", "", _doc(cls), ""]
     if dataclasses.is_dataclass(cls):
-        own = [f for f in dataclasses.fields(cls) if f.name not in ("model", "prompt_set", "parts")]
+        own = [f for f in dataclasses.fields(cls) if f.name not in ("model", "prompt_set", "parts", "notes_text")]
         if own:
             lines += ["| field | type |", "|---|---|"]
             lines += [f"| `{f.name}` | `{getattr(f.type, '__name__', str(f.type)).replace('|', '&#124;')}` |"

@@ -93,11 +93,6 @@ class LogitLens(Result):
         """``'L12 mid'`` → 12; ``'final'`` → n_layers."""
         return 1 + int(self.labels[-2].split()[0][1:]) if label == "final" else int(label.split()[0][1:])
 
-    notes_text: tuple[str, ...] = ()
-
-    def notes(self) -> list[str]:
-        return list(self.notes_text)
-
     @property
     def df(self) -> pd.DataFrame:
         return pd.DataFrame({"site": self.labels, "mean_logit_diff": self.mean,
@@ -167,7 +162,6 @@ class LayerAttribution(Result):
     labels: tuple[str, ...]
     values: np.ndarray
     logit_diff: np.ndarray
-    notes_text: tuple[str, ...] = ()
 
     kind = "layer_attribution"
     title = "Layer attribution: direct contribution to the logit difference"
@@ -199,8 +193,6 @@ class LayerAttribution(Result):
         return {"type": "bar", "x": list(self.labels), "y": self.mean.tolist(),
                 "xlabel": "component", "ylabel": "mean direct contribution"}
 
-    def notes(self) -> list[str]:
-        return list(self.notes_text)
 
 
 def unembed_bias(model, tokenized) -> np.ndarray:
@@ -247,7 +239,6 @@ class HeadAttribution(Result):
 
     values: np.ndarray
     bias: np.ndarray | None = None
-    notes_text: tuple[str, ...] = ()
 
     kind = "head_attribution"
     title = "Head attribution: direct contribution of each head to the logit difference"
@@ -260,9 +251,6 @@ class HeadAttribution(Result):
     def per_layer(self) -> np.ndarray:
         """Each layer's attention contribution per prompt (layer × prompt): heads plus bias."""
         return self.values.sum(axis=1) + (0 if self.bias is None else self.bias)
-
-    def notes(self) -> list[str]:
-        return list(self.notes_text)
 
     def value(self, head: str) -> float:
         """Mean contribution of one head, e.g. ``value("L9H6")``."""

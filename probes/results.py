@@ -70,6 +70,7 @@ class Result:
     model: str
     prompt_set: str
     parts: tuple = field(default=(), kw_only=True)  # the Results a composite probe was built from
+    notes_text: tuple = field(default=(), kw_only=True)  # what the probe says about this model's numbers
 
     kind = "result"
     title = "Result"
@@ -93,7 +94,7 @@ class Result:
         return None
 
     def notes(self) -> list[str]:
-        return []
+        return list(self.notes_text)
 
     def evidence(self) -> dict:
         """The JSON form the report shows (built only when a report is written)."""

@@ -62,19 +62,20 @@ def test_heads_add_up_to_their_layer_and_layers_to_the_logit_difference(gemma3):
 
 
 def test_head_contributions_are_what_the_layer_output_is_made_of(gemma3):
-    """A head's direct effect, scaled back by the post-norm, is its share of the layer's
-    output: heads' parts sum to ``blocks.L.hook_attn_out`` (after the post-norm) itself."""
-    prompt = IOI.prompts[0]
-    tokens = gemma3.to_tokens(prompt)
-    layer = gemma3.cfg.n_layers - 7
-    names = [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.ln1_post.hook_scale"]
+    """Each head's part as the probes compute it (`head_results`: its output through the
+    post-attention norm's cached scale) sums, in every layer, to the layer's own output after
+    that norm, ``blocks.L.hook_attn_out``, read from a separate TransformerLens cache."""
+    from circuitcheck.probes.attribution import head_results
+    from circuitcheck.probes.observe import observe
+
+    prompts = IOI.subset([0])
+    parts = head_results(gemma3, observe(gemma3, prompts.tokenize(gemma3)))  # layer head batch d_model
+    names = [f"blocks.{layer}.hook_attn_out" for layer in range(gemma3.cfg.n_layers)]
     with torch.inference_mode():
-        _, cache = gemma3.run_with_cache(tokens, names_filter=names)
-        z = cache[names[0]][0, -1]  # head d_head
-        per_head = torch.einsum("hd,hdm->hm", z, gemma3.W_O[layer])
-        gain = gemma3.get_submodule(f"blocks.{layer}.ln1_post")(torch.full((1, 1, gemma3.cfg.d_model), 1e3))[0, 0]
-        rebuilt = per_head.sum(0) * gain / cache[names[2]][0, -1]
-    np.testing.assert_allclose(rebuilt.numpy(), cache[names[1]][0, -1].numpy(), atol=1e-3)
+        _, cache = gemma3.run_with_cache(gemma3.to_tokens(prompts.prompts[0]), names_filter=names)
+    for layer, name in enumerate(names):
+        np.testing.assert_allclose(parts[layer, :, 0].sum(0).numpy(), cache[name][0, -1].numpy(), atol=1e-3,
+                                   err_msg=name)
 
 
 def test_congruence_includes_the_post_feedforward_norm(gemma3, hugging_face):
