@@ -16,7 +16,7 @@ import torch
 
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.families import ioi_abc_prompts, ioi_prompts
-from circuitcheck.probes.circuits import Circuit, evaluate, masks, setup, z_hook
+from circuitcheck.probes.circuits import Circuit, evaluate, head_hook, masks, setup
 
 
 def one_run_each(s, circuits) -> np.ndarray:
@@ -32,7 +32,7 @@ def one_run_each(s, circuits) -> np.ndarray:
             return torch.where(keep[:, layer, :, :, None], z, s.values[hook.name])
 
         with torch.inference_mode():
-            logits = model.run_with_hooks(tok.tokens, fwd_hooks=[(z_hook(l), hook) for l in range(model.cfg.n_layers)])
+            logits = model.run_with_hooks(tok.tokens, fwd_hooks=[(head_hook(l), hook) for l in range(model.cfg.n_layers)])
         final = logits[rows, tok.final_positions].float()
         out.append((final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).squeeze(1).numpy())
     return np.array(out)

@@ -28,10 +28,11 @@ SECTIONS = (
 SHARED = {"metric": ("circuitcheck.probes.metrics", "METRICS"),  # resolve_metric
           "sweep": ("circuitcheck.probes.patching", "SWEEPS"),  # patching.prepare
           "direction": ("circuitcheck.probes.patching", "DIRECTIONS"),  # patching.prepare
-          "step": ("circuitcheck.probes.feasibility", "STEPS")}
-# Arguments each module checks against a registry of its own (``kind`` is an ablation in
-# probes.ablation and a head class in probes.head_scores): looked up in the function's module.
-OWN = {"kind": "KINDS", "ablation": "ABLATIONS", "receiver_input": "INPUTS"}
+          "step": ("circuitcheck.probes.feasibility", "STEPS"),
+          "ablation": ("circuitcheck.probes.ablation_values", "ABLATIONS")}  # check_ablation
+# Arguments each module checks against a registry of its own (``kind`` is a head class in
+# probes.head_scores): looked up in the function's module.
+OWN = {"kind": "KINDS", "receiver_input": "INPUTS"}
 
 
 def allowed_values(obj) -> dict[str, tuple]:

@@ -17,17 +17,16 @@ from .attribution import (
 )
 from .circuits import (
     Circuit,
-    Compensation,
     Completeness,
     Faithfulness,
     Minimality,
     RandomCircuitTest,
-    compensation,
     completeness,
     faithfulness,
     minimality,
     random_circuit_test,
 )
+from .compensation import Compensation, compensation
 from .corruption import CorruptionCheck, corruption_check
 from .head_scores import HeadScores, head_scores
 from .feasibility import STEPS, Feasibility, FeasibilityStep, feasibility, feasibility_step

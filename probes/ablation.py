@@ -9,45 +9,27 @@
   standard deviation, averaged over seeded samples. `GaussianNoise` is also a
   corruption that `patch(..., noise=...)` restores from the clean run.
 
-Sites are written as researchers write them: ``"L9H6"`` (a head's output),
-``"L25N1527"`` (a neuron), ``"attn_out L5"`` or ``"mlp_out L5"`` (a layer's output).
+Sites are written as researchers write them (`probes.sites`): ``"L9H6"`` (a head's output),
+``"L25N1527"`` (a neuron), ``"attn_out L5"`` or ``"mlp_out L5"`` (a layer's output),
+``"L9H6 pos 10"`` (one position).
 """
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .input_errors import check_count
+from .ablation_values import ablation_values, check_ablation
 from .evidence import probe
 from .forward import final_logits, input_device, require_plain_model
+from .input_errors import check_count
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
+from .renamed import renamed_keywords
 from .results import Result
-from .sites import parse_head, parse_neuron
-
-KINDS = ("zero", "mean", "resample")
-
-
-def _site_hook(model, site: str) -> tuple[str, callable]:
-    """Hook name and a function selecting the site's slice: ``slice_of(activation)`` → view."""
-    site = site.strip()
-    if re.match(r"^L\d+H\d+$", site):
-        layer, head = parse_head(model, site)
-        return f"blocks.{layer}.attn.hook_z", lambda a: a[:, :, head]
-    if re.match(r"^L\d+N\d+$", site):
-        layer, neuron = parse_neuron(model, site)
-        return f"blocks.{layer}.mlp.hook_post", lambda a: a[:, :, neuron]
-    if match := re.match(r"^(attn_out|mlp_out) L(\d+)$", site):
-        layer = int(match[2])
-        if not 0 <= layer < model.cfg.n_layers:
-            raise ValueError(f"site {site!r}: layers are 0–{model.cfg.n_layers - 1}")
-        return f"blocks.{layer}.hook_{match[1]}", lambda a: a
-    raise ValueError(f"site {site!r}: write 'L9H6' (head), 'L25N1527' (neuron), 'attn_out L5' or 'mlp_out L5'")
-
+from .sites import parse_site
 
 @dataclass(frozen=True, eq=False, repr=False)
 class AblationResult(Result):
@@ -87,50 +69,40 @@ class AblationResult(Result):
 
 
 @probe
-def ablate(model, prompts, sites, kind: str = "mean", reference=None, metric="logit_diff",
+@renamed_keywords(kind="ablation")
+def ablate(model, prompts, sites, ablation: str = "mean", reference=None, metric="logit_diff",
            seed: int = 0) -> AblationResult:
-    """Ablate all ``sites`` at once (every position) and compare the metric with the plain run.
-    ``reference``: the prompt set that mean and resample ablation draw from (default: ``prompts``);
-    it must tokenize to the same length."""
-    if kind not in KINDS:
-        raise ValueError(f"ablation {kind!r}: choose one of {', '.join(KINDS)}")
-    seed = check_count("seed", seed, 0, "a seed is a whole number from 0 up, e.g. seed=0")
+    """Ablate all ``sites`` at once (every position, unless a site names one: ``"L9H6 pos 10"``)
+    and compare the metric with the plain run. ``ablation``: ``mean``, ``resample`` or ``zero``
+    (`probes.ablation_values`); ``reference``: the prompt set that mean and resample ablation
+    draw from (default: ``prompts``), of the same token width."""
+    seed = check_ablation(ablation, seed)
     require_plain_model(model, "ablation")
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model)
-    device = input_device(model)
-    hooks_by_site = [_site_hook(model, s) for s in sites]
-    reference_acts = {}
-    if kind != "zero":
-        ref = (reference or prompts).tokenize(model)
-        if ref.tokens.shape[1] != tokenized.tokens.shape[1]:
-            raise ValueError(f"reference prompts are {ref.tokens.shape[1]} tokens, prompts "
-                             f"{tokenized.tokens.shape[1]}: mean/resample ablation needs equal lengths")
-        with torch.inference_mode():
-            _, cache = model.run_with_cache(ref.tokens.to(device), names_filter=[h for h, _ in hooks_by_site])
-        generator = torch.Generator().manual_seed(seed)
-        draw = torch.randint(len(ref.lengths), (len(tokenized.lengths),), generator=generator)
-        for name, _ in hooks_by_site:
-            acts = cache[name]
-            reference_acts[name] = (acts.mean(0, keepdim=True).expand(len(draw), *acts.shape[1:])
-                                    if kind == "mean" else acts[draw.to(acts.device)])
+    parsed = [parse_site(s).check(model, tokenized.model_name) for s in sites]
+    values = ablation_values(model, prompts, [s.hook for s in parsed], ablation, reference, seed)
+    by_hook = {}
+    for site in parsed:
+        by_hook.setdefault(site.hook, []).append(site)
 
-    def replace(name, slice_of):
+    def replace(name):
         def hook(activation, hook):
-            target = slice_of(activation)
-            target[...] = 0 if kind == "zero" else slice_of(reference_acts[name])
+            value = values.of(name, activation)
+            for site in by_hook[name]:
+                activation[site.selector()] = value[site.selector()]
             return activation
         return hook
 
     clean, answers = final_logits(model, tokenized), tokenized.answer_ids  # on the CPU
-    ablated = final_logits_with(model, tokenized.tokens.to(device), tokenized.final_positions,
-                                [(n, replace(n, f)) for n, f in hooks_by_site]).cpu()
+    ablated = final_logits_with(model, tokenized.tokens.to(input_device(model)), tokenized.final_positions,
+                                [(name, replace(name)) for name in by_hook]).cpu()
     return AblationResult(
-        model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=kind,
+        model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=ablation,
         metric=metric_name, prompts=prompts.prompts,
         before=metric_fn(clean, answers, clean).numpy(),
-        after=metric_fn(ablated, answers, clean).numpy(), seed=None if kind == "zero" else seed)
+        after=metric_fn(ablated, answers, clean).numpy(), seed=values.seed)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

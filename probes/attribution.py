@@ -31,7 +31,7 @@ from .forward import final_norm_device
 from .linearise import capped, post_norm_note, soft_cap_note, through_post_norm
 from .observe import Observation, observe
 from .results import Result
-from .sites import head_label
+from .sites import head_label, hook_of
 
 
 def answer_directions(model, observation: Observation) -> Float[Tensor, "batch d_model"]:
@@ -117,12 +117,12 @@ def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str
     whose attention and MLP read the same stream in parallel: GPT-NeoX, GPT-J), and at the end."""
     stack, labels = [], []
     for layer in range(model.cfg.n_layers):
-        for stage, hook in (("pre", "hook_resid_pre"), ("mid", "hook_resid_mid")):
-            if f"blocks.{layer}.{hook}" not in observation.final:
+        for stage in ("pre", "mid"):
+            if hook_of(f"resid_{stage}", layer) not in observation.final:
                 continue
-            stack.append(observation.final[f"blocks.{layer}.{hook}"])
+            stack.append(observation.final[hook_of(f"resid_{stage}", layer)])
             labels.append(f"L{layer} {stage}")
-    stack.append(observation.final[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"])
+    stack.append(observation.final[hook_of("resid_post", model.cfg.n_layers - 1)])
     return torch.stack(stack), labels + ["final"]
 
 
@@ -214,7 +214,7 @@ def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerA
         stack.append(final["hook_pos_embed"])
         labels.append("pos_embed")
     for layer in range(model.cfg.n_layers):
-        stack += [final[f"blocks.{layer}.hook_attn_out"], final[f"blocks.{layer}.hook_mlp_out"]]
+        stack += [final[hook_of("attn_out", layer)], final[hook_of("mlp_out", layer)]]
         labels += [f"L{layer} attn", f"L{layer} mlp"]
     values = project(model, torch.stack(stack), observation)
     bias = unembed_bias(model, tokenized)
@@ -299,7 +299,7 @@ def head_results(model, observation: Observation) -> Float[Tensor, "layer head b
     slice of ``W_O``, through the post-attention norm where there is one."""
     results = []
     for layer in range(model.cfg.n_layers):
-        z = observation.final[f"blocks.{layer}.attn.hook_z"]  # batch head d_head
+        z = observation.final[hook_of("head_out", layer)]  # batch head d_head
         w_o = model.blocks[layer].attn.W_O.detach().float().cpu()  # head d_head d_model
         results.append(through_post_norm(model, layer, "attn", torch.einsum("bhd,hdm->hbm", z, w_o),
                                          observation.final))

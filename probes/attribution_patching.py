@@ -22,6 +22,7 @@ from .forward import input_device
 from .linearise import capped, post_norm_name
 from .patch_runs import Stop
 from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
+from .sites import hook_of
 
 
 def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: tuple) -> torch.Tensor:
@@ -48,7 +49,7 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     device = input_device(model)
     width, n = clean.tokens.shape[1], len(clean.lengths)
     sites = choose_sites(model, spec, width, layers, positions, heads, neurons, sites)
-    names = {layer: spec.hook.format(layer=layer) for layer in sorted({site[0] for site in sites})}
+    names = {layer: spec.hook_at(layer) for layer in sorted({site[0] for site in sites})}
 
     with torch.inference_mode():  # forward pass 1: the source activations
         source_logits, source_cache = model.run_with_cache(source.tokens.to(device),
@@ -59,7 +60,7 @@ def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str =
     for layer, name in names.items():  # where each activation's gradient is read: a head's z
         # through W_O, at the sum of the heads' outputs (before a post-attention norm, if any)
         post_norm = post_norm_name(model, layer, "attn")
-        heads_sum = f"{post_norm}.hook_in" if post_norm else f"blocks.{layer}.hook_attn_out"
+        heads_sum = f"{post_norm}.hook_in" if post_norm else hook_of("attn_out", layer)
         grad_at[name] = heads_sum if head_output else name
 
     def track(name, needs_grad):

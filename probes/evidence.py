@@ -72,6 +72,7 @@ def probe(function):
             record(result)
         return result
 
+    recorded.is_probe = True  # the public probes are the names in __all__ that carry this
     return recorded
 
 

@@ -27,7 +27,7 @@ from .evidence import probe
 from .forward import input_device
 from .model_state import model_info, model_name
 from .results import Result
-from .sites import head_label
+from .sites import head_label, hook_of
 from .tokens import PromptTooLongError
 
 KINDS = ("previous_token", "duplicate_token", "induction")
@@ -150,7 +150,7 @@ def _sequences(model, prompts, kind: str, length: int, samples: int, seed: int, 
 
 def _patterns(model, tokens: torch.Tensor) -> torch.Tensor:
     """Attention patterns of every layer for one sequence: layer × head × query × key."""
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+    names = [hook_of("head_pattern", layer) for layer in range(model.cfg.n_layers)]
     kept = {}
 
     def keep(activation, hook):

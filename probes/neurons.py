@@ -21,7 +21,7 @@ from .forward import batches, final_logits, input_device, memo
 from .linearise import post_norm_gain
 from .model_state import model_name
 from .results import Result
-from .sites import neuron_label, parse_neuron
+from .sites import hook_of, neuron_label, parse_neuron
 
 
 def _single_token(model, token: str) -> int:
@@ -169,7 +169,7 @@ def _activations(model, tokenized, layers: tuple[int, ...]) -> dict[int, torch.T
                 return lambda activation, hook: parts[layer].append(activation.float().cpu())
             with torch.inference_mode():
                 model.run_with_hooks(tokens.to(device), return_type=None, fwd_hooks=[
-                    (f"blocks.{layer}.mlp.hook_post", keep(layer)) for layer in layers])
+                    (hook_of("neuron", layer), keep(layer)) for layer in layers])
         return {layer: torch.cat(chunks) for layer, chunks in parts.items()}
 
     return memo(model, ("mlp_post", tokenized.key, layers), compute)

@@ -17,6 +17,7 @@ from torch import Tensor
 from .forward import at_positions, batches, check_finite, input_device, memo, remember
 from .linearise import scale_hooks
 from .patch_runs import Stop, unembed_final
+from .sites import hook_of
 from .tokens import Tokenized
 
 
@@ -35,9 +36,8 @@ def final_position_hooks(model) -> list[str]:
     """Hook names whose final-position values the observational probes read."""
     names = ["hook_embed", "hook_pos_embed", *scale_hooks(model)]
     for layer in range(model.cfg.n_layers):
-        names += [f"blocks.{layer}.{n}" for n in
-                  ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out",
-                   "hook_mlp_out", "attn.hook_z")]
+        names += [hook_of(sweep, layer) for sweep in
+                  ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head_out")]
     return [n for n in names if n in model.hook_dict]
 
 
@@ -63,7 +63,7 @@ def _run_batch(model, tokens: Tensor, positions: Tensor):
 
     unnormed = []
     hooks = [(name, keep_final(name)) for name in final_position_hooks(model)]
-    hooks += [(f"blocks.{layer}.attn.hook_pattern", keep_pattern(layer))
+    hooks += [(hook_of("head_pattern", layer), keep_pattern(layer))
               for layer in range(model.cfg.n_layers)]
     hooks += [("ln_final.hook_in", keep_unnormed), ("ln_final.hook_out", stop)]
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):

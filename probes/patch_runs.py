@@ -27,6 +27,7 @@ from .forward import at_positions, input_device
 from .model_state import state_of
 from .linearise import capped
 from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
+from .sites import hook_of
 from .tokens import Tokenized
 
 
@@ -129,7 +130,7 @@ def _run_growing_batch(model, spec, names, sites, chosen: list[int], source_acts
                                     device=device).repeat_interleave(g)
                  for a, axis in enumerate(spec.axes) if axis != "layer"}
         patch_fn = _patch_hook(spec, source_acts[names[layer]], rows, rows % g, where)
-        grow_at = f"blocks.{layer}.hook_resid_pre"
+        grow_at = hook_of("resid_pre", layer)
 
         def grow(activation, hook, copies=len(members), patch_fn=patch_fn, also_patch=names[layer] == grow_at):
             activation = torch.cat([activation, activation[:g].repeat(copies, *[1] * (activation.ndim - 1))])
@@ -213,7 +214,7 @@ def _sweep_once(model, spec, clean: Tokenized, corrupted: Tokenized, direction: 
             source_acts[name] = activation.detach().clone()
         return hook
 
-    names = {layer: spec.hook.format(layer=layer) for layer in sorted({site[0] for site in sites})}
+    names = {layer: spec.hook_at(layer) for layer in sorted({site[0] for site in sites})}
     source_logits = final_logits_with(model, source.tokens.to(device), final_positions,
                                       [*corrupt(source), *((name, keep(name)) for name in names.values())])
     target_keys_values = PrefixKeysValues()  # the target run's keys and values, for shared prefixes

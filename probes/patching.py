@@ -23,102 +23,11 @@ from .forward import memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
 from .results import Result
-from .sites import label_parts
+from .sites import POST, RESID, SWEEPS, Site, Sweep  # noqa: F401 - the sweep table, re-exported
 from .tokens import Tokenized, tokenize_pair
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of activations one patched forward pass may hold
 DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A kind of site, and how to find one in its hook's activation.
-
-    ``hook``: the hook point, per layer. ``dims``: the activation's dimensions after the
-    batch (for a pattern, ``pos`` is the query position). ``axes``: the indices that name a
-    site, in this order: ``layer``, then a unit (``head`` or ``neuron``), then ``pos``; a
-    dimension the site does not name is patched whole (a head at every position).
-    ``kv``: the heads are key/value heads (grouped-query attention). Everything else --
-    which slice a site patches, its label, parsing ``sites=`` -- follows from these, so a
-    new sweep is one entry in `SWEEPS` (plus its reference in tests/patching_reference.py).
-    """
-
-    name: str
-    hook: str
-    dims: tuple[str, ...]
-    axes: tuple[str, ...]
-    kv: bool = False
-
-    @property
-    def unit(self) -> str | None:
-        """``head``, ``neuron`` or None (a residual-stream or layer sweep)."""
-        return next((a for a in self.axes if a in UNITS), None)
-
-    @property
-    def letter(self) -> str:
-        """The unit's letter in labels: ``H`` (``L9H6``), ``KV`` (``L4KV1``), ``N`` (``L31N892``)."""
-        return "KV" if self.kv else UNITS.get(self.unit, "")
-
-    def index(self, rows, where: dict) -> tuple:
-        """Index of a site's slice in rows ``rows`` of the activation: ``where`` maps the
-        site's axes after ``layer`` to an index, or to an index tensor per row."""
-        picks = [where.get(dim, slice(None)) for dim in self.dims]
-        while picks and isinstance(picks[-1], slice):
-            picks.pop()
-        return (rows, *picks)
-
-    def label(self, site: tuple, tokens: tuple[str, ...]) -> str:
-        """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``, ``L25N1527``."""
-        where = dict(zip(self.axes, site))
-        if self.unit:
-            text = f"L{where['layer']}{self.letter}{where[self.unit]}"
-            activation = self.name.removesuffix("_by_pos").removeprefix(self.unit).removeprefix("_")
-            text += "" if activation in ("", "out") else f" {activation}"  # head_q: L9H6 q
-        else:
-            text = f"{self.name} L{where['layer']}"
-        return text + (f" pos {where['pos']} {tokens[where['pos']]!r}" if "pos" in where else "")
-
-    def site(self, value) -> tuple[int, ...]:
-        """A site as its indices in the order of ``axes``, from a label this sweep writes
-        (``"L9H6"``, ``"L9H6 pos 10"``, ``"resid_pre L5 pos 10 ' John'"``) or a tuple of ints."""
-        example = " ".join(filter(None, [f"L9{self.letter}6" if self.unit else "L9",
-                                         "pos 10" if "pos" in self.axes else ""]))
-        how = (f"write {self.name} sites as {example!r} or as ({', '.join(self.axes)}) tuples")
-        if isinstance(value, str):
-            parts = label_parts(value) or {}
-            unit_ok = parts.get("letter") == (self.letter or None)
-            if "layer" not in parts or not unit_ok or ("pos" in parts) != ("pos" in self.axes):
-                raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
-            found = {"layer": parts["layer"], "pos": parts.get("pos"), self.unit: parts.get("index")}
-            return tuple(found[axis] for axis in self.axes)
-        values = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
-        if len(values) != len(self.axes) or not all(isinstance(v, (int, np.integer)) for v in values):
-            raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
-        return tuple(int(v) for v in values)
-
-
-UNITS = {"head": "H", "neuron": "N"}
-RESID, Z, PATTERN, POST = ("pos", "d_model"), ("pos", "head", "d_head"), ("head", "pos", "key"), ("pos", "neuron")
-SWEEPS = {s.name: s for s in [
-    Sweep("resid_pre", "blocks.{layer}.hook_resid_pre", RESID, ("layer", "pos")),
-    Sweep("resid_mid", "blocks.{layer}.hook_resid_mid", RESID, ("layer", "pos")),
-    Sweep("resid_post", "blocks.{layer}.hook_resid_post", RESID, ("layer", "pos")),
-    Sweep("attn_out", "blocks.{layer}.hook_attn_out", RESID, ("layer", "pos")),
-    Sweep("mlp_out", "blocks.{layer}.hook_mlp_out", RESID, ("layer", "pos")),
-    Sweep("head_out", "blocks.{layer}.attn.hook_z", Z, ("layer", "head")),
-    Sweep("head_out_by_pos", "blocks.{layer}.attn.hook_z", Z, ("layer", "head", "pos")),
-    Sweep("head_q", "blocks.{layer}.attn.hook_q", Z, ("layer", "head")),
-    Sweep("head_q_by_pos", "blocks.{layer}.attn.hook_q", Z, ("layer", "head", "pos")),
-    Sweep("head_k", "blocks.{layer}.attn.hook_k", Z, ("layer", "head"), kv=True),
-    Sweep("head_k_by_pos", "blocks.{layer}.attn.hook_k", Z, ("layer", "head", "pos"), kv=True),
-    Sweep("head_v", "blocks.{layer}.attn.hook_v", Z, ("layer", "head"), kv=True),
-    Sweep("head_v_by_pos", "blocks.{layer}.attn.hook_v", Z, ("layer", "head", "pos"), kv=True),
-    Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head")),
-    Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head", "pos")),
-    Sweep("mlp_out_all_pos", "blocks.{layer}.hook_mlp_out", RESID, ("layer",)),  # a whole MLP layer
-    Sweep("neuron", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron")),  # all positions
-    Sweep("neuron_by_pos", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron", "pos")),
-]}
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -186,11 +95,11 @@ class PatchingResult(Result):
         tables, ``head`` (``L9H6``) or ``neuron`` (``L31N892``) with its ``layer`` and
         ``index``, or the ``layer``; ``pos``; then ``mean``, ``effect`` and ``recovery``."""
         frame = pd.DataFrame(self.sites, columns=list(self.axes))
-        unit = SWEEPS[self.sweep].unit
-        if unit:
-            letter = SWEEPS[self.sweep].letter
-            frame = frame.rename(columns={unit: "index"})
-            frame.insert(0, unit, [f"L{layer}{letter}{index}" for layer, index in zip(frame["layer"], frame["index"])])
+        spec = SWEEPS[self.sweep]
+        if spec.unit:
+            frame = frame.rename(columns={spec.unit: "index"})
+            frame.insert(0, spec.unit, [Site(layer, spec.unit_kind, index).label
+                                        for layer, index in zip(frame["layer"], frame["index"])])
         frame.insert(0, "site", self.labels)
         frame["mean"], frame["effect"], frame["recovery"] = self.mean, self.effect, self.recovery
         return frame

@@ -27,7 +27,7 @@ from .evidence import probe
 from .forward import at_positions, input_device, require_plain_model
 from .metrics import resolve_metric
 from .results import Result
-from .sites import head_label, parse_head
+from .sites import head_label, hook_of, parse_head
 from .tokens import tokenize_pair
 
 INPUTS = ("q", "k", "v", "resid")
@@ -134,8 +134,8 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     device = input_device(model)
     n_layers, n = model.cfg.n_layers, len(clean.lengths)
     answers = clean.answer_ids  # scores are computed on the CPU
-    z_names = [f"blocks.{l}.attn.hook_z" for l in range(n_layers)]
-    mlp_names = [f"blocks.{l}.hook_mlp_out" for l in range(n_layers)] if freeze_mlps else []
+    z_names = [hook_of("head_out", l) for l in range(n_layers)]
+    mlp_names = [hook_of("mlp_out", l) for l in range(n_layers)] if freeze_mlps else []
 
     def final(logits):
         return at_positions(logits, clean.final_positions).float().cpu()
@@ -161,8 +161,8 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     def freeze_mlp(name):
         return lambda out, hook: corrupt_cache[name]
 
-    receiver_hooks = sorted({f"blocks.{l}.attn.hook_{receiver_input}" if receiver_input != "resid"
-                             else f"blocks.{l}.hook_resid_pre" for l, _ in targets})
+    receiver_sweep = "resid_pre" if receiver_input == "resid" else f"head_{receiver_input}"
+    receiver_hooks = {l: hook_of(receiver_sweep, l) for l in sorted({l for l, _ in targets})}
     recorded = {}
 
     def record(name):
@@ -175,7 +175,8 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     with torch.inference_mode():
         model.run_with_hooks(corrupted.tokens.to(device),
                              fwd_hooks=[(n_, freeze(n_, l)) for l, n_ in enumerate(z_names)]
-                             + [(n_, freeze_mlp(n_)) for n_ in mlp_names] + [(n_, record(n_)) for n_ in receiver_hooks])
+                             + [(n_, freeze_mlp(n_)) for n_ in mlp_names]
+                             + [(n_, record(n_)) for n_ in receiver_hooks.values()])
     where = torch.zeros(n, corrupted.tokens.shape[1], dtype=torch.bool)
     if positions == "end":
         where[torch.arange(n), clean.final_positions] = True
@@ -185,9 +186,7 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
     for layer, head in targets:
         heads_of.setdefault(layer, set()).add(head)
 
-    def patch_input(name):
-        layer = int(name.split(".")[1])
-
+    def patch_input(name, layer):
         def hook(activation, hook):
             new, here = recorded[name], where.to(activation.device)[..., None]  # its layer's GPU
             if receiver_input == "resid":
@@ -199,8 +198,8 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
 
     # Run 3: the corrupted run with only the receivers' input patched.
     with torch.inference_mode():
-        patched_final = final(model.run_with_hooks(corrupted.tokens.to(device),
-                                                   fwd_hooks=[(n_, patch_input(n_)) for n_ in receiver_hooks]))
+        patch_hooks = [(n_, patch_input(n_, l)) for l, n_ in receiver_hooks.items()]
+        patched_final = final(model.run_with_hooks(corrupted.tokens.to(device), fwd_hooks=patch_hooks))
     score = lambda logits: metric_fn(logits, answers, clean_final).numpy()  # noqa: E731
     return PathPatching(model=clean.model_name, prompt_set=prompts.name,
                         senders=tuple(head_label(*s) for s in sent),

@@ -1,69 +1,288 @@
-"""Labels for model sites that researchers already use: ``L9H6`` (layer 9, head 6),
-``L25N1527`` (layer 25, MLP neuron 1527).
+"""Sites: the places in a model that a probe reads or replaces, written as researchers write them.
 
-Parsing checks the model's size, so a site that does not exist is a clear error
-naming the valid range, not an IndexError deep inside a forward pass.
+=====================================  =========================================
+``L9H6``                               head 6 of layer 9 (its output, ``hook_z``)
+``L9H6 q``, ``L4KV1 v``                a head's query; a key/value head's value
+``L25N1527``                           neuron 1527 of layer 25's MLP (``hook_post``)
+``MLP5``, ``mlp_out L5``               layer 5's MLP output
+``resid_pre L5 pos 10 ' John'``        the residual stream entering layer 5, at token 10
+=====================================  =========================================
+
+`parse_site` is the one parser: a label (or a `Site`) becomes a `Site`, ``(layer, unit,
+index, pos)`` plus the activation it names. A site's hook point and the slice it covers come
+from the sweep table `SWEEPS` (`Site.sweep`), the same table activation patching runs, so
+ablation, circuits, path patching and patching agree on what ``"L9H6"`` means. `Site.check`
+tests it against a model, so a site that does not exist is a clear error naming the valid
+range, not an IndexError deep inside a forward pass.
 """
 
 import re
+from dataclasses import dataclass
+
+import numpy as np
+
+UNITS = {"head": "H", "kv": "KV", "neuron": "N"}  # unit -> its letter in labels
+_LETTERS = {letter: unit for unit, letter in UNITS.items()}
+_LABEL = re.compile(r"""^\s*(?:
+      (?P<word>[a-z][a-z_]*)\s+L(?P<layer_of_word>\d+)            # resid_pre L5, mlp_out L5
+    | L(?P<layer>\d+)(?:(?P<letter>KV|H|N)(?P<index>\d+))?          # L5, L9H6, L4KV1, L25N1527
+      (?:\s+(?P<activation>(?!pos\b)[a-z][a-z_]*))?                 # L9H6 q, L1N7 pre
+    | MLP\s*(?P<mlp>\d+)                                            # MLP5
+    )(?:\s+pos\s+(?P<pos>\d+)(?:\s.*)?)?\s*$""", re.VERBOSE)  # pos 10, then the token, ignored
+FORMS = "'L9H6' (a head), 'L25N1527' (a neuron), 'MLP5' or 'mlp_out L5' (a layer's MLP), 'attn_out L5'"
 
 
-def head_label(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
+@dataclass(frozen=True, order=True)
+class Site:
+    """One site: ``layer``; ``unit`` ``"head"``, ``"kv"`` (a key/value head), ``"neuron"`` or
+    None (a whole layer); the unit's ``index``; a token ``pos`` (None: every position); and the
+    ``activation`` read there: a head's ``"q"``, ``"k"``, ``"v"`` or ``"pattern"`` (None: its
+    output), a layer's ``"resid_pre"``, ``"attn_out"``, ``"mlp_out"``, …"""
+
+    layer: int
+    unit: str | None = None
+    index: int | None = None
+    pos: int | None = None
+    activation: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``L9H6``, ``L9H6 q pos 3``, ``L25N1527``, ``mlp_out L5``: `parse_site` reads it back."""
+        if self.unit:
+            text = f"L{self.layer}{UNITS[self.unit]}{self.index}" + (f" {self.activation}" if self.activation else "")
+        else:
+            text = f"{self.activation} L{self.layer}" if self.activation else f"L{self.layer}"
+        return text + ("" if self.pos is None else f" pos {self.pos}")
+
+    def __str__(self) -> str:
+        return self.label
+
+    @property
+    def sweep(self) -> "Sweep":
+        """The sweep whose hook holds this site (``L9H6`` → ``head_out``, ``L9H6 pos 3`` →
+        ``head_out_by_pos``, ``mlp_out L5`` → ``mlp_out_all_pos``)."""
+        kinds = [s for s in SWEEPS.values() if s.unit_kind == self.unit and s.activation == (self.activation or "")]
+        if not kinds:
+            raise ValueError(f"site {self.label!r} names no activation a probe can reach: write {FORMS}")
+        at_pos = [s for s in kinds if ("pos" in s.axes) == (self.pos is not None)]
+        return (at_pos or kinds)[0]
+
+    @property
+    def hook(self) -> str:
+        """The hook point: ``blocks.9.attn.hook_z`` for ``L9H6``."""
+        return self.sweep.hook_at(self.layer)
+
+    def selector(self, rows=slice(None)) -> tuple:
+        """The site's slice of its hook's activation, in batch rows ``rows``:
+        ``activation[site.selector()]`` is ``activation[:, :, 6]`` for ``L9H6``."""
+        sweep = self.sweep
+        return sweep.index(rows, {sweep.unit: self.index, "pos": self.pos} if sweep.unit else {"pos": self.pos})
+
+    def check(self, model, model_name: str = "the model") -> "Site":
+        """This site, if ``model`` has it; otherwise a ValueError naming the valid range."""
+        kind = {"kv": "key/value head"}.get(self.unit, self.unit or "site")
+        n_layers = model.cfg.n_layers
+        if not 0 <= self.layer < n_layers:
+            raise ValueError(f"{kind} {self.label} does not exist: {model_name} has layers 0–{n_layers - 1} "
+                             f"({n_layers} layers); choose L0–L{n_layers - 1}")
+        if self.unit:
+            per_layer = units_per_layer(model, self.unit)
+            letter = UNITS[self.unit]
+            if not 0 <= self.index < per_layer:
+                raise ValueError(f"{kind} {self.label} does not exist: {model_name} has {kind}s 0–{per_layer - 1} "
+                                 f"per layer; choose {letter}0–{letter}{per_layer - 1}")
+        return self
 
 
-def neuron_label(layer: int, index: int) -> str:
-    return f"L{layer}N{index}"
+def units_per_layer(model, unit: str) -> int:
+    """Heads, key/value heads or neurons in each layer of ``model``."""
+    cfg = model.cfg
+    return {"head": cfg.n_heads, "kv": getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            "neuron": cfg.d_mlp}[unit]
 
 
-def _parse(model, site, kind: str, letter: str, per_layer: int, model_name: str) -> tuple[int, int]:
-    """``"L<layer><letter><index>"`` or ``(layer, index)``, checked against the model."""
-    if isinstance(site, str):
-        match = re.match(rf"^L(\d+){letter}(\d+)$", site.strip())
-        if not match:
-            raise ValueError(f"{kind} {site!r}: write {kind}s as 'L<layer>{letter}<{kind}>', "
-                             f"e.g. 'L9{letter}6'")
-        layer, index = int(match[1]), int(match[2])
+def parse_site(site) -> Site:
+    """A `Site` from a label (``"L9H6"``, ``"L9H6 q pos 3 ' and'"``, ``"MLP5"``, ``"resid_pre L5
+    pos 10"``: the token after the position is ignored) or a `Site`. Not checked against a
+    model: `Site.check` does that."""
+    if isinstance(site, Site):
+        return site
+    match = _LABEL.match(site) if isinstance(site, str) else None
+    if not match:
+        raise ValueError(f"site {site!r}: write {FORMS}, with ' pos 10' for one position")
+    pos = None if match["pos"] is None else int(match["pos"])
+    if match["word"]:
+        return Site(int(match["layer_of_word"]), pos=pos, activation=match["word"])
+    if match["mlp"]:
+        return Site(int(match["mlp"]), pos=pos, activation="mlp_out")
+    unit = _LETTERS.get(match["letter"])
+    return Site(int(match["layer"]), unit, None if unit is None else int(match["index"]), pos, match["activation"])
+
+
+def _parse_unit(model, value, unit: str, model_name: str) -> tuple[int, int]:
+    """A ``unit`` site given as a label or a ``(layer, index)`` pair → ``(layer, index)``, checked."""
+    letter = UNITS[unit]
+    if isinstance(value, str):
+        try:
+            site = parse_site(value)
+        except ValueError:
+            site = None
+        if site is None or site.unit != unit or site.pos is not None or site.activation:
+            raise ValueError(f"{unit} {value!r}: write {unit}s as 'L<layer>{letter}<{unit}>', e.g. 'L9{letter}6'")
     else:
-        layer, index = (int(x) for x in site)
-    label, n_layers = f"L{layer}{letter}{index}", model.cfg.n_layers
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"{kind} {label} does not exist: {model_name} has layers 0–{n_layers - 1} "
-                         f"({n_layers} layers); choose L0–L{n_layers - 1}")
-    if not 0 <= index < per_layer:
-        raise ValueError(f"{kind} {label} does not exist: {model_name} has {kind}s 0–{per_layer - 1} "
-                         f"per layer; choose {letter}0–{letter}{per_layer - 1}")
-    return layer, index
+        layer, index = (int(x) for x in value)
+        site = Site(layer, unit, index)
+    site.check(model, model_name)
+    return site.layer, site.index
 
 
 def parse_head(model, head, model_name: str = "the model") -> tuple[int, int]:
     """``"L9H6"`` or ``(9, 6)`` → ``(9, 6)``, checked against the model's layers and heads."""
-    return _parse(model, head, "head", "H", model.cfg.n_heads, model_name)
+    return _parse_unit(model, head, "head", model_name)
 
 
 def parse_neuron(model, neuron, model_name: str = "the model") -> tuple[int, int]:
     """``"L31N892"`` or ``(31, 892)`` → ``(31, 892)``, checked against the model's layers and MLP width."""
-    return _parse(model, neuron, "neuron", "N", model.cfg.d_mlp, model_name)
+    return _parse_unit(model, neuron, "neuron", model_name)
 
 
-_UNIT = re.compile(r"(?:^|\s)L(?P<layer>\d+)(?:(?P<letter>KV|H|N)(?P<index>\d+))?(?=\s|$)")
-_POS = re.compile(r"\bpos (?P<pos>\d+)(?=\s|$)")
+def parse_mlp(mlp) -> int:
+    """An MLP layer: ``5``, ``"5"``, ``"MLP5"``, ``"mlp_out L5"`` or ``"L5"`` → 5 (not checked
+    against a model)."""
+    if isinstance(mlp, (int, np.integer)) and not isinstance(mlp, bool):
+        return int(mlp)
+    text = str(mlp).strip()
+    if number := re.fullmatch(r"(?:MLP\s*)?(\d+)", text, re.IGNORECASE):
+        return int(number[1])
+    try:
+        site = parse_site(text)
+    except ValueError:
+        site = None
+    if site is None or site.unit or site.pos is not None or site.activation not in (None, "mlp_out"):
+        raise ValueError(f"MLP {mlp!r}: write MLP layers as 'MLP5' or as the layer number 5")
+    return site.layer
 
 
-def label_parts(label: str) -> dict | None:
-    """The indices a site label names: ``"L9H6"`` → ``{layer: 9, letter: "H", index: 6}``,
-    ``"resid_pre L5 pos 10 ' John'"`` → ``{layer: 5, pos: 10}``, ``"L4KV1 v pos 3"`` → letter
-    ``"KV"``; None if it names no layer. The token after the position is ignored."""
-    before, _, after = label.strip().partition(" pos ")
-    match = _UNIT.search(before)
-    if not match:
-        return None
-    parts = {"layer": int(match["layer"])}
-    if match["letter"]:
-        parts.update(letter=match["letter"], index=int(match["index"]))
-    if after:
-        pos = _POS.match("pos " + after)
-        if not pos:
-            return None
-        parts["pos"] = int(pos["pos"])
-    return parts
+def head_label(layer: int, head: int) -> str:
+    return Site(layer, "head", head).label
+
+
+def neuron_label(layer: int, index: int) -> str:
+    return Site(layer, "neuron", index).label
+
+
+def head_order(label: str) -> tuple[int, int]:
+    """``"L9H6"`` → ``(9, 6)``: sorts head labels by layer, then head."""
+    site = parse_site(label)
+    return site.layer, site.index
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A kind of site, and how to find one in its hook's activation.
+
+    ``hook``: the hook point, per layer. ``dims``: the activation's dimensions after the
+    batch (for a pattern, ``pos`` is the query position). ``axes``: the indices that name a
+    site, in this order: ``layer``, then a unit (``head`` or ``neuron``), then ``pos``; a
+    dimension the site does not name is patched whole (a head at every position).
+    ``kv``: the heads are key/value heads (grouped-query attention). Everything else --
+    which slice a site patches, its label, parsing ``sites=`` -- follows from these, so a
+    new sweep is one entry in `SWEEPS` (plus its reference in tests/patching_reference.py).
+    """
+
+    name: str
+    hook: str
+    dims: tuple[str, ...]
+    axes: tuple[str, ...]
+    kv: bool = False
+
+    @property
+    def unit(self) -> str | None:
+        """``head``, ``neuron`` or None (a residual-stream or layer sweep): the axis naming the unit."""
+        return next((a for a in self.axes if a in ("head", "neuron")), None)
+
+    @property
+    def unit_kind(self) -> str | None:
+        """The `Site.unit` of this sweep's sites: ``kv`` for key/value heads."""
+        return "kv" if self.kv else self.unit
+
+    @property
+    def letter(self) -> str:
+        """The unit's letter in labels: ``H`` (``L9H6``), ``KV`` (``L4KV1``), ``N`` (``L31N892``)."""
+        return UNITS.get(self.unit_kind, "")
+
+    @property
+    def activation(self) -> str:
+        """The activation its labels name: ``q`` for ``head_q``, ``resid_pre``; ``""`` for a unit's output."""
+        if not self.unit:
+            return self.name.removesuffix("_all_pos")
+        word = self.name.removesuffix("_by_pos").removeprefix(self.unit).removeprefix("_")
+        return "" if word in ("", "out") else word
+
+    def hook_at(self, layer: int) -> str:
+        return self.hook.format(layer=layer)
+
+    def index(self, rows, where: dict) -> tuple:
+        """Index of a site's slice in rows ``rows`` of the activation: ``where`` maps the
+        site's axes after ``layer`` to an index, or to an index tensor per row (None: all)."""
+        picks = [slice(None) if where.get(dim) is None else where[dim] for dim in self.dims]
+        while picks and isinstance(picks[-1], slice):
+            picks.pop()
+        return (rows, *picks)
+
+    def label(self, site: tuple, tokens: tuple[str, ...]) -> str:
+        """``resid_pre L5 pos 10 ' John'``, ``L9H6``, ``L9H6 q pos 3 ' and'``, ``L4KV1 v``, ``L25N1527``."""
+        where = dict(zip(self.axes, site))
+        text = Site(where["layer"], self.unit_kind, where.get(self.unit), where.get("pos"),
+                    self.activation or None).label
+        return text + (f" {tokens[where['pos']]!r}" if "pos" in where else "")
+
+    def site(self, value) -> tuple[int, ...]:
+        """A site as its indices in the order of ``axes``, from a label this sweep writes
+        (``"L9H6"``, ``"L9H6 pos 10"``, ``"resid_pre L5 pos 10 ' John'"``) or a tuple of ints."""
+        example = " ".join(filter(None, [f"L9{self.letter}6" if self.unit else "L9",
+                                         "pos 10" if "pos" in self.axes else ""]))
+        how = f"write {self.name} sites as {example!r} or as ({', '.join(self.axes)}) tuples"
+        if isinstance(value, str):
+            try:
+                parsed = parse_site(value)
+            except ValueError:
+                parsed = None
+            fits = parsed is not None and parsed.unit == self.unit_kind and (
+                (parsed.pos is not None) == ("pos" in self.axes)) and parsed.activation in (None, self.activation)
+            if not fits:
+                raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
+            found = {"layer": parsed.layer, "pos": parsed.pos, self.unit: parsed.index}
+            return tuple(found[axis] for axis in self.axes)
+        values = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+        if len(values) != len(self.axes) or not all(isinstance(v, (int, np.integer)) for v in values):
+            raise ValueError(f"site {value!r} is not a {self.name} site: {how}")
+        return tuple(int(v) for v in values)
+
+
+RESID, Z, PATTERN, POST = ("pos", "d_model"), ("pos", "head", "d_head"), ("head", "pos", "key"), ("pos", "neuron")
+SWEEPS = {s.name: s for s in [
+    Sweep("resid_pre", "blocks.{layer}.hook_resid_pre", RESID, ("layer", "pos")),
+    Sweep("resid_mid", "blocks.{layer}.hook_resid_mid", RESID, ("layer", "pos")),
+    Sweep("resid_post", "blocks.{layer}.hook_resid_post", RESID, ("layer", "pos")),
+    Sweep("attn_out", "blocks.{layer}.hook_attn_out", RESID, ("layer", "pos")),
+    Sweep("mlp_out", "blocks.{layer}.hook_mlp_out", RESID, ("layer", "pos")),
+    Sweep("head_out", "blocks.{layer}.attn.hook_z", Z, ("layer", "head")),
+    Sweep("head_out_by_pos", "blocks.{layer}.attn.hook_z", Z, ("layer", "head", "pos")),
+    Sweep("head_q", "blocks.{layer}.attn.hook_q", Z, ("layer", "head")),
+    Sweep("head_q_by_pos", "blocks.{layer}.attn.hook_q", Z, ("layer", "head", "pos")),
+    Sweep("head_k", "blocks.{layer}.attn.hook_k", Z, ("layer", "head"), kv=True),
+    Sweep("head_k_by_pos", "blocks.{layer}.attn.hook_k", Z, ("layer", "head", "pos"), kv=True),
+    Sweep("head_v", "blocks.{layer}.attn.hook_v", Z, ("layer", "head"), kv=True),
+    Sweep("head_v_by_pos", "blocks.{layer}.attn.hook_v", Z, ("layer", "head", "pos"), kv=True),
+    Sweep("head_pattern", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head")),
+    Sweep("head_pattern_by_pos", "blocks.{layer}.attn.hook_pattern", PATTERN, ("layer", "head", "pos")),
+    Sweep("mlp_out_all_pos", "blocks.{layer}.hook_mlp_out", RESID, ("layer",)),  # a whole MLP layer
+    Sweep("neuron", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron")),  # all positions
+    Sweep("neuron_by_pos", "blocks.{layer}.mlp.hook_post", POST, ("layer", "neuron", "pos")),
+]}
+
+
+def hook_of(sweep: str, layer: int) -> str:
+    """``hook_of("head_out", 9)`` → ``"blocks.9.attn.hook_z"``."""
+    return SWEEPS[sweep].hook_at(layer)

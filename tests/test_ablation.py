@@ -62,7 +62,7 @@ def test_bad_sites_and_kinds_are_named(tiny_llama):
         ablate(tiny_llama, PROMPTS, "head 3")
     with pytest.raises(ValueError, match="ablation 'random'"):
         ablate(tiny_llama, PROMPTS, "L0H1", "random")
-    with pytest.raises(ValueError, match="layers are 0–1"):
+    with pytest.raises(ValueError, match="has layers 0–1"):
         ablate(tiny_llama, PROMPTS, "mlp_out L7")
     with pytest.raises(ValueError, match="shortest prompt has 15 tokens"):
         noise_corruption(tiny_llama, PROMPTS, positions=[40])

@@ -164,7 +164,7 @@ def test_bad_input_gets_clear_errors(tiny_llama):
 
 def test_compensation_with_nothing_changed_is_head_attribution_and_ablated_heads_move(tiny_llama):
     from circuitcheck.probes import head_attribution
-    from circuitcheck.probes.circuits import compensation
+    from circuitcheck.probes.compensation import compensation
 
     result = compensation(tiny_llama, PROMPTS, ["L0H1"], ablation="zero")
     plain = head_attribution(tiny_llama, PROMPTS).per_head
@@ -306,7 +306,7 @@ def test_negative_counts_are_refused_before_any_pass(tiny_llama):
         # a probe that got as far as its passes would refuse the hooked model: the checks come first
         with pytest.raises(RuntimeError, match="needs the plain model"):
             faithfulness(tiny_llama, PROMPTS, ["L0H1"])
-    from circuitcheck.probes.circuits import compensation
+    from circuitcheck.probes.compensation import compensation
 
     with pytest.raises(ValueError, match="^seed=-1: give a whole number of at least 0"):
         compensation(tiny_llama, PROMPTS, ["L0H1"], seed=-1)

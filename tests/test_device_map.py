@@ -18,9 +18,11 @@ import torch
 from circuitcheck.fixtures import DeviceUnavailable, load_model
 from circuitcheck.fixtures.device_maps import DeviceMapRefused, check_device_map, parse_max_memory
 from circuitcheck.probes import (Circuit, PromptSet, ablate, attention, attention_to, attribution_patch,
-                                 compensation, faithfulness, head_attribution, head_scores, layer_attribution,
-                                 logit_diff, logit_lens, neuron_activations, neuron_congruence, noise_corruption,
-                                 patch, path_patch, top_k)
+                                 compensation, completeness, corruption_check, exclusive_neuron_tokens,
+                                 faithfulness, feasibility, feasibility_step, head_attribution, head_scores,
+                                 layer_attribution, logit_diff, logit_lens, minimality, neuron_activations,
+                                 neuron_congruence, neuron_prediction_correlation, noise_corruption, patch,
+                                 path_patch, random_circuit_test, top_k)
 from circuitcheck.probes.model_state import model_info
 
 from .test_patching import PROMPTS, STAGGERED
@@ -87,7 +89,7 @@ PROBES = {
     "head_scores": lambda m: head_scores(m, PROMPTS, "previous_token"),
     "neuron_activations": lambda m: neuron_activations(m, PROMPTS, ["L1N7", "L0N3"], all_positions=True),
     "neuron_congruence": lambda m: neuron_congruence(m, " Mary"),
-    "ablate": lambda m: ablate(m, PROMPTS, ["L1H2", "L0N3"], kind="resample"),
+    "ablate": lambda m: ablate(m, PROMPTS, ["L1H2", "L0N3"], ablation="resample"),
     "noise_corruption": lambda m: noise_corruption(m, PROMPTS, [1], samples=2),
     "patch resid_pre, clean into corrupted": lambda m: patch(m, STAGGERED, "resid_pre"),
     "patch head_out, corrupted into clean": lambda m: patch(m, STAGGERED, "head_out", "corrupted_into_clean"),
@@ -96,7 +98,25 @@ PROBES = {
     "path_patch": lambda m: path_patch(m, PROMPTS, ["L0H1"], ["L1H2"], positions="end"),
     "faithfulness": lambda m: faithfulness(m, PROMPTS, Circuit(["L1H2", "L0H1"], positions={"L0H1": "end"})),
     "compensation": lambda m: compensation(m, PROMPTS, ["L1H2"]),
+    "random_circuit_test": lambda m: random_circuit_test(m, PROMPTS, ["L1H2"], n=3, ablation="resample"),
+    "completeness": lambda m: completeness(m, PROMPTS, Circuit(["L1H2", "L0H1"], mlps=[1]), n_random=2),
+    "minimality": lambda m: minimality(m, PROMPTS, ["L1H2", "L0H1"], n_random=2),
+    "corruption_check": lambda m: corruption_check(m, PROMPTS),
+    "exclusive_neuron_tokens": lambda m: exclusive_neuron_tokens(m, k=5),
+    "neuron_prediction_correlation": lambda m: neuron_prediction_correlation(m, PROMPTS, "L1N7", " Mary"),
+    "feasibility": lambda m: feasibility(m, PROMPTS, steps=["answers", "task", "corruption"]),
+    "feasibility_step": lambda m: feasibility_step(m, PROMPTS, "patching"),
 }
+
+
+def test_the_table_has_every_public_probe():
+    """A new probe is added here too: it must give the same numbers on a model split by a map."""
+    import circuitcheck.probes
+
+    public = {name for name in circuitcheck.probes.__all__
+              if getattr(getattr(circuitcheck.probes, name), "is_probe", False)}
+    missing = public - {key.split()[0] for key in PROBES}
+    assert len(public) >= 25 and not missing, f"add {sorted(missing)} to PROBES"
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])

@@ -22,7 +22,7 @@ def test_the_reference_lists_every_name_and_the_allowed_values():
     missing = [name for name in circuitcheck.__all__ if f"`{name}" not in text]
     assert not missing, f"docs/API.md lacks {missing}"
     assert "- `direction`: `clean_into_corrupted`, `corrupted_into_clean`" in text
-    assert "- `kind`: `zero`, `mean`, `resample`" in text
+    assert "- `ablation`: `mean`, `resample`, `zero`" in text
 
 
 # The required arguments (after model and prompts) of each probe whose allowed values are listed.
@@ -63,7 +63,7 @@ def test_each_documented_value_list_is_the_one_the_function_checks(tiny_llama):
     from .test_patching import PROMPTS
 
     documented = documented_values()
-    assert ("head_scores", "kind") in documented and ("ablate", "kind") in documented
+    assert ("head_scores", "kind") in documented and ("ablate", "ablation") in documented
     for (function, argument), values in documented.items():
         assert function in REQUIRED or function in ("patch", "attribution_patch", "head_scores"), (
             f"{function}: add its required arguments to REQUIRED so its documented values are checked")

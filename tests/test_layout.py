@@ -21,7 +21,9 @@ def python_files():
 
 def imported_modules(path: Path) -> set[str]:
     """Absolute names of the modules a file imports (relative imports resolved)."""
-    package = PACKAGES.get(path.relative_to(ROOT).parts[0], "circuitcheck")
+    parts = path.relative_to(ROOT).parts
+    package = ".".join([PACKAGES.get(parts[0], "circuitcheck"), *parts[1:-1]]) if parts[0] in PACKAGES \
+        else "circuitcheck"
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -46,6 +48,33 @@ def test_probes_are_the_core_and_import_neither_fixtures_nor_reports(path):
     upward = {n for n in imported_modules(path)
               if n.startswith(("circuitcheck.fixtures", "circuitcheck.reports"))}
     assert not upward, f"probes/{path.name} imports {sorted(upward)}: probes must not depend on them"
+
+
+PROBE_FILES = sorted((ROOT / "probes").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: str(p.relative_to(ROOT / "probes")))
+def test_a_probe_module_is_one_a_reader_can_hold(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= 400, f"probes/{path.relative_to(ROOT / 'probes')} has {lines} lines: split it by what it does"
+
+
+def test_site_labels_are_parsed_in_one_place():
+    """Only probes/sites.py holds a pattern for labels such as ``L9H6``, and only it spells out a
+    hook name per layer (``blocks.{layer}...``): every other module asks it (`parse_site`, `hook_of`)."""
+    import re
+
+    hand_built = re.compile(r"^f['\"]blocks\.\{[^}]+\}\.(attn\.|mlp\.)?hook_")
+    label_pattern = re.compile(r"L\(\\d\+\)|\^L\\d|L\\d\+[HN]")
+    for path in PROBE_FILES:
+        if path.name == "sites.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not label_pattern.search(node.value), f"{path.name} parses a site label: {node.value!r}"
+            if isinstance(node, ast.JoinedStr) and hand_built.match(ast.unparse(node)):
+                raise AssertionError(f"{path.name} builds a hook name by hand: {ast.unparse(node)}; "
+                                     "use sites.hook_of")
 
 
 def test_fixtures_do_not_import_reports():

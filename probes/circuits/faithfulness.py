@@ -1,0 +1,222 @@
+"""Is the circuit the model? Faithfulness, and the random-circuit test.
+
+* **faithfulness** (Wang et al. 2022): F(C), the metric with everything outside the circuit
+  ablated, against F(M), the plain model's: F(C)/F(M) and |F(M) − F(C)|.
+* **random circuits** (circuitry, Shi et al. 2024): is C closer to the model than random
+  circuits of the same size? An empirical quantile and a p-value
+  ``(1 + #random at least as close) / (1 + N)``.
+
+The candidate and its random circuits are evaluated in the same batched passes (`engine`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..evidence import probe
+from ..input_errors import check_count
+from ..results import Result
+from .engine import Setup, checked, evaluate, prompts_metric, setup
+from .spec import Circuit, as_circuit
+
+P_BELOW_005 = 20  # random circuits: the fewest N whose smallest p-value, 1/(1+N) = 1/21, is below 0.05
+
+
+def random_needed(fraction: float) -> int:
+    """The fewest random circuits N for which beating ``fraction`` of them can be significant:
+    the smallest p-value, 1/(1+N), is below 1 − ``fraction`` (20 for 0.95: p < 0.05)."""
+    return math.floor(1 / (1 - fraction) + 1e-9)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Faithfulness(Result):
+    """The metric with only the circuit left (everything else ablated) against the full model.
+
+    ``model_metric`` F(M), ``circuit_metric`` F(C) and ``empty_metric`` F(∅) (everything
+    ablated) per prompt. A faithful circuit has F(C)/F(M) near 1 and |F(M) − F(C)| small;
+    ``normalised`` = (F(C) − F(∅)) / (F(M) − F(∅)) is how much of what the ablation removes
+    the circuit gives back.
+    """
+
+    circuit: str
+    components: tuple[str, ...]
+    ablation: str
+    reference: str
+    metric: str
+    prompts: tuple[str, ...]
+    model_metric: np.ndarray
+    circuit_metric: np.ndarray
+    empty_metric: np.ndarray
+
+    kind = "circuit_faithfulness"
+
+    @property
+    def title(self) -> str:
+        return f"Faithfulness of {self.circuit} ({self.ablation} ablation, {self.metric})"
+
+    @property
+    def f_model(self) -> float:
+        return float(self.model_metric.mean())
+
+    @property
+    def f_circuit(self) -> float:
+        return float(self.circuit_metric.mean())
+
+    @property
+    def f_empty(self) -> float:
+        return float(self.empty_metric.mean())
+
+    @property
+    def ratio(self) -> float:
+        """F(C) / F(M)."""
+        return self.f_circuit / self.f_model if self.f_model else float("nan")
+
+    @property
+    def gap(self) -> float:
+        """|F(M) − F(C)|."""
+        return abs(self.f_model - self.f_circuit)
+
+    @property
+    def normalised(self) -> float:
+        gap = self.f_model - self.f_empty
+        return (self.f_circuit - self.f_empty) / gap if gap else float("nan")
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"prompt": self.prompts, "F(M)": self.model_metric,
+                             "F(C)": self.circuit_metric, "F(empty)": self.empty_metric})
+
+    def summary(self) -> dict:
+        return {"F(M)": self.f_model, "F(C)": self.f_circuit, "F(empty)": self.f_empty,
+                "F(C)/F(M)": self.ratio, "|F(M)-F(C)|": self.gap, "normalised": self.normalised,
+                "components": len(self.components)}
+
+    def notes(self) -> list[str]:
+        return [f"outside the circuit: {self.ablation} ablation"
+                + ("" if self.ablation == "zero" else f" over {self.reference!r}")
+                + "; heads by their hook_z output, MLPs by hook_mlp_out"]
+
+    def figure(self) -> dict:
+        return {"type": "bar", "x": ["F(M)", "F(C)", "F(empty)"], "y": [self.f_model, self.f_circuit, self.f_empty],
+                "xlabel": "model", "ylabel": f"mean {self.metric}"}
+
+
+def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Faithfulness", np.ndarray]:
+    """The circuit's faithfulness, and the metric of ``others`` circuits from the same passes."""
+    empty = Circuit([], None if circuit.mlps is None else [])
+    f_c, f_empty, *rest = evaluate(s, [circuit, empty, *others])
+    return Faithfulness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
+                        components=circuit.components, ablation=s.ablation, reference=s.reference_name,
+                        metric=s.metric_name, prompts=prompts.prompts, model_metric=prompts_metric(s),
+                        circuit_metric=f_c, empty_metric=f_empty), np.array(rest)
+
+
+@probe
+def faithfulness(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
+                 seed: int = 0) -> Faithfulness:
+    """F(C) with everything outside ``circuit`` ablated, against F(M) (the plain model).
+    ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
+    resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
+    for IOI the paper's ABC set, ``ioi_abc_prompts(n)``)."""
+    circuit = as_circuit(circuit)
+    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None)
+    return _faithfulness(s, prompts, checked(model, prompts, circuit, s))[0]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RandomCircuitTest(Result):
+    """The circuit against ``N`` random circuits of the same size (circuitry's test).
+
+    Score: closeness to the model, −|F(M) − F(circuit)|. ``quantile``: the share of random
+    circuits the candidate beats (strictly closer); ``p_value`` = (1 + #random at least as
+    close) / (1 + N), the chance that a random circuit does as well. It is never below
+    1/(1 + N): p < 0.05 needs N ≥ 20, and `beats_random` refuses an N too small to tell.
+    """
+
+    circuit: str
+    f_model: float
+    f_candidate: float
+    random_circuits: tuple[str, ...]
+    random_metric: np.ndarray  # mean metric per random circuit
+    seed: int
+
+    kind = "random_circuit_test"
+
+    @property
+    def title(self) -> str:
+        return f"{self.circuit} against {len(self.random_circuits)} random circuits of its size"
+
+    @property
+    def random_gaps(self) -> np.ndarray:
+        return np.abs(self.f_model - self.random_metric)
+
+    @property
+    def candidate_gap(self) -> float:
+        return abs(self.f_model - self.f_candidate)
+
+    @property
+    def quantile(self) -> float:
+        return float((self.random_gaps > self.candidate_gap).mean())
+
+    @property
+    def p_value(self) -> float:
+        return float((1 + (self.random_gaps <= self.candidate_gap).sum()) / (1 + len(self.random_gaps)))
+
+    @property
+    def smallest_p_value(self) -> float:
+        """1/(1 + N): the p-value when the candidate beats every random circuit."""
+        return 1 / (1 + len(self.random_gaps))
+
+    def beats_random(self, fraction: float = 0.95) -> bool:
+        """True when the candidate is closer to the model than ``fraction`` of random circuits.
+        A ValueError when N is too small for that to mean anything: the smallest p-value,
+        1/(1 + N), must be below 1 − ``fraction`` (for 0.95, p < 0.05: N ≥ 20)."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"beats_random(fraction={fraction!r}): give a share of random circuits "
+                             "between 0 and 1, e.g. 0.95")
+        needed, n = random_needed(fraction), len(self.random_gaps)
+        if n < needed:
+            raise ValueError(f"beats_random({fraction}) on n={n} random circuits: the p-value can be no smaller "
+                             f"than 1/(1+n) = {self.smallest_p_value:.3g}, not below {1 - fraction:.3g}; run "
+                             f"random_circuit_test with n >= {needed} (n >= {P_BELOW_005} for p < 0.05)")
+        return self.quantile >= fraction
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"circuit": self.random_circuits, "F": self.random_metric,
+                             "|F(M)-F|": self.random_gaps}).sort_values("|F(M)-F|").reset_index(drop=True)
+
+    def summary(self) -> dict:
+        return {"F(M)": self.f_model, "F(C)": self.f_candidate, "|F(M)-F(C)|": self.candidate_gap,
+                "median random |F(M)-F|": float(np.median(self.random_gaps)), "quantile": self.quantile,
+                "p_value": self.p_value, "n_random": len(self.random_gaps)}
+
+    def notes(self) -> list[str]:
+        return [f"random circuits: same number of heads (and MLPs), uniform without replacement, seed {self.seed}"]
+
+    def figure(self) -> dict:
+        gaps = np.sort(self.random_gaps)
+        return {"type": "line", "x": list(range(1, len(gaps) + 1)), "xlabel": "random circuit (sorted)",
+                "ylabel": "|F(M) − F|", "series": {"random circuits": gaps.tolist(),
+                                                  "candidate": [self.candidate_gap] * len(gaps)}}
+
+
+@probe
+def random_circuit_test(model, prompts, circuit, n: int = 100, seed: int = 0, reference=None,
+                        ablation: str = "mean", metric="logit_diff") -> RandomCircuitTest:
+    """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
+    evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
+    p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual)."""
+    n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
+    circuit = as_circuit(circuit)
+    s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None)
+    circuit = checked(model, prompts, circuit, s)
+    generator = np.random.default_rng(seed)
+    randoms = [circuit.random_like(model, generator) for _ in range(n)]
+    candidate, values = _faithfulness(s, prompts, circuit, randoms)  # all in the same batched passes
+    return RandomCircuitTest(model=candidate.model, prompt_set=prompts.name, circuit=circuit.label(),
+                             f_model=candidate.f_model, f_candidate=candidate.f_circuit,
+                             random_circuits=tuple(r.label() for r in randoms),
+                             random_metric=values.mean(axis=1), seed=seed, parts=(candidate,))

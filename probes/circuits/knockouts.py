@@ -1,0 +1,185 @@
+"""Does every part matter, and is nothing missing? Completeness and minimality (Wang et al. 2022).
+
+* **completeness**: |F(C \\ K) − F(M \\ K)| for subsets K of C (empty, random, and a greedy
+  search for the worst K): a complete circuit behaves like the model when parts of it are
+  knocked out.
+* **minimality**: for each component v, the largest change |F(C \\ K) − F(C \\ (K ∪ {v}))|
+  over the same Ks: a component whose removal never matters is not needed.
+
+Every K of a probe is evaluated in the same batched passes (`engine`).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..evidence import probe
+from ..input_errors import check_count
+from ..results import Result
+from .engine import checked, evaluate, setup
+from .spec import Circuit, as_circuit
+
+
+def _random_subsets(components, n: int, generator, exclude=()) -> list[tuple[str, ...]]:
+    pool = [c for c in components if c not in exclude]
+    subsets = []
+    for _ in range(n):
+        pick = generator.random(len(pool)) < 0.5
+        subsets.append(tuple(c for c, p in zip(pool, pick) if p))
+    return subsets
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Completeness(Result):
+    """|F(C \\ K) − F(M \\ K)| for each K tried: the empty set, random subsets of C, and the
+    greedy search's Ks (each step adds the component that widens the gap most). A complete
+    circuit keeps the gap small for every K; ``worst`` is the K with the largest gap found."""
+
+    circuit: str
+    ks: tuple[tuple[str, ...], ...]
+    sources: tuple[str, ...]
+    f_circuit: np.ndarray  # mean F(C \ K) per K
+    f_model: np.ndarray  # mean F(M \ K) per K
+
+    kind = "circuit_completeness"
+
+    @property
+    def title(self) -> str:
+        return f"Completeness of {self.circuit}: |F(C \\ K) − F(M \\ K)|"
+
+    @property
+    def gaps(self) -> np.ndarray:
+        return np.abs(self.f_circuit - self.f_model)
+
+    @property
+    def worst(self) -> tuple[tuple[str, ...], float]:
+        i = int(np.argmax(self.gaps))
+        return self.ks[i], float(self.gaps[i])
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"K": ["{" + ", ".join(k) + "}" for k in self.ks], "size": [len(k) for k in self.ks],
+                             "source": self.sources, "F(C\\K)": self.f_circuit, "F(M\\K)": self.f_model,
+                             "gap": self.gaps})
+
+    def summary(self) -> dict:
+        k, gap = self.worst
+        return {"worst K": "{" + ", ".join(k) + "}", "worst gap": gap, "gap at K=empty": float(self.gaps[0]),
+                "Ks tried": len(self.ks)}
+
+    def figure(self) -> dict:
+        return {"type": "bar", "x": list(self.df["K"]), "y": self.gaps.tolist(), "xlabel": "K",
+                "ylabel": "|F(C\\K) − F(M\\K)|"}
+
+
+@probe
+def completeness(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
+                 n_random: int = 10, greedy_steps: int | None = None, seed: int = 0) -> Completeness:
+    """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
+    with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
+    default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (10 is the default)")
+    if greedy_steps is not None:
+        greedy_steps = check_count("greedy_steps", greedy_steps, 0,
+                                   "the greedy search's additions (0: no search; None: half the circuit)")
+    circuit = as_circuit(circuit)
+    s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None)
+    circuit = checked(model, prompts, circuit, s)
+    full = Circuit.full(model, circuit.mlps is not None)
+    generator = np.random.default_rng(seed)
+    ks = list(dict.fromkeys([()] + _random_subsets(circuit.components, n_random, generator)))
+    sources = ["empty"] + ["random"] * (len(ks) - 1)
+    values = evaluate(s, [c for k in ks for c in (circuit.without(k), full.without(k))]).mean(axis=1)
+    f_c, f_m = list(values[0::2]), list(values[1::2])
+    k: tuple = ()
+    steps = greedy_steps if greedy_steps is not None else max(1, len(circuit) // 2)
+    for _ in range(min(steps, len(circuit))):
+        options = [c for c in circuit.components if c not in k]
+        trial = evaluate(s, [x for v in options for x in (circuit.without(k + (v,)), full.without(k + (v,)))])
+        trial = trial.mean(axis=1)
+        best = int(np.argmax(np.abs(trial[0::2] - trial[1::2])))
+        k = k + (options[best],)
+        ks.append(k)
+        sources.append("greedy")
+        f_c.append(trial[2 * best])
+        f_m.append(trial[2 * best + 1])
+    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
+                        ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Minimality(Result):
+    """For each component v, the largest change |F(C \\ K) − F(C \\ (K ∪ {v}))| over the Ks
+    tried (∅ and random subsets of C without v). A component whose largest change is small
+    is not needed: the circuit does as well without it."""
+
+    circuit: str
+    f_circuit: float
+    components: tuple[str, ...]
+    change: np.ndarray  # largest |F(C \ K) − F(C \ (K ∪ {v}))| per component
+    best_k: tuple[tuple[str, ...], ...]
+    with_v: np.ndarray  # F(C \ K) at the best K
+    without_v: np.ndarray  # F(C \ (K ∪ {v})) at the best K
+
+    kind = "circuit_minimality"
+
+    @property
+    def title(self) -> str:
+        return f"Minimality of {self.circuit}: what removing each component changes"
+
+    @property
+    def relative(self) -> np.ndarray:
+        """The change as a fraction of |F(C)|."""
+        return self.change / abs(self.f_circuit) if self.f_circuit else np.full_like(self.change, np.nan)
+
+    def needed(self, threshold: float) -> list[str]:
+        """Components whose removal changes F by more than ``threshold`` for some K."""
+        return [c for c, x in zip(self.components, self.change) if x > threshold]
+
+    def not_needed(self, threshold: float) -> list[str]:
+        return [c for c, x in zip(self.components, self.change) if x <= threshold]
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"component": self.components, "change": self.change, "relative": self.relative,
+                             "K": ["{" + ", ".join(k) + "}" for k in self.best_k],
+                             "F(C\\K)": self.with_v, "F(C\\(K+v))": self.without_v})
+
+    def summary(self) -> dict:
+        i = int(np.argmin(self.change))
+        return {"F(C)": self.f_circuit, "least needed": self.components[i], "its change": float(self.change[i]),
+                "largest change": float(self.change.max())}
+
+    def figure(self) -> dict:
+        return {"type": "bar", "x": list(self.components), "y": self.change.tolist(), "xlabel": "component",
+                "ylabel": "max |F(C\\K) − F(C\\(K∪{v}))|"}
+
+
+@probe
+def minimality(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
+               n_random: int = 5, seed: int = 0) -> Minimality:
+    """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
+    K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
+    circuit = as_circuit(circuit)
+    s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None)
+    circuit = checked(model, prompts, circuit, s)
+    generator = np.random.default_rng(seed)
+    plan = {v: [()] + _random_subsets(circuit.components, n_random, generator, exclude=(v,))
+            for v in circuit.components}
+    wanted = list(dict.fromkeys(k2 for v, ks in plan.items() for k in ks for k2 in (k, k + (v,))))
+    index = {k: i for i, k in enumerate(wanted)}
+    values = evaluate(s, [circuit.without(k) for k in wanted]).mean(axis=1)
+    change, best_k, with_v, without_v = [], [], [], []
+    for v, ks in plan.items():
+        diffs = [abs(values[index[k]] - values[index[k + (v,)]]) for k in ks]
+        i = int(np.argmax(diffs))
+        change.append(diffs[i])
+        best_k.append(ks[i])
+        with_v.append(values[index[ks[i]]])
+        without_v.append(values[index[ks[i] + (v,)]])
+    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
+                      f_circuit=float(values[index[()]]), components=circuit.components,
+                      change=np.array(change), best_k=tuple(best_k), with_v=np.array(with_v),
+                      without_v=np.array(without_v))
