@@ -1,102 +1,43 @@
-"""What ``from circuitcheck import …`` offers: name -> (module, attribute or None for the module).
+"""What ``from circuitcheck import …`` offers, generated from the packages' ``__all__``.
 
-Kept apart from ``__init__`` so the table is one place to read.
+The top level is the researchers' names: `circuitcheck.probes` (probes, PromptSet, Circuit,
+GaussianNoise, Evidence, model_info), `circuitcheck.fixtures` (load_model, DEFAULT_MODEL),
+`circuitcheck.fixtures.families` (the prompt families) and the submodules `strategies`,
+`results`, `errors`, `metrics` and `registries`. Each package's ``__all__`` is read from its
+source, so ``import circuitcheck`` (and ``pytest --help``, which loads the plugin) imports
+no torch. A name that used to be at the top level and now lives in a submodule still works
+for one release, with a DeprecationWarning naming its new home (`MOVED`).
 """
 
-PROBES = "circuitcheck.probes"
-FIXTURES = "circuitcheck.fixtures"
-FAMILIES = "circuitcheck.fixtures.families"
+import ast
+from pathlib import Path
 
-EXPORTS: dict[str, tuple[str, str | None]] = {
-    # prompts, probes and their results
-    "AblationResult": (PROBES, "AblationResult"),
-    "AnswerTokenError": (PROBES, "AnswerTokenError"),
-    "AttentionPatterns": (PROBES, "AttentionPatterns"),
-    "AttentionTo": (PROBES, "AttentionTo"),
-    "EmptyPromptError": (PROBES, "EmptyPromptError"),
-    "Circuit": (PROBES, "Circuit"),
-    "Compensation": (PROBES, "Compensation"),
-    "Completeness": (PROBES, "Completeness"),
-    "CorruptionCheck": (PROBES, "CorruptionCheck"),
-    "ExclusivePairs": (PROBES, "ExclusivePairs"),
-    "Feasibility": (PROBES, "Feasibility"),
-    "FeasibilityStep": (PROBES, "FeasibilityStep"),
-    "Faithfulness": (PROBES, "Faithfulness"),
-    "GaussianNoise": (PROBES, "GaussianNoise"),
-    "HeadAttribution": (PROBES, "HeadAttribution"),
-    "HeadScores": (PROBES, "HeadScores"),
-    "LayerAttribution": (PROBES, "LayerAttribution"),
-    "LogitDiff": (PROBES, "LogitDiff"),
-    "LogitLens": (PROBES, "LogitLens"),
-    "MissingAnswersError": (PROBES, "MissingAnswersError"),
-    "METRICS": (PROBES, "METRICS"),
-    "Minimality": (PROBES, "Minimality"),
-    "NoiseCorruption": (PROBES, "NoiseCorruption"),
-    "NeuronActivations": (PROBES, "NeuronActivations"),
-    "NeuronCongruence": (PROBES, "NeuronCongruence"),
-    "NeuronPredictionCorrelation": (PROBES, "NeuronPredictionCorrelation"),
-    "PatchingResult": (PROBES, "PatchingResult"),
-    "PathPatching": (PROBES, "PathPatching"),
-    "PromptInputError": (PROBES, "PromptInputError"),
-    "PromptLengthError": (PROBES, "PromptLengthError"),
-    "PromptTooLongError": (PROBES, "PromptTooLongError"),
-    "PromptSet": (PROBES, "PromptSet"),
-    "RandomCircuitTest": (PROBES, "RandomCircuitTest"),
-    "Result": (PROBES, "Result"),
-    "STEPS": (PROBES, "STEPS"),
-    "SWEEPS": (PROBES, "SWEEPS"),
-    "TopK": (PROBES, "TopK"),
-    "Tokenized": (PROBES, "Tokenized"),
-    "attention": (PROBES, "attention"),
-    "ablate": (PROBES, "ablate"),
-    "answer_logprob": (PROBES, "answer_logprob"),
-    "attention_to": (PROBES, "attention_to"),
-    "attribution_patch": (PROBES, "attribution_patch"),
-    "compensation": (PROBES, "compensation"),
-    "completeness": (PROBES, "completeness"),
-    "corruption_check": (PROBES, "corruption_check"),
-    "exclusive_neuron_tokens": (PROBES, "exclusive_neuron_tokens"),
-    "faithfulness": (PROBES, "faithfulness"),
-    "feasibility": (PROBES, "feasibility"),
-    "feasibility_step": (PROBES, "feasibility_step"),
-    "head_attribution": (PROBES, "head_attribution"),
-    "head_label": (PROBES, "head_label"),
-    "head_scores": (PROBES, "head_scores"),
-    "kl_to_clean": (PROBES, "kl_to_clean"),
-    "layer_attribution": (PROBES, "layer_attribution"),
-    "logit_diff": (PROBES, "logit_diff"),
-    "logit_diff_metric": (PROBES, "logit_diff_metric"),
-    "logit_lens": (PROBES, "logit_lens"),
-    "minimality": (PROBES, "minimality"),
-    "neuron_activations": (PROBES, "neuron_activations"),
-    "neuron_congruence": (PROBES, "neuron_congruence"),
-    "neuron_label": (PROBES, "neuron_label"),
-    "neuron_prediction_correlation": (PROBES, "neuron_prediction_correlation"),
-    "noise_corruption": (PROBES, "noise_corruption"),
-    "parse_head": (PROBES, "parse_head"),
-    "parse_neuron": (PROBES, "parse_neuron"),
-    "patch": (PROBES, "patch"),
-    "path_patch": (PROBES, "path_patch"),
-    "random_circuit_test": (PROBES, "random_circuit_test"),
-    "tokenize": (PROBES, "tokenize"),
-    "tokenize_pair": (PROBES, "tokenize_pair"),
-    "top_k": (PROBES, "top_k"),
-    "Evidence": ("circuitcheck.probes.evidence", "Evidence"),
-    "ModelInfo": ("circuitcheck.probes.model_state", "ModelInfo"),
-    "model_info": ("circuitcheck.probes.model_state", "model_info"),
-    # models
-    "DEFAULT_MODEL": (FIXTURES, "DEFAULT_MODEL"),
-    "DeviceUnavailable": (FIXTURES, "DeviceUnavailable"),
-    "ModelUnavailable": (FIXTURES, "ModelUnavailable"),
-    "load_model": (FIXTURES, "load_model"),
-    # prompt families (PromptSet builders) and Hypothesis strategies (a module: strategies.ioi_prompts())
-    "FAMILIES": (FAMILIES, "FAMILIES"),
-    "family": (FAMILIES, "family"),
-    "ioi_prompts": (FAMILIES, "ioi_prompts"),
-    "ioi_abc_prompts": (FAMILIES, "ioi_abc_prompts"),
-    "a_an_prompts": (FAMILIES, "a_an_prompts"),
-    "counting_prompts": (FAMILIES, "counting_prompts"),
-    "day_prompts": (FAMILIES, "day_prompts"),
-    "pet_family_prompts": (FAMILIES, "pet_family_prompts"),
-    "strategies": ("circuitcheck.fixtures.strategies", None),
-}
+ROOT = Path(__file__).resolve().parent.parent
+TOP_LEVEL = {"circuitcheck.probes": "probes/__init__.py", "circuitcheck.fixtures": "fixtures/__init__.py",
+             "circuitcheck.fixtures.families": "fixtures/families.py"}
+SUBMODULES = {"strategies": "circuitcheck.fixtures.strategies", "results": "circuitcheck.results",
+              "errors": "circuitcheck.errors", "metrics": "circuitcheck.metrics",
+              "registries": "circuitcheck.registries"}
+HOMES = {"circuitcheck.results": "circuitcheck/results.py", "circuitcheck.errors": "circuitcheck/errors.py",
+         "circuitcheck.metrics": "circuitcheck/metrics.py", "circuitcheck.registries": "circuitcheck/registries.py"}
+# Top-level names of the last release that moved, by their new name where they were renamed.
+RENAMED = {"AblationResult": ("circuitcheck.results", "Ablation"), "PatchingResult": ("circuitcheck.results", "Patching")}
+
+
+def names_in(path: str) -> list[str]:
+    """The ``__all__`` literal of a source file, without importing it."""
+    for node in ast.parse((ROOT / path).read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise LookupError(f"{path} has no __all__ list")
+
+
+def _exports() -> dict[str, tuple[str, str | None]]:
+    exports = {name: (module, name) for module, path in TOP_LEVEL.items() for name in names_in(path)}
+    exports |= {name: (module, None) for name, module in SUBMODULES.items()}
+    return exports
+
+
+EXPORTS: dict[str, tuple[str, str | None]] = _exports()
+MOVED: dict[str, tuple[str, str]] = {name: (module, name) for module, path in HOMES.items()
+                                     for name in names_in(path) if name not in EXPORTS} | RENAMED

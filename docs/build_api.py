@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 OUTPUT = Path(__file__).with_name("API.md")
-SECTIONS = (
-    ("Prompts", ("PromptSet", "AnswerTokenError", "PromptLengthError", "tokenize", "tokenize_pair", "Tokenized")),
-    ("Models", ("load_model", "model_info", "ModelInfo", "DEFAULT_MODEL", "ModelUnavailable", "DeviceUnavailable")),
-    ("Prompt families and strategies", ("ioi_prompts", "a_an_prompts", "counting_prompts", "day_prompts",
-                                        "pet_family_prompts", "family", "FAMILIES", "strategies")),
+SECTIONS = (  # how the top level's names are grouped on the page; every name in circuitcheck.__all__ is listed
+    ("Prompts, circuits and evidence", ("PromptSet", "Circuit", "GaussianNoise", "Evidence")),
+    ("Models", ("load_model", "model_info", "DEFAULT_MODEL")),
+    ("Prompt families and strategies", ("ioi_prompts", "ioi_abc_prompts", "a_an_prompts", "counting_prompts",
+                                        "day_prompts", "pet_family_prompts", "family", "FAMILIES", "strategies")),
 )
+SUBMODULES = ("results", "errors", "metrics", "registries")  # each gets a section of its __all__
 
 
 # Arguments checked by one shared function, whichever probe takes them: the registry it checks.
@@ -102,37 +103,42 @@ def class_entry(name: str, cls) -> list[str]:
     return lines + members + ([""] if members else [])
 
 
-def build() -> str:
-    import circuitcheck
-    from circuitcheck.probes.results import Result
+def entry(name: str, obj) -> list[str]:
+    if inspect.ismodule(obj):
+        lines = [f"### `{name}`", "", _doc(obj), ""]
+        lines += [f"- `{n}{inspect.signature(f)}`: {_doc(f).splitlines()[0] if _doc(f) else ''}"
+                  for n, f in vars(obj).items()
+                  if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == obj.__name__]
+        return lines + [""]
+    if inspect.isclass(obj):
+        return class_entry(name, obj)
+    if callable(obj):
+        return function_entry(name, obj)
+    shown = ", ".join(map(str, obj)) if isinstance(obj, (tuple, list, dict)) else repr(obj)
+    return [f"### `{name}`", "", f"`{shown}`", ""]
 
-    placed = {n for _, names in SECTIONS for n in names}
-    results = sorted(n for n in circuitcheck.__all__ if isinstance(getattr(circuitcheck, n), type)
-                     and issubclass(getattr(circuitcheck, n), Result) and n not in placed)
-    probes = sorted(n for n in circuitcheck.__all__ if n not in placed and n not in results)
-    sections = [*SECTIONS, ("Probes and helpers", tuple(probes)), ("Results", tuple(results))]
+
+def build() -> str:
+    import importlib
+
+    import circuitcheck
+
+    placed = {n for _, names in SECTIONS for n in names} | set(SUBMODULES)
+    probes = tuple(n for n in circuitcheck.__all__ if n not in placed)
     out = ["# circuitcheck API", "",
-           "Everything `from circuitcheck import …` offers, generated from the docstrings by",
-           "`docs/build_api.py` (CI fails when this page is out of date). Every Result also has",
-           "`.df` (a pandas DataFrame), `.summary()`, `.figure()`, `.evidence()`, `.parts`,",
+           "Everything `from circuitcheck import …` offers, and its submodules, generated from the",
+           "docstrings by `docs/build_api.py` (CI fails when this page is out of date). Every Result",
+           "also has `.df` (a pandas DataFrame), `.summary()`, `.figure()`, `.evidence()`, `.parts`,",
            "`assert_all(condition)` and a notebook display.", ""]
-    for title, names in sections:
+    for title, names in [("Probes", probes), *SECTIONS]:
         out += [f"## {title}", ""]
         for name in names:
-            obj = getattr(circuitcheck, name)
-            if inspect.ismodule(obj):
-                out += [f"### `{name}`", "", _doc(obj), ""]
-                out += [f"- `{n}{inspect.signature(f)}`: {_doc(f).splitlines()[0] if _doc(f) else ''}"
-                        for n, f in vars(obj).items()
-                        if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == obj.__name__]
-                out.append("")
-            elif inspect.isclass(obj):
-                out += class_entry(name, obj)
-            elif callable(obj):
-                out += function_entry(name, obj)
-            else:
-                shown = ", ".join(map(str, obj)) if isinstance(obj, (tuple, list, dict)) else repr(obj)
-                out += [f"### `{name}`", "", f"`{shown}`", ""]
+            out += entry(name, getattr(circuitcheck, name))
+    for submodule in SUBMODULES:
+        module = importlib.import_module(f"circuitcheck.{submodule}")
+        out += [f"## `{submodule}` (`circuitcheck.{submodule}`)", "", _doc(module), ""]
+        for name in module.__all__:
+            out += entry(name, getattr(module, name))
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -9,7 +9,8 @@ and patching it alone recovers about half of the clean logit difference on
 import pytest
 
 from circuitcheck import (PromptSet, a_an_prompts, corruption_check, counting_prompts, day_prompts, logit_diff,
-                          neuron_congruence, neuron_prediction_correlation, parse_neuron, patch, top_k)
+                          neuron_congruence, neuron_prediction_correlation, patch, top_k)
+from circuitcheck.registries import parse_neuron
 
 PEAR_APPLE = PromptSet(
     ["I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"],

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from circuitcheck import FAMILIES, STEPS, feasibility_step
+from circuitcheck import FAMILIES, feasibility_step
+from circuitcheck.registries import STEPS
 
 for module in pkgutil.iter_modules([str(Path(__file__).parent / "families")]):
     importlib.import_module(f"hypotheses.families.{module.name}")
@@ -43,7 +44,7 @@ def family_prompts():
 def test_workflow_step(model, family, step, family_prompts):
     """This step of the IOI / 'an'-neuron workflow holds for this family (claims and thresholds:
     probes.feasibility)."""
-    result = feasibility_step(model, family_prompts(model, family), step, family)
+    result = feasibility_step(model, family_prompts(model, family), step, family=family)
     if not result.passed:
         measured = "" if math.isnan(result.value) else f"; value {result.value:.3g} against {result.threshold:g}"
         pytest.xfail(f"the analogy breaks here: '{result.claim}' does not hold for {family} "

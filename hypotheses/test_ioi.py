@@ -67,7 +67,7 @@ def test_a_top_head_attends_to_the_indirect_object(model):
     """Among the three heads with the largest direct effect, one attends from the final
     position to the indirect object's name with weight above 0.3 on average (a name mover)."""
     top = head_attribution(model, IOI).top(3)["head"].tolist()
-    to_io = attention_to(model, IOI, top, "correct")
+    to_io = attention_to(model, IOI, top, target="correct")
     attention(model, IOI, top)
     assert to_io.mean.max() > 0.3, to_io
 
@@ -83,7 +83,7 @@ def test_the_top_head_attends_to_the_indirect_object_more_than_the_subject(model
     """The single head with the largest direct effect attends more to the indirect
     object than to the subject (the GPT-2 small name-mover picture)."""
     top = head_attribution(model, IOI).top(1)["head"].tolist()
-    to_io, to_s = attention_to(model, IOI, top, "correct"), attention_to(model, IOI, top, "incorrect")
+    to_io, to_s = attention_to(model, IOI, top, target="correct"), attention_to(model, IOI, top, target="incorrect")
     assert to_io.mean[0] > to_s.mean[0], (to_io, to_s)
 
 

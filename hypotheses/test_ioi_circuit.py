@@ -66,7 +66,7 @@ def test_the_top_head_reads_earlier_circuit_heads_through_its_query(model, circu
     senders = [h for h in circuit.heads if int(h[1:].split("H")[0]) < layer]
     if not senders:
         pytest.skip(f"no circuit head comes before the top head {top}")
-    result = path_patch(model, IOI, senders, [top], "q")
+    result = path_patch(model, IOI, senders, [top], receiver_input="q")
     assert result.recovery >= 0.1, result
 
 

@@ -56,8 +56,8 @@ def test_name_movers_write_the_answer_and_attend_to_the_indirect_object(model):
     indirect object than to the subject (they copy the name they attend to)."""
     direct = head_attribution(model, IOI)
     assert set(NAME_MOVERS) <= top_heads(direct, 5), direct
-    to_io = attention_to(model, IOI, NAME_MOVERS, "correct")
-    to_s = attention_to(model, IOI, NAME_MOVERS, "incorrect")
+    to_io = attention_to(model, IOI, NAME_MOVERS, target="correct")
+    to_s = attention_to(model, IOI, NAME_MOVERS, target="incorrect")
     assert (to_io.mean > to_s.mean).all(), (to_io, to_s)
 
 
@@ -70,7 +70,7 @@ def test_s_inhibition_heads_reach_the_name_movers_through_their_queries(model):
     for layer in range(9):
         for head in range(n_heads):
             sender = f"L{layer}H{head}"
-            effects[sender] = path_patch(model, IOI_VS_ABC, [sender], NAME_MOVERS, "q", positions="end").effect
+            effects[sender] = path_patch(model, IOI_VS_ABC, [sender], NAME_MOVERS, receiver_input="q", positions="end").effect
     top = sorted(effects, key=effects.get, reverse=True)[:6]
     assert set(S_INHIBITION) <= set(top), {head: f"{effects[head]:.3g}" for head in top + S_INHIBITION}
 

@@ -9,14 +9,14 @@ from hypothesis import example, given
 from circuitcheck import logit_diff, strategies
 
 
-@given(prompts=strategies.ioi_prompts())
+@given(prompts=strategies.ioi_prompt_sets())
 def test_prefers_the_indirect_object_for_any_names(model, prompts):
     """For any two names, place and object, the model prefers the indirect object."""
     result = logit_diff(model, prompts)
     assert result.per_prompt[0] > 0, result
 
 
-@given(prompts=strategies.ioi_prompts())
+@given(prompts=strategies.ioi_prompt_sets())
 @example(prompts=strategies.ioi_prompt("Kate", "Anne"))
 def test_corruption_flips_for_any_names(model, prompts):
     """For any two names, repeating the indirect object instead of the subject flips the answer.
@@ -30,7 +30,7 @@ def test_corruption_flips_for_any_names(model, prompts):
 @pytest.mark.xfail(strict=True, reason=(
     "deliberately false, to show a shrunk counterexample: the margin is not above 6 logits for "
     "every name pair; the details show the most ordinary prompt where it is not"))
-@given(prompts=strategies.ioi_prompts())
+@given(prompts=strategies.ioi_prompt_sets())
 def test_margin_exceeds_six_logits_for_any_names(model, prompts):
     """The logit difference exceeds 6 for every name pair (false on purpose)."""
     result = logit_diff(model, prompts)

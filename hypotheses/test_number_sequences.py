@@ -9,8 +9,9 @@ gets the task, the corruption flips it, patching localises, a few heads carry it
 import pytest
 from hypothesis import given
 
-from circuitcheck import (AnswerTokenError, PromptSet, corruption_check, counting_prompts, head_attribution,
+from circuitcheck import (PromptSet, corruption_check, counting_prompts, head_attribution,
                           ioi_prompts, patch, strategies, top_k)
+from circuitcheck.errors import AnswerTokenError
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_a_handful_of_heads_carry_the_direct_effect_as_in_ioi(model, counting):
     assert heads.share_of_top(5) > 0.5, heads
 
 
-@given(prompts=strategies.counting_prompts(apart=True))
+@given(prompts=strategies.counting_prompt_sets(apart=True))
 @pytest.mark.models("smollm2-135m")
 def test_counts_from_any_start_on_smollm2(model, prompts):
     """For any run of four single digits counting up or down by one, the next number is

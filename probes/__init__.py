@@ -1,10 +1,23 @@
-"""Probes: functions ``(model, PromptSet, ...) -> Result`` that gather evidence.
+"""The core: prompts, sites, probes and their Results, and the evidence sink.
 
-Every Result created inside a test is recorded as that test's evidence. Probes
-on the same model and prompt set share one forward pass (see `probes.observe`).
+A probe is a function ``(model, PromptSet, subject, *, options) -> Result`` decorated with
+`evidence.probe`: the Result it returns from a test is that test's evidence. Its options
+are keyword-only and named alike everywhere (``metric``, ``reference``, ``ablation``,
+``seed``, ``prepend_bos``).
+
+* inputs: `prompts` (PromptSet), `tokens` (tokenizing, input errors), `sites` (site labels
+  and the sweep table), `positions` (named positions), `circuits.spec` (Circuit);
+* forward passes: `forward`, `observe` (the shared observation pass), `patch_runs` (the
+  patching engine), `shared_prefix`, `linearise` (post-sublayer norms), `model_state`;
+* probes: `logits`, `attribution`, `attention`, `head_scores`, `neurons`, `corruption`,
+  `ablation` (with `ablation_values`), `patching`, `attribution_patching`,
+  `path_patching`, `circuits`, `compensation`, `feasibility`;
+* results and evidence: `results` (Result), `evidence` (the sink), `figures`, `notebook`.
+
+Nothing here imports `circuitcheck.fixtures` or `circuitcheck.reports`.
 """
 
-from .ablation import AblationResult, GaussianNoise, NoiseCorruption, ablate, noise_corruption
+from .ablation import Ablation, GaussianNoise, NoiseCorruption, ablate, noise_corruption
 from .attention import AttentionPatterns, AttentionTo, attention, attention_to
 from .attribution_patching import attribution_patch
 from .attribution import (
@@ -30,7 +43,8 @@ from .compensation import Compensation, compensation
 from .corruption import CorruptionCheck, corruption_check
 from .head_scores import HeadScores, head_scores
 from .feasibility import STEPS, Feasibility, FeasibilityStep, feasibility, feasibility_step
-from .logits import LogitDiff, TopK, logit_diff, top_k
+from .evidence import Evidence
+from .logits import LogitDiff, TokenLens, TopK, logit_diff, token_lens, top_k
 from .metrics import METRICS, answer_logprob, kl_to_clean, logit_diff_metric
 from .neurons import (
     ExclusivePairs,
@@ -43,87 +57,28 @@ from .neurons import (
     neuron_prediction_correlation,
 )
 from .path_patching import PathPatching, path_patch
-from .patching import SWEEPS, PatchingResult, patch
+from .model_state import ModelInfo, model_info
+from .patching import SWEEPS, Patching, patch
 from .prompts import PromptSet
 from .results import Result
-from .sites import head_label, neuron_label, parse_head, parse_neuron
+from .sites import Site, head_label, neuron_label, parse_head, parse_neuron, parse_site
 from .tokens import (AnswerTokenError, EmptyPromptError, MissingAnswersError, PromptInputError, PromptLengthError,
                      PromptTooLongError, Tokenized, tokenize, tokenize_pair)
 from .input_errors import hide_frames_for_input_errors
 
 hide_frames_for_input_errors(__name__)
 
+# The researcher names `circuitcheck`'s top level takes from this package (read from this
+# literal without importing it): every probe, and what probes take. Results, errors, metrics
+# and registries are importable here too, and publicly from circuitcheck.results, .errors,
+# .metrics and .registries.
 __all__ = [
-    "AblationResult",
-    "AnswerTokenError",
-    "AttentionPatterns",
-    "AttentionTo",
-    "EmptyPromptError",
-    "Circuit",
-    "Compensation",
-    "Completeness",
-    "CorruptionCheck",
-    "ExclusivePairs",
-    "Feasibility",
-    "FeasibilityStep",
-    "Faithfulness",
-    "GaussianNoise",
-    "HeadAttribution",
-    "HeadScores",
-    "LayerAttribution",
-    "LogitDiff",
-    "LogitLens",
-    "MissingAnswersError",
-    "METRICS",
-    "Minimality",
-    "NoiseCorruption",
-    "NeuronActivations",
-    "NeuronCongruence",
-    "NeuronPredictionCorrelation",
-    "PatchingResult",
-    "PathPatching",
-    "PromptInputError",
-    "PromptLengthError",
-    "PromptTooLongError",
-    "PromptSet",
-    "RandomCircuitTest",
-    "Result",
-    "STEPS",
-    "SWEEPS",
-    "TopK",
-    "Tokenized",
-    "attention",
-    "ablate",
-    "answer_logprob",
-    "attention_to",
-    "attribution_patch",
-    "compensation",
-    "completeness",
-    "corruption_check",
-    "exclusive_neuron_tokens",
-    "faithfulness",
-    "feasibility",
-    "feasibility_step",
-    "head_attribution",
-    "head_label",
-    "head_scores",
-    "kl_to_clean",
-    "layer_attribution",
-    "logit_diff",
-    "logit_diff_metric",
-    "logit_lens",
-    "minimality",
-    "neuron_activations",
-    "neuron_congruence",
-    "neuron_label",
-    "neuron_prediction_correlation",
-    "noise_corruption",
-    "parse_head",
-    "parse_neuron",
-    "patch",
-    "path_patch",
-    "random_circuit_test",
-    "tokenize",
-    "tokenize_pair",
-    "top_k",
+    # probes
+    "ablate", "attention", "attention_to", "attribution_patch", "compensation", "completeness",
+    "corruption_check", "exclusive_neuron_tokens", "faithfulness", "feasibility", "feasibility_step",
+    "head_attribution", "head_scores", "layer_attribution", "logit_diff", "logit_lens", "minimality",
+    "neuron_activations", "neuron_congruence", "neuron_prediction_correlation", "noise_corruption", "patch",
+    "path_patch", "random_circuit_test", "token_lens", "top_k",
+    # what they take, and the evidence a hypothesis adds
+    "Circuit", "Evidence", "GaussianNoise", "PromptSet", "model_info",
 ]

@@ -27,12 +27,12 @@ from .forward import final_logits, input_device, require_plain_model
 from .input_errors import check_count
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
-from .renamed import renamed_keywords
+from .renamed import older_name, renamed_keywords
 from .results import Result
 from .sites import parse_site
 
 @dataclass(frozen=True, eq=False, repr=False)
-class AblationResult(Result):
+class Ablation(Result):
     """The metric per prompt before and after ablating ``sites`` together."""
 
     sites: tuple[str, ...]
@@ -70,8 +70,8 @@ class AblationResult(Result):
 
 @probe
 @renamed_keywords(kind="ablation")
-def ablate(model, prompts, sites, ablation: str = "mean", reference=None, metric="logit_diff",
-           seed: int = 0) -> AblationResult:
+def ablate(model, prompts, sites, *, ablation: str = "mean", reference=None, metric="logit_diff",
+           seed: int = 0, prepend_bos: bool | None = None) -> Ablation:
     """Ablate all ``sites`` at once (every position, unless a site names one: ``"L9H6 pos 10"``)
     and compare the metric with the plain run. ``ablation``: ``mean``, ``resample`` or ``zero``
     (`probes.ablation_values`); ``reference``: the prompt set that mean and resample ablation
@@ -80,9 +80,9 @@ def ablate(model, prompts, sites, ablation: str = "mean", reference=None, metric
     require_plain_model(model, "ablation")
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
-    tokenized = prompts.tokenize(model)
+    tokenized = prompts.tokenize(model, prepend_bos)
     parsed = [parse_site(s).check(model, tokenized.model_name) for s in sites]
-    values = ablation_values(model, prompts, [s.hook for s in parsed], ablation, reference, seed)
+    values = ablation_values(model, prompts, [s.hook for s in parsed], ablation, reference, seed, prepend_bos)
     by_hook = {}
     for site in parsed:
         by_hook.setdefault(site.hook, []).append(site)
@@ -98,7 +98,7 @@ def ablate(model, prompts, sites, ablation: str = "mean", reference=None, metric
     clean, answers = final_logits(model, tokenized), tokenized.answer_ids  # on the CPU
     ablated = final_logits_with(model, tokenized.tokens.to(input_device(model)), tokenized.final_positions,
                                 [(name, replace(name)) for name in by_hook]).cpu()
-    return AblationResult(
+    return Ablation(
         model=tokenized.model_name, prompt_set=prompts.name, sites=tuple(sites), ablation=ablation,
         metric=metric_name, prompts=prompts.prompts,
         before=metric_fn(clean, answers, clean).numpy(),
@@ -181,11 +181,11 @@ class GaussianNoise:
 
 
 @probe
-def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int = 10, seed: int = 0,
-                     metric="logit_diff") -> NoiseCorruption:
+def noise_corruption(model, prompts, positions, *, scale: float = 3.0, samples: int = 10, seed: int = 0,
+                     metric="logit_diff", prepend_bos: bool | None = None) -> NoiseCorruption:
     """Corrupt the embeddings at ``positions`` (token indices, BOS counted) with Gaussian noise."""
     metric_name, metric_fn = resolve_metric(metric)
-    tokenized = prompts.tokenize(model)
+    tokenized = prompts.tokenize(model, prepend_bos)
     device = input_device(model)
     noise = GaussianNoise(positions, scale, samples, seed)  # checks the counts before any pass
     if any(not 0 <= p < min(tokenized.lengths) for p in noise.positions):
@@ -203,3 +203,7 @@ def noise_corruption(model, prompts, positions, scale: float = 3.0, samples: int
                            scale=scale, samples=samples, seed=seed, noise_std=noise.std(model),
                            prompts=prompts.prompts, clean=metric_fn(clean, answers, clean).numpy(),
                            noisy=np.mean(noisy, axis=0))
+
+
+def __getattr__(name: str):
+    return older_name(__name__, name, {"AblationResult": Ablation})

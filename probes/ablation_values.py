@@ -68,14 +68,15 @@ def reference_pass(model, tokenized, names) -> tuple[dict, torch.Tensor]:
     return kept, logits
 
 
-def ablation_values(model, prompts, names, ablation: str = "mean", reference=None, seed: int = 0) -> AblationValues:
+def ablation_values(model, prompts, names, ablation: str = "mean", reference=None, seed: int = 0,
+                    prepend_bos: bool | None = None) -> AblationValues:
     """The replacement at each hook point in ``names`` for each of ``prompts``: see the module."""
     seed = check_ablation(ablation, seed)
     if ablation == "zero":
         return AblationValues("zero", "zero", None, {})
-    tokenized = prompts.tokenize(model)
+    tokenized = prompts.tokenize(model, prepend_bos)
     reference = reference if reference is not None else prompts
-    ref = reference.tokenize(model)
+    ref = reference.tokenize(model, prepend_bos)
     width = tokenized.tokens.shape[1]
     if ref.tokens.shape[1] != width:
         raise ValueError(

@@ -60,7 +60,7 @@ class AttentionPatterns(Result):
 
 
 @probe
-def attention(model, prompts, heads, shown_prompt: int = 0,
+def attention(model, prompts, heads, *, shown_prompt: int = 0,
               prepend_bos: bool | None = None) -> AttentionPatterns:
     """Attention patterns of ``heads`` (``["L9H6", ...]`` or ``[(9, 6), ...]``) on every prompt;
     the evidence draws them as token × token heatmaps on ``shown_prompt``."""
@@ -129,7 +129,7 @@ def _target_tokens(prompts, target) -> list[str]:
 
 
 @probe
-def attention_to(model, prompts, heads, target="correct",
+def attention_to(model, prompts, heads, *, target="correct",
                  prepend_bos: bool | None = None) -> AttentionTo:
     """How much each head attends from the final position to ``target``: ``"correct"`` or
     ``"incorrect"`` (that answer's token where it occurs in the prompt, e.g. the indirect

@@ -18,6 +18,7 @@ answer read off each layer re-normalises that layer's stream with the final
 norm and unembeds it (nostalgebraist's logit lens).
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,15 +128,18 @@ def accumulated_resid(model, observation: Observation) -> tuple[Tensor, list[str
 
 
 @probe
-def logit_lens(model, prompts, prepend_bos: bool | None = None, token: str | None = None) -> LogitLens:
+def logit_lens(model, prompts, *, prepend_bos: bool | None = None, **older) -> LogitLens:
     """The logit difference (cached final-norm scale) and answer probabilities
-    (re-normalised stream, unembedded) at every point of the residual stream.
-    With ``token`` (e.g. ``" Paris"``) the prompts need no answers: it follows that one
-    token and returns a `probes.logits.TokenLens`."""
-    if token is not None:
+    (re-normalised stream, unembedded) at every point of the residual stream. To follow
+    one token instead (the prompts then need no answers): `token_lens`."""
+    if set(older) - {"token"}:
+        raise TypeError(f"logit_lens() got an unexpected keyword argument {sorted(set(older) - {'token'})[0]!r}")
+    if "token" in older:
         from .logits import token_lens
 
-        return token_lens(model, prompts, token, prepend_bos)
+        warnings.warn("logit_lens(model, prompts, token=t) is now token_lens(model, prompts, t); the older form "
+                      "will be refused in the next release", DeprecationWarning, stacklevel=4)
+        return token_lens(model, prompts, older["token"], prepend_bos=prepend_bos)
     tokenized, observation = _observed(model, prompts, prepend_bos, "logit_lens")
     stack, labels = accumulated_resid(model, observation)
     ids = tokenized.answer_ids
@@ -205,7 +209,7 @@ def unembed_bias(model, tokenized) -> np.ndarray:
 
 
 @probe
-def layer_attribution(model, prompts, prepend_bos: bool | None = None) -> LayerAttribution:
+def layer_attribution(model, prompts, *, prepend_bos: bool | None = None) -> LayerAttribution:
     """Embeddings, ``L{l} attn`` and ``L{l} mlp`` contributions to each prompt's logit difference."""
     tokenized, observation = _observed(model, prompts, prepend_bos, "layer_attribution")
     final = observation.final
@@ -318,7 +322,7 @@ def head_biases(model, observation: Observation) -> Float[Tensor, "layer batch d
 
 
 @probe
-def head_attribution(model, prompts, prepend_bos: bool | None = None) -> HeadAttribution:
+def head_attribution(model, prompts, *, prepend_bos: bool | None = None) -> HeadAttribution:
     """Per-head direct logit attribution as a layer × head table (``.top(k)``, ``.bottom(k)``)."""
     tokenized, observation = _observed(model, prompts, prepend_bos, "head_attribution")
     stack = head_results(model, observation)

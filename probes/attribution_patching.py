@@ -6,7 +6,7 @@ activation is estimated as ``(source − target) · ∂metric/∂activation``, w
 gradient taken on the target run. It is cheap and good for a first map of a large
 sweep; it can be poor where the metric saturates or the patch is large (attention
 patterns, early residual stream), so confirm the top sites with exact `patch`.
-Pass ``exact=`` a `PatchingResult` of the same sweep to record the correlation.
+Pass ``exact=`` a `Patching` of the same sweep to record the correlation.
 
 In the bridge, the q/k/v/z hook points observe copies that gradients do not flow
 through; a head output's gradient is therefore taken at the attention output and
@@ -21,7 +21,7 @@ from .evidence import probe
 from .forward import input_device
 from .linearise import capped, post_norm_name
 from .patch_runs import Stop
-from .patching import SWEEPS, PatchingResult, Sweep, choose_sites, prepare, sweep_result
+from .patching import SWEEPS, Patching, Sweep, choose_sites, prepare, sweep_result
 from .sites import hook_of
 
 
@@ -33,10 +33,10 @@ def _estimate(spec: Sweep, delta: torch.Tensor, grad: torch.Tensor, site: tuple)
 
 
 @probe
-def attribution_patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
-                      metric="logit_diff", exact: PatchingResult | None = None, layers=None,
+def attribution_patch(model, prompts, sweep: str = "resid_pre", *, direction: str = "clean_into_corrupted",
+                      metric="logit_diff", exact: Patching | None = None, layers=None,
                       positions=None, heads=None, neurons=None, sites=None,
-                      prepend_bos: bool | None = None) -> PatchingResult:
+                      prepend_bos: bool | None = None) -> Patching:
     """Estimate every site of ``sweep`` (or those chosen, as in `patch`) by attribution patching;
     same result type as `patch`. Prompts must have one token length."""
     if sweep in SWEEPS and SWEEPS[sweep].hook.endswith(("hook_q", "hook_k", "hook_v")):

@@ -82,7 +82,8 @@ class Compensation(Result):
 
 
 @probe
-def compensation(model, prompts, ablated, ablation: str = "mean", reference=None, seed: int = 0) -> Compensation:
+def compensation(model, prompts, ablated, *, ablation: str = "mean", reference=None, seed: int = 0,
+                 prepend_bos: bool | None = None) -> Compensation:
     """Per-head direct effects with the ``ablated`` heads ablated (every position; ``mean`` over
     ``reference``, ``resample`` or ``zero``: `probes.ablation_values`) against the plain model's."""
     ablated = [ablated] if isinstance(ablated, str) else list(ablated)
@@ -90,12 +91,12 @@ def compensation(model, prompts, ablated, ablation: str = "mean", reference=None
         raise ValueError("ablated=[] names no head; give the heads to knock out, e.g. ['L9H6']")
     check_ablation(ablation, seed)
     require_plain_model(model, "compensation")
-    tok = prompts.tokenize(model)
+    tok = prompts.tokenize(model, prepend_bos)
     tok.require_single_token("compensation")
     heads = sorted({parse_head(model, h, tok.model_name) for h in ablated})
     names = [hook_of("head_out", layer) for layer in range(model.cfg.n_layers)]
-    values = ablation_values(model, prompts, names, ablation, reference, seed)
-    before = head_attribution(model, prompts)
+    values = ablation_values(model, prompts, names, ablation, reference, seed, prepend_bos)
+    before = head_attribution(model, prompts, prepend_bos=prepend_bos)
     device = input_device(model)
     finals = tok.final_positions  # indexed on each activation's own device (`at_positions`)
     final = {}

@@ -59,9 +59,10 @@ class CorruptionCheck(Result):
 
 
 @probe
-def corruption_check(model, prompts, min_drop: float = 1.0) -> CorruptionCheck:
+def corruption_check(model, prompts, *, min_drop: float = 1.0, prepend_bos: bool | None = None) -> CorruptionCheck:
     """Compare each prompt's logit difference with its corrupted twin's."""
-    clean, corrupted = logit_diff(model, prompts), logit_diff(model, prompts.corrupted)
+    clean = logit_diff(model, prompts, prepend_bos=prepend_bos)
+    corrupted = logit_diff(model, prompts.corrupted, prepend_bos=prepend_bos)
     verdicts = tuple(
         "flips" if c > 0 > k else "lowers" if c - k >= min_drop else "no effect"
         for c, k in zip(clean.per_prompt, corrupted.per_prompt))

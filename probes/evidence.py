@@ -59,7 +59,11 @@ def record(item) -> None:
 
 
 def probe(function):
-    """Record the Result of ``function`` when it is the outermost probe call."""
+    """Record the Result of ``function`` when it is the outermost probe call (and accept its
+    older call forms for one release: `probes.renamed`)."""
+    from .renamed import accept_older_calls
+
+    function = accept_older_calls(function)
 
     @functools.wraps(function)
     def recorded(*args, **kwargs):

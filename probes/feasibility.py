@@ -227,7 +227,7 @@ def _circuit_step(model, prompts, used: list[int]):
 
 
 @probe
-def feasibility_step(model, prompts, step: str, family: str | None = None) -> FeasibilityStep:
+def feasibility_step(model, prompts, step: str, *, family: str | None = None) -> FeasibilityStep:
     """Measure one workflow step on a prompt family (see the module docstring)."""
     if step not in CLAIMS:
         raise ValueError(f"step {step!r}: choose one of {', '.join(STEPS)}")
@@ -322,13 +322,13 @@ class Feasibility(Result):
 
 
 @probe
-def feasibility(model, prompts, family: str | None = None, steps=STEPS) -> Feasibility:
+def feasibility(model, prompts, *, family: str | None = None, steps=STEPS) -> Feasibility:
     """Run the workflow ``steps`` on a family; ``.first_break`` names where it stops fitting."""
     steps = (steps,) if isinstance(steps, str) else tuple(steps)
     unknown = [s for s in steps if s not in CLAIMS]
     if not steps or unknown:
         raise ValueError(f"steps={list(steps)!r}: " + (f"{unknown[0]!r} is not a step; " if unknown else "")
                          + f"choose one or more of {', '.join(STEPS)} (before any step runs)")
-    done = tuple(feasibility_step(model, prompts, step, family) for step in steps)
+    done = tuple(feasibility_step(model, prompts, step, family=family) for step in steps)
     return Feasibility(model=done[0].model, prompt_set=prompts.name, family=family or prompts.name,
                        steps=done, parts=done)

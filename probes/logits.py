@@ -103,7 +103,7 @@ class LogitDiff(Result):
 
 
 @probe
-def logit_diff(model, prompts, prepend_bos: bool | None = None) -> LogitDiff:
+def logit_diff(model, prompts, *, prepend_bos: bool | None = None) -> LogitDiff:
     """Per-prompt logit difference between each prompt's correct and incorrect answer."""
     tokenized = prompts.tokenize(model, prepend_bos)
     tokenized.require_answers("logit_diff")
@@ -193,7 +193,7 @@ class TopK(Result):
 
 
 @probe
-def top_k(model, prompts, k: int = 5, prepend_bos: bool | None = None) -> TopK:
+def top_k(model, prompts, *, k: int = 5, prepend_bos: bool | None = None) -> TopK:
     """Top-k next tokens (with logits and probabilities) and, when the prompts have
     answers, the rank of each answer."""
     tokenized = prompts.tokenize(model, prepend_bos)
@@ -225,7 +225,7 @@ def top_k(model, prompts, k: int = 5, prepend_bos: bool | None = None) -> TopK:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class TokenLens(Result):
-    """One token followed through the residual stream (``logit_lens(..., token=...)``).
+    """One token followed through the residual stream (`token_lens`).
 
     ``labels`` as in `LogitLens`; ``logit`` (centred, read with the final norm's cached
     scale, so ``final`` is the model's logit), ``prob`` and ``rank`` (1 = top; both from
@@ -272,9 +272,10 @@ class TokenLens(Result):
                 "ylabel": f"mean P({self.token!r})", "series": {f"P({self.token!r})": self.mean_prob.tolist()}}
 
 
-def token_lens(model, prompts, token: str, prepend_bos: bool | None = None) -> TokenLens:
-    """``token``'s logit, probability and rank at every point of the residual stream; the
-    prompts need no answers. (Called by ``logit_lens(model, prompts, token=" Paris")``.)"""
+@probe
+def token_lens(model, prompts, token: str, *, prepend_bos: bool | None = None) -> TokenLens:
+    """The logit lens for one token: ``token``'s logit, probability and rank at every point of
+    the residual stream (``token_lens(model, prompts, " Paris")``); the prompts need no answers."""
     tokenized = prompts.tokenize(model, prepend_bos)
     tokenizer = model.tokenizer
     problems = [p for i, prompt in enumerate(prompts.prompts)

@@ -81,7 +81,7 @@ class NeuronCongruence(Result):
 
 
 @probe
-def neuron_congruence(model, token: str, k: int = 20) -> NeuronCongruence:
+def neuron_congruence(model, token: str, *, k: int = 20) -> NeuronCongruence:
     """Rank every MLP neuron by ``W_out[l][n] · W_U[:, token]``; report the top ``k``."""
     token_id = _single_token(model, token)
     w_out, w_u = _weights(model)
@@ -122,7 +122,7 @@ class ExclusivePairs(Result):
 
 
 @probe
-def exclusive_neuron_tokens(model, layers=None, k: int = 20, chunk: int = 2048) -> ExclusivePairs:
+def exclusive_neuron_tokens(model, layers=None, *, k: int = 20, chunk: int = 2048) -> ExclusivePairs:
     """Search neurons of ``layers`` (default: all) for mutually best neuron–token pairs,
     ranked by congruence; the vocabulary is scanned in chunks of neurons."""
     layers = tuple(range(model.cfg.n_layers)) if layers is None else tuple(sorted(layers))
@@ -199,7 +199,7 @@ class NeuronActivations(Result):
 
 
 @probe
-def neuron_activations(model, prompts, neurons, all_positions: bool = False,
+def neuron_activations(model, prompts, neurons, *, all_positions: bool = False,
                        prepend_bos: bool | None = None) -> NeuronActivations:
     """Activations (``mlp.hook_post``) of ``neurons`` (``["L25N1527", ...]``) on every prompt."""
     tokenized = prompts.tokenize(model, prepend_bos)
@@ -267,7 +267,7 @@ class NeuronPredictionCorrelation(Result):
 
 
 @probe
-def neuron_prediction_correlation(model, prompts, neuron, token: str, measure: str = "logit",
+def neuron_prediction_correlation(model, prompts, neuron, token: str, *, measure: str = "logit",
                                   prepend_bos: bool | None = None) -> NeuronPredictionCorrelation:
     """Correlate ``neuron``'s final-position activation with the model's ``measure``
     (``"logit"`` or ``"prob"``) of ``token`` over the prompts."""

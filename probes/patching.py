@@ -22,6 +22,7 @@ from .evidence import probe
 from .forward import memo, require_plain_model
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
+from .renamed import older_name
 from .results import Result
 from .sites import POST, RESID, SWEEPS, Site, Sweep  # noqa: F401 - the sweep table, re-exported
 from .tokens import Tokenized, tokenize_pair
@@ -31,7 +32,7 @@ DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class PatchingResult(Result):
+class Patching(Result):
     """A patching sweep: the metric with each site patched, per prompt.
 
     ``values``: site × prompt; ``mean``: per site; ``recovery``: normalised,
@@ -213,11 +214,11 @@ def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, pro
 
 
 def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: Tokenized, sites,
-                 values, target_baseline, source_baseline, **extra) -> PatchingResult:
-    """A `PatchingResult` with its labels, axes and position names filled in."""
+                 values, target_baseline, source_baseline, **extra) -> Patching:
+    """A `Patching` with its labels, axes and position names filled in."""
     tokens = clean.str_tokens[0]
     axis_values = tuple(tuple(sorted({site[i] for site in sites})) for i in range(len(spec.axes)))
-    return PatchingResult(
+    return Patching(
         model=clean.model_name, prompt_set=prompts.name, sweep=spec.name, direction=direction,
         metric=metric_name, axes=spec.axes, sites=tuple(sites),
         labels=tuple(spec.label(site, tokens) for site in sites), values=values,
@@ -227,10 +228,10 @@ def sweep_result(prompts, spec: Sweep, direction: str, metric_name: str, clean: 
 
 
 @probe
-def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into_corrupted",
+def patch(model, prompts, sweep: str = "resid_pre", *, direction: str = "clean_into_corrupted",
           metric="logit_diff", layers=None, positions=None, heads=None, neurons=None, sites=None,
           noise=None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-          prepend_bos: bool | None = None) -> PatchingResult:
+          prepend_bos: bool | None = None) -> Patching:
     """Patch every site of ``sweep`` (see `SWEEPS`) from one run into the other, one site
     at a time, and measure ``metric`` (a name in `probes.metrics.METRICS` or a function).
     ``layers``, ``positions``, ``heads`` and ``neurons`` restrict the sweep to every
@@ -259,3 +260,7 @@ def patch(model, prompts, sweep: str = "resid_pre", direction: str = "clean_into
                         corruption="prompt pairs" if noise is None else
                         f"Gaussian noise on positions {list(noise.positions)}, {noise.scale} × embedding std, "
                         f"{noise.samples} samples, seed {noise.seed}")
+
+
+def __getattr__(name: str):
+    return older_name(__name__, name, {"PatchingResult": Patching})

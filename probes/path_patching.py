@@ -102,8 +102,8 @@ def _receivers(model, receivers, receiver_input) -> list[tuple[int, int | None]]
 
 
 @probe
-def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", positions=None,
-               freeze_mlps: bool = False, metric="logit_diff") -> PathPatching:
+def path_patch(model, prompts, senders, receivers, *, receiver_input: str = "q", positions=None,
+               freeze_mlps: bool = False, metric="logit_diff", prepend_bos: bool | None = None) -> PathPatching:
     """Patch the ``senders``' clean outputs (heads, ``"L9H6"``) into the corrupted run, reaching
     only the ``receivers``' ``receiver_input`` (``q``, ``k``, ``v``: those heads' inputs; ``resid``:
     the residual stream entering each receiver's layer, receivers given as heads or layer numbers).
@@ -114,7 +114,7 @@ def path_patch(model, prompts, senders, receivers, receiver_input: str = "q", po
         raise ValueError(f"positions {positions!r}: None (every position) or 'end' (the final position)")
     require_plain_model(model, "path_patch")
     metric_name, metric_fn = resolve_metric(metric)
-    clean, corrupted = tokenize_pair(model, prompts)
+    clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
     clean.require_single_token("path_patch")
     senders = [senders] if isinstance(senders, str) else list(senders)
     if not senders:

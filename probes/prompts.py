@@ -39,7 +39,7 @@ class PromptSet:
     """Prompts, one ``(correct, incorrect)`` answer pair per prompt, optional corrupted prompts.
 
     ``answers`` may be left out (None) for probes that need none: `top_k` then gives
-    the top tokens without ranks, and ``logit_lens(..., token=" Paris")`` follows one
+    the top tokens without ranks, and ``token_lens(..., " Paris")`` follows one
     token; probes that compare answers (logit_diff, attribution, patching) refuse it.
     Answers must be one token each unless ``multi_token=True``; then `logit_diff`
     scores each answer by the summed log-probabilities of its tokens (teacher

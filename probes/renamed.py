@@ -1,28 +1,73 @@
-"""Old names that still work for one release, with a warning naming the new one."""
+"""Calls in an older form that still work for one release, with a warning naming the new form.
+
+A probe's options (everything after its subject: ``metric``, ``reference``, ``ablation``,
+``seed``, ``prepend_bos``, …) are keyword-only. `accept_older_calls` lets a call that still
+passes them by position, or by a keyword's old name (`renamed_keywords`), run as the new
+form, with a DeprecationWarning pointing at the caller's line. `probe` applies it to every
+probe, so the signature (and so the docs) shows only the new form.
+"""
 
 import functools
+import inspect
 import warnings
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+LATER = "the older form will be refused in the next release"
 
 
 def renamed_keywords(**old_to_new):
-    """Accept each old keyword as its new name, with a DeprecationWarning pointing at the caller's
-    line: ``@renamed_keywords(kind="ablation")`` lets ``ablate(..., kind="zero")`` run as
-    ``ablate(..., ablation="zero")``. The signature (and so the docs) shows only the new names."""
+    """Mark ``function``'s keywords that had another name: ``@renamed_keywords(kind="ablation")``."""
 
-    def wrap(function):
-        @functools.wraps(function)
-        def call(*args, **kwargs):
-            for old, new in old_to_new.items():
-                if old not in kwargs:
-                    continue
+    def mark(function):
+        function.renamed_keywords = old_to_new
+        return function
+
+    return mark
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"{message}; {LATER}", DeprecationWarning, stacklevel=4)  # the caller of the probe
+
+
+def accept_older_calls(function):
+    """``function``, also taking its keyword-only options by position (in their order) and its
+    renamed keywords by their old names; either with a warning."""
+    parameters = inspect.signature(function).parameters.values()
+    n_positional = sum(p.kind in _POSITIONAL for p in parameters)
+    options = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    renamed = getattr(function, "renamed_keywords", {})
+    if not options and not renamed:
+        return function
+    name = function.__name__
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        for old, new in renamed.items():
+            if old in kwargs:
                 if new in kwargs:
-                    raise TypeError(f"{function.__name__}() got {old}= and {new}=: {old}= is the old name of "
-                                    f"{new}=; give only {new}=")
-                warnings.warn(f"{function.__name__}({old}=...) is now {function.__name__}({new}=...); the old "
-                              "name will be removed in the next release", DeprecationWarning, stacklevel=3)
+                    raise TypeError(f"{name}() got {old}= and {new}=: {old}= is the old name of {new}=; "
+                                    f"give only {new}=")
+                _warn(f"{name}({old}=...) is now {name}({new}=...)")
                 kwargs[new] = kwargs.pop(old)
-            return function(*args, **kwargs)
+        extra = args[n_positional:]
+        if extra:
+            named = options[:len(extra)]
+            if len(extra) > len(options) or any(n in kwargs for n in named):
+                return function(*args, **kwargs)  # Python's own TypeError says what is wrong
+            _warn(f"{name}(): give {', '.join(n + '=' for n in named)} by keyword "
+                  f"(options are keyword-only), e.g. {name}(..., {named[0]}={extra[0]!r})")
+            kwargs.update(zip(named, extra))
+            args = args[:n_positional]
+        return function(*args, **kwargs)
 
-        return call
+    return call
 
-    return wrap
+
+def older_name(module: str, name: str, renamed: dict):
+    """A module ``__getattr__`` for names that moved: ``renamed`` maps an old name to its object."""
+    if name not in renamed:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = renamed[name]
+    warnings.warn(f"{module}.{name} is now {new.__module__}.{new.__qualname__}; {LATER}", DeprecationWarning,
+                  stacklevel=2)
+    return new

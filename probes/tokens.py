@@ -131,7 +131,7 @@ class Tokenized:
             f"{probe} reads each prompt's (correct, incorrect) answer pair, but PromptSet "
             f"{self.prompt_set.name!r} has none; give them: PromptSet(prompts, answers=[(' Mary', "
             "' John'), ...]). Without answers, use top_k (the top tokens) or "
-            "logit_lens(model, prompts, token=' Paris') (one token across layers)")
+            "token_lens(model, prompts, ' Paris') (one token across layers)")
 
     @property
     def single_token(self) -> bool:

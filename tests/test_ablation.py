@@ -18,7 +18,7 @@ def manual_logit_diff(model, hooks):
 
 
 def test_zero_ablation_of_a_head_equals_zeroing_its_output(tiny_llama):
-    result = ablate(tiny_llama, PROMPTS, "L1H2", "zero")
+    result = ablate(tiny_llama, PROMPTS, "L1H2", ablation="zero")
 
     def zero(z, hook):
         z[:, :, 2] = 0
@@ -29,7 +29,7 @@ def test_zero_ablation_of_a_head_equals_zeroing_its_output(tiny_llama):
 
 
 def test_mean_ablation_uses_the_reference_mean_at_each_position(tiny_llama):
-    result = ablate(tiny_llama, PROMPTS, ["mlp_out L0", "L1N5"], "mean")
+    result = ablate(tiny_llama, PROMPTS, ["mlp_out L0", "L1N5"], ablation="mean")
     with torch.inference_mode():
         _, cache = tiny_llama.run_with_cache(PROMPTS.tokenize(tiny_llama).tokens)
     mean_mlp = cache["blocks.0.hook_mlp_out"].mean(0)
@@ -48,7 +48,7 @@ def test_mean_ablation_uses_the_reference_mean_at_each_position(tiny_llama):
 
 
 def test_resample_ablation_and_noise_are_seeded(tiny_llama):
-    a, b = (ablate(tiny_llama, PROMPTS, "L0H1", "resample", seed=3) for _ in range(2))
+    a, b = (ablate(tiny_llama, PROMPTS, "L0H1", ablation="resample", seed=3) for _ in range(2))
     np.testing.assert_array_equal(a.after, b.after)
     n1, n2 = (noise_corruption(tiny_llama, PROMPTS, positions=[2, 4], samples=3, seed=1) for _ in range(2))
     np.testing.assert_array_equal(n1.noisy, n2.noisy)
@@ -61,7 +61,7 @@ def test_bad_sites_and_kinds_are_named(tiny_llama):
     with pytest.raises(ValueError, match="site 'head 3'"):
         ablate(tiny_llama, PROMPTS, "head 3")
     with pytest.raises(ValueError, match="ablation 'random'"):
-        ablate(tiny_llama, PROMPTS, "L0H1", "random")
+        ablate(tiny_llama, PROMPTS, "L0H1", ablation="random")
     with pytest.raises(ValueError, match="has layers 0–1"):
         ablate(tiny_llama, PROMPTS, "mlp_out L7")
     with pytest.raises(ValueError, match="shortest prompt has 15 tokens"):

@@ -100,7 +100,7 @@ def test_patching_equals_transformer_lens(arch_model, sweep, direction):
     neurons = [0, 7, 100] if sweep == "neuron" else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ours = patch(model, PROMPTS, sweep, direction, neurons=neurons)
+        ours = patch(model, PROMPTS, sweep, direction=direction, neurons=neurons)
     expected = reference_patch(model, PROMPTS, sweep, direction, ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=TOLERANCE)
     fallbacks = [w for w in caught if "full runs" in str(w.message)]

@@ -57,7 +57,7 @@ def test_planted_copying_head_is_found_and_its_pattern_shows_the_copy(planted):
     assert heads.value("L1H1") > 100 * np.abs(np.delete(heads.per_head.flatten(), 3)).max()
     first = attention(planted, prompts, ["L1H1"]).pattern("L1H1", 0)
     assert first.iloc[-1].idxmax() == "2 ' Mary'" and first.iloc[-1].max() > 0.99
-    assert attention_to(planted, prompts, ["L1H1"], "correct").values.min() > 0.99
+    assert attention_to(planted, prompts, ["L1H1"], target="correct").values.min() > 0.99
     assert top_k(planted, prompts).correct_rank.tolist() == [1, 1]
 
 
@@ -82,7 +82,7 @@ def test_heads_that_do_not_exist_are_named(tiny_llama, head, message):
 
 def test_attention_to_a_token_missing_from_the_prompt_lists_its_tokens(tiny_llama):
     with pytest.raises(ValueError, match=r"prompt 2 'Then Anne gave the ring to' has no token ' Paul'; its tokens are"):
-        attention_to(tiny_llama, PROMPTS, ["L0H0"], "correct")
+        attention_to(tiny_llama, PROMPTS, ["L0H0"], target="correct")
 
 
 def test_results_have_evidence_with_figures(tiny_llama):

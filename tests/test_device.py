@@ -48,5 +48,5 @@ def test_every_probe_agrees(pair, probe):
 def test_patching_agrees(pair, sweep, direction):
     cpu, gpu = pair
     for prompts in (PROMPTS, STAGGERED):
-        on_gpu, on_cpu = patch(gpu, prompts, sweep, direction), patch(cpu, prompts, sweep, direction)
+        on_gpu, on_cpu = patch(gpu, prompts, sweep, direction=direction), patch(cpu, prompts, sweep, direction=direction)
         np.testing.assert_allclose(on_gpu.values, on_cpu.values, atol=1e-4)

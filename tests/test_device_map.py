@@ -22,7 +22,7 @@ from circuitcheck.probes import (Circuit, PromptSet, ablate, attention, attentio
                                  faithfulness, feasibility, feasibility_step, head_attribution, head_scores,
                                  layer_attribution, logit_diff, logit_lens, minimality, neuron_activations,
                                  neuron_congruence, neuron_prediction_correlation, noise_corruption, patch,
-                                 path_patch, random_circuit_test, top_k)
+                                 path_patch, random_circuit_test, token_lens, top_k)
 from circuitcheck.probes.model_state import model_info
 
 from .test_patching import PROMPTS, STAGGERED
@@ -81,7 +81,7 @@ PROBES = {
     "logit_diff": lambda m: logit_diff(m, PROMPTS),
     "top_k": lambda m: top_k(m, PROMPTS),
     "logit_lens": lambda m: logit_lens(m, PROMPTS),
-    "token_lens": lambda m: logit_lens(m, PROMPTS, token=" Mary"),
+    "token_lens": lambda m: token_lens(m, PROMPTS, " Mary"),
     "layer_attribution": lambda m: layer_attribution(m, PROMPTS),
     "head_attribution": lambda m: head_attribution(m, PROMPTS),
     "attention": lambda m: attention(m, PROMPTS, ["L1H2"]),
@@ -92,7 +92,7 @@ PROBES = {
     "ablate": lambda m: ablate(m, PROMPTS, ["L1H2", "L0N3"], ablation="resample"),
     "noise_corruption": lambda m: noise_corruption(m, PROMPTS, [1], samples=2),
     "patch resid_pre, clean into corrupted": lambda m: patch(m, STAGGERED, "resid_pre"),
-    "patch head_out, corrupted into clean": lambda m: patch(m, STAGGERED, "head_out", "corrupted_into_clean"),
+    "patch head_out, corrupted into clean": lambda m: patch(m, STAGGERED, "head_out", direction="corrupted_into_clean"),
     "patch head_pattern_by_pos": lambda m: patch(m, PROMPTS, "head_pattern_by_pos", layers=[1]),
     "attribution_patch": lambda m: attribution_patch(m, PROMPTS, "head_out"),
     "path_patch": lambda m: path_patch(m, PROMPTS, ["L0H1"], ["L1H2"], positions="end"),

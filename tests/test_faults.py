@@ -15,7 +15,7 @@ def fresh():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: ablate(m, fresh(), "L0H1", "resample", seed=-1), "seed=-1: give a whole number of at least 0; "),
+    (lambda m: ablate(m, fresh(), "L0H1", ablation="resample", seed=-1), "seed=-1: give a whole number of at least 0; "),
     (lambda m: noise_corruption(m, fresh(), [1], samples=0), "samples=0: give a whole number of at least 1; "),
     (lambda m: noise_corruption(m, fresh(), [1], seed=-4), "seed=-4: give a whole number of at least 0; "),
     (lambda m: noise_corruption(m, fresh(), [-1]), "positions=-1: give a whole number of at least 0; "),

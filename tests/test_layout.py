@@ -105,7 +105,6 @@ def test_one_import_line_gives_a_hypothesis_what_it_needs():
     for name in ("load_model", "PromptSet", "logit_diff", "patch", "corruption_check", "Evidence",
                  "ioi_prompts", "FAMILIES", "family", "strategies", "model_info"):
         assert name in circuitcheck.__all__ and getattr(circuitcheck, name) is not None
-    assert circuitcheck.strategies.ioi_prompts is not circuitcheck.ioi_prompts
     import circuitcheck.probes
 
     assert not set(circuitcheck.probes.__all__) - set(circuitcheck.__all__), "re-export every probe"

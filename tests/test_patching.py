@@ -45,7 +45,7 @@ def tiny(request):
 @pytest.mark.parametrize("sweep", list(SWEEPS))
 def test_every_sweep_equals_transformer_lens(tiny, sweep, direction):
     neurons = [0, 7, 100] if "neuron" in sweep else None  # every neuron would be 256 × 15 sites
-    ours = patch(tiny, PROMPTS, sweep, direction, neurons=neurons)
+    ours = patch(tiny, PROMPTS, sweep, direction=direction, neurons=neurons)
     expected = reference_patch(tiny, PROMPTS, sweep, direction, ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
     assert len(ours.labels) == len(ours.sites) == int(np.prod(ours.shape))
@@ -64,7 +64,7 @@ def test_prompts_corrupted_at_different_positions_equal_transformer_lens(tiny, s
     firsts = first_differences(STAGGERED.tokenize(tiny), STAGGERED.corrupted.tokenize(tiny))
     assert firsts == [10, 8, 15, 13]  # with BOS; the third prompt is not corrupted at all
     for direction in ("clean_into_corrupted", "corrupted_into_clean"):
-        ours = patch(tiny, STAGGERED, sweep, direction)
+        ours = patch(tiny, STAGGERED, sweep, direction=direction)
         expected = reference_patch(tiny, STAGGERED, sweep, direction, ours.sites).numpy()
         np.testing.assert_allclose(ours.mean, expected, atol=1e-4)
         assert (ours.values[:, 2] == ours.target_baseline[2]).all()  # nothing to patch
@@ -222,8 +222,8 @@ def test_a_list_of_sites_gives_those_sites_of_the_full_sweep(tiny, sweep, direct
     """``sites=`` (labels as the result writes them, or index tuples in the sweep's axes order)
     patches only those sites, each with exactly the value the full sweep gives it."""
     neurons = [7, 100] if "neuron" in sweep else None
-    full = patch(tiny, PROMPTS, sweep, direction, neurons=neurons)
-    listed = patch(tiny, PROMPTS, sweep, direction, sites=SPARSE[sweep])
+    full = patch(tiny, PROMPTS, sweep, direction=direction, neurons=neurons)
+    listed = patch(tiny, PROMPTS, sweep, direction=direction, sites=SPARSE[sweep])
     rows = [full.sites.index(site) for site in listed.sites]
     assert listed.labels == tuple(full.labels[r] for r in rows) and len(rows) == len(SPARSE[sweep])
     np.testing.assert_allclose(listed.values, full.values[rows], atol=1e-5)
@@ -282,8 +282,8 @@ def test_prompts_of_different_lengths_equal_patching_each_length_apart(tiny, swe
     assert MIXED.tokenize(tiny).lengths == (15, 15, 16)
     neurons = [0, 7] if sweep == "neuron" else None
     for direction in ("clean_into_corrupted", "corrupted_into_clean"):
-        whole = patch(tiny, MIXED, sweep, direction, neurons=neurons)
-        apart = [patch(tiny, part, sweep, direction, neurons=neurons) for part in (PROMPTS, LONGER)]
+        whole = patch(tiny, MIXED, sweep, direction=direction, neurons=neurons)
+        apart = [patch(tiny, part, sweep, direction=direction, neurons=neurons) for part in (PROMPTS, LONGER)]
         np.testing.assert_allclose(whole.values, np.concatenate([a.values for a in apart], axis=1), atol=1e-5)
         np.testing.assert_allclose(whole.target_baseline, np.concatenate([a.target_baseline for a in apart]),
                                    atol=1e-5)

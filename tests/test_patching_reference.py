@@ -36,7 +36,7 @@ def test_sweep_equals_transformer_lens(embedded_model, sweep, direction):
     width = IOI.tokenize(model).tokens.shape[1]
     last_head = ((cfg.n_key_value_heads or cfg.n_heads) if SWEEPS[sweep].kv else cfg.n_heads) - 1
     layers = [0, cfg.n_layers * 4 // 5, cfg.n_layers - 1]
-    ours = patch(model, IOI, sweep, direction, layers=layers, positions=[first - 1, first, width - 1],
+    ours = patch(model, IOI, sweep, direction=direction, layers=layers, positions=[first - 1, first, width - 1],
                  heads=[0, last_head], neurons=[0, cfg.d_mlp - 1])
     expected = reference_patch(model, IOI, sweep, direction, ours.sites).numpy()
     np.testing.assert_allclose(ours.mean, expected, atol=1e-4)

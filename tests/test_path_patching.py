@@ -62,14 +62,14 @@ def reference(model, senders, receivers, which, freeze_mlps=False, end_only=Fals
 
 @pytest.mark.parametrize("which", ["q", "k", "v", "resid"])
 def test_path_patching_equals_the_plain_reference(tiny_llama, which):
-    result = path_patch(tiny_llama, PROMPTS, ["L0H1", "L0H3"], ["L1H2", "L1H0"], which)
+    result = path_patch(tiny_llama, PROMPTS, ["L0H1", "L0H3"], ["L1H2", "L1H0"], receiver_input=which)
     expected = reference(tiny_llama, {(0, 1), (0, 3)}, [(1, 2), (1, 0)], which)
     np.testing.assert_allclose(result.patched, expected, atol=1e-4)
     assert result.receivers == ("L1H0", "L1H2") and result.senders == ("L0H1", "L0H3")
 
 
 def test_path_patching_at_the_final_position_with_frozen_mlps(tiny_gpt2):
-    result = path_patch(tiny_gpt2, PROMPTS, ["L0H2"], ["L1H1"], "q", positions="end", freeze_mlps=True)
+    result = path_patch(tiny_gpt2, PROMPTS, ["L0H2"], ["L1H1"], receiver_input="q", positions="end", freeze_mlps=True)
     expected = reference(tiny_gpt2, {(0, 2)}, [(1, 1)], "q", freeze_mlps=True, end_only=True)
     np.testing.assert_allclose(result.patched, expected, atol=1e-4)
     gap = result.clean.mean() - result.corrupted.mean()
@@ -80,7 +80,7 @@ def test_every_head_as_sender_into_the_residual_is_the_clean_run_on_a_one_layer_
     """All layer-0 heads clean, MLPs frozen, patched into the residual entering layer 1: the
     stream there is the corrupted one plus every head's clean-minus-corrupted output."""
     everything = [f"L0H{h}" for h in range(tiny_llama.cfg.n_heads)]
-    result = path_patch(tiny_llama, PROMPTS, everything, [1], "resid", freeze_mlps=True)
+    result = path_patch(tiny_llama, PROMPTS, everything, [1], receiver_input="resid", freeze_mlps=True)
     expected = reference(tiny_llama, {(0, h) for h in range(tiny_llama.cfg.n_heads)}, [(1, None)], "resid",
                          freeze_mlps=True)
     np.testing.assert_allclose(result.patched, expected, atol=1e-4)
@@ -106,18 +106,18 @@ def test_path_patching_agrees_with_transformer_lens_direct_path(tiny_gpt2, which
         _, corrupt_cache = tiny_gpt2.run_with_cache(corrupt)
     theirs = get_act_patch_direct_path(tiny_gpt2, corrupt, clean_cache, corrupt_cache, metric, 0, 2,
                                        component=which, verbose=False)
-    ours = path_patch(tiny_gpt2, PROMPTS, ["L0H2"], ["L1H3"], which, freeze_mlps=True)
+    ours = path_patch(tiny_gpt2, PROMPTS, ["L0H2"], ["L1H3"], receiver_input=which, freeze_mlps=True)
     assert ours.patched.mean() == pytest.approx(float(theirs[1, 3]), abs=1e-4)
 
 
 def test_bad_input_gets_clear_errors(tiny_llama):
     with pytest.raises(ValueError, match="not before the first receiver layer"):
-        path_patch(tiny_llama, PROMPTS, ["L1H0"], ["L1H2"], "q")
+        path_patch(tiny_llama, PROMPTS, ["L1H0"], ["L1H2"], receiver_input="q")
     with pytest.raises(ValueError, match="receiver_input 'o'"):
-        path_patch(tiny_llama, PROMPTS, ["L0H0"], ["L1H2"], "o")
+        path_patch(tiny_llama, PROMPTS, ["L0H0"], ["L1H2"], receiver_input="o")
     with pytest.raises(ValueError, match="L5H0 does not exist"):
-        path_patch(tiny_llama, PROMPTS, ["L5H0"], ["L1H2"], "q")
+        path_patch(tiny_llama, PROMPTS, ["L5H0"], ["L1H2"], receiver_input="q")
     with pytest.raises(ValueError, match="names no sender"):
-        path_patch(tiny_llama, PROMPTS, [], ["L1H2"], "q")
+        path_patch(tiny_llama, PROMPTS, [], ["L1H2"], receiver_input="q")
     with pytest.raises(ValueError, match="positions"):
-        path_patch(tiny_llama, PROMPTS, ["L0H0"], ["L1H2"], "q", positions="start")
+        path_patch(tiny_llama, PROMPTS, ["L0H0"], ["L1H2"], receiver_input="q", positions="start")

@@ -225,7 +225,7 @@ def test_a_prompt_longer_than_the_context_is_a_named_error_before_any_forward_pa
 # --- prompt sets without answers -------------------------------------------------------
 
 def test_a_prompt_set_without_answers_serves_top_k_and_the_token_lens(tiny_llama):
-    from circuitcheck.probes import logit_lens, top_k
+    from circuitcheck.probes import token_lens, top_k
     from circuitcheck.probes.forward import final_logits
 
     s = PromptSet([IOI, "Then Tom gave the ball to"])
@@ -233,7 +233,7 @@ def test_a_prompt_set_without_answers_serves_top_k_and_the_token_lens(tiny_llama
     top = top_k(tiny_llama, s, k=3)
     assert top.correct_rank is None and len(top.top_token) == 2
     assert list(top.df.columns) == ["prompt", "rank", "token", "logit", "prob"] and len(top.df) == 6
-    lens = logit_lens(tiny_llama, s, token=" Mary")
+    lens = token_lens(tiny_llama, s, " Mary")
     mary = tiny_llama.tokenizer.encode(" Mary", add_special_tokens=False)[0]
     logits = final_logits(tiny_llama, s.tokenize(tiny_llama))
     assert lens.labels[-1] == "final" and lens.logit.shape == (len(lens.labels), 2)
@@ -241,7 +241,7 @@ def test_a_prompt_set_without_answers_serves_top_k_and_the_token_lens(tiny_llama
     np.testing.assert_allclose(lens.prob[-1], logits.softmax(-1)[:, mary].numpy(), atol=1e-5)
     assert (lens.rank[-1] == 1 + (logits > logits[:, mary:mary + 1]).sum(-1).numpy()).all()
     with pytest.raises(AnswerTokenError, match="no leading space"):
-        logit_lens(tiny_llama, s, token="Mary")
+        token_lens(tiny_llama, s, "Mary")
 
 
 @pytest.mark.parametrize("probe", ["logit_diff", "head_attribution", "logit_lens", "patch"])

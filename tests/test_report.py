@@ -314,12 +314,12 @@ def test_attention_to_the_two_answers_carries_two_titles(tiny_llama):
     from circuitcheck.probes import PromptSet, attention_to
 
     prompts = PromptSet(IOI_LIKE[:1], [(" Mary", " John")], name="ioi-like")
-    to_io = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], "correct")
-    to_s = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], "incorrect")
+    to_io = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], target="correct")
+    to_s = attention_to(tiny_llama, prompts, ["L0H0", "L1H1"], target="incorrect")
     assert to_io.title != to_s.title and "correct answer" in to_io.title and "incorrect answer" in to_s.title
     assert "L0H0, L1H1" in to_io.title and to_io.figure()["title"] == to_io.title
     assert to_io.evidence()["title"] != to_s.evidence()["title"]
-    assert "' Mary'" in attention_to(tiny_llama, prompts, ["L0H0"], " Mary").title
+    assert "' Mary'" in attention_to(tiny_llama, prompts, ["L0H0"], target=" Mary").title
 
 
 def test_matrix_and_evidence_follow_definition_order_with_each_claim():

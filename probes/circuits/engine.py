@@ -73,16 +73,16 @@ def mlp_hook(layer: int) -> str:
 
 
 def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
-          probe_name: str = "circuit evaluation", mlps: bool = False) -> Setup:
+          probe_name: str = "circuit evaluation", mlps: bool = False, prepend_bos: bool | None = None) -> Setup:
     """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
     check_ablation(ablation, seed)
     require_plain_model(model, probe_name)
     metric_name, metric_fn = resolve_metric(metric)
-    tokenized = prompts.tokenize(model)
+    tokenized = prompts.tokenize(model, prepend_bos)
     tokenized.require_single_token(probe_name)
     n_layers = model.cfg.n_layers
     names = [head_hook(l) for l in range(n_layers)] + ([mlp_hook(l) for l in range(n_layers)] if mlps else [])
-    values = ablation_values(model, prompts, names, ablation, reference, seed)
+    values = ablation_values(model, prompts, names, ablation, reference, seed, prepend_bos)
     # the reference is often the prompts themselves: then its pass gave the clean logits too
     clean = values.reference_logits if values.reference_logits is not None else final_logits(model, tokenized)
     return Setup(model, tokenized, metric_name, metric_fn, values, clean)

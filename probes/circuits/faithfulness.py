@@ -114,14 +114,14 @@ def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Fait
 
 
 @probe
-def faithfulness(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
-                 seed: int = 0) -> Faithfulness:
+def faithfulness(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+                 seed: int = 0, prepend_bos: bool | None = None) -> Faithfulness:
     """F(C) with everything outside ``circuit`` ablated, against F(M) (the plain model).
     ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
     resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
     for IOI the paper's ABC set, ``ioi_abc_prompts(n)``)."""
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None)
+    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None, prepend_bos)
     return _faithfulness(s, prompts, checked(model, prompts, circuit, s))[0]
 
 
@@ -204,14 +204,15 @@ class RandomCircuitTest(Result):
 
 
 @probe
-def random_circuit_test(model, prompts, circuit, n: int = 100, seed: int = 0, reference=None,
-                        ablation: str = "mean", metric="logit_diff") -> RandomCircuitTest:
+def random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int = 0, reference=None,
+                        ablation: str = "mean", metric="logit_diff", prepend_bos: bool | None = None) -> RandomCircuitTest:
     """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
     evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
     p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual)."""
     n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None)
+    s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None,
+              prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     generator = np.random.default_rng(seed)
     randoms = [circuit.random_like(model, generator) for _ in range(n)]

@@ -74,8 +74,8 @@ class Completeness(Result):
 
 
 @probe
-def completeness(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
-                 n_random: int = 10, greedy_steps: int | None = None, seed: int = 0) -> Completeness:
+def completeness(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+                 n_random: int = 10, greedy_steps: int | None = None, seed: int = 0, prepend_bos: bool | None = None) -> Completeness:
     """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
     with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
     default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated."""
@@ -84,7 +84,7 @@ def completeness(model, prompts, circuit, reference=None, ablation: str = "mean"
         greedy_steps = check_count("greedy_steps", greedy_steps, 0,
                                    "the greedy search's additions (0: no search; None: half the circuit)")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None)
+    s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None, prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     full = Circuit.full(model, circuit.mlps is not None)
     generator = np.random.default_rng(seed)
@@ -157,13 +157,13 @@ class Minimality(Result):
 
 
 @probe
-def minimality(model, prompts, circuit, reference=None, ablation: str = "mean", metric="logit_diff",
-               n_random: int = 5, seed: int = 0) -> Minimality:
+def minimality(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+               n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
     """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
     K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes."""
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None)
+    s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None, prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     generator = np.random.default_rng(seed)
     plan = {v: [()] + _random_subsets(circuit.components, n_random, generator, exclude=(v,))

@@ -1,0 +1,10 @@
+"""The errors circuitcheck raises for a researcher's input: each names the prompt, the tokens
+or the model, and the fix. Catch them as ``from circuitcheck.errors import AnswerTokenError``."""
+
+from circuitcheck.fixtures.device_maps import DeviceMapRefused
+from circuitcheck.fixtures.errors import DeviceUnavailable, ModelUnavailable
+from circuitcheck.probes.tokens import (AnswerTokenError, EmptyPromptError, MissingAnswersError, PromptInputError,
+                                        PromptLengthError, PromptTooLongError)
+
+__all__ = ["AnswerTokenError", "DeviceMapRefused", "DeviceUnavailable", "EmptyPromptError", "MissingAnswersError",
+           "ModelUnavailable", "PromptInputError", "PromptLengthError", "PromptTooLongError"]
