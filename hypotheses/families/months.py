@@ -1,7 +1,9 @@
 """A family added the way a new user would: one file, a template, answers and a corruption.
 
 Every file in hypotheses/families/ is imported by the feasibility suite, so this
-family appears in the report's feasibility table with no other change.
+family appears in the report's feasibility table; its expected row in
+hypotheses/test_feasibility.py's EXPECTED map (which the suite prints for you the first
+time, ready to paste) makes a later change in where it breaks fail the run.
 """
 
 from circuitcheck import PromptSet, family
