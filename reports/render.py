@@ -64,7 +64,29 @@ def _collect_figures(run: dict) -> dict:
     for t, test in enumerate(run["tests"]):
         for e, item in enumerate(test["evidence"]):
             collect(item, f"fig-{t}-{e}")
+    for f, fixture in enumerate(run.get("fixtures") or []):
+        for e, item in enumerate(fixture.get("evidence") or []):
+            collect(item, f"fig-fx{f}-{e}")
     return figures
+
+
+def fixture_places(run: dict) -> tuple[list[dict], dict[int, list[dict]], list[dict]]:
+    """Where the page shows each wider fixture's evidence: session and package fixtures
+    before every test; a module's (or class's) before the first test of its file, as that
+    module's; one whose file has no test in the run, after them all."""
+    first: dict = {}
+    for index, test in enumerate(run["tests"]):
+        first.setdefault(test["nodeid"].split("::")[0], index)
+    before, at, after = [], {}, []
+    for fixture in run.get("fixtures") or []:
+        file = fixture.get("file")
+        if not file:
+            before.append(fixture)
+        elif file in first:
+            at.setdefault(first[file], []).append(fixture)
+        else:
+            after.append(fixture)
+    return before, at, after
 
 
 def feasibility_table(run: dict) -> tuple[list[str], list[dict]]:
@@ -140,8 +162,9 @@ def render_html(run: dict) -> str:
     models = list(dict.fromkeys(t["model"] or "—" for t in run["tests"]))
     matrix = {(t["hypothesis"], t["model"] or "—"): t for t in run["tests"]}
     steps, feasibility = feasibility_table(run)
+    fixtures_before, fixtures_at, fixtures_after = fixture_places(run)
     return env.get_template("index.html.j2").render(
-        run=run, hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
+        fixtures_before=fixtures_before, fixtures_at=fixtures_at, fixtures_after=fixtures_after, run=run, hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
         places=places(run), failed_shards=[s for s in run.get("merged_from") or [] if s.get("status") != "ok"],
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,

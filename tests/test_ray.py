@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from circuitcheck.ray_runner import Progress, ShardPlan, _shard, main, plan_shards, run_shard, split_models
+from circuitcheck.ray_runner import main, run_shard
+from circuitcheck.shards import Progress, ShardPlan, plan_shards, split_models
 from circuitcheck.reports.merge import merge_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def test_a_shard_whose_pytest_dies_keeps_the_tests_it_finished(tmp_path):
     assert all(state.take(item) for item in streamed)
     assert state.remaining().nodeids == [f"test_dying.py::{n}" for n in names[2:]]
 
-    lost = merge_runs([_shard(state, result)], "merge")  # lost for good after the first attempt
+    lost = merge_runs([state.shard(result)], "merge")  # lost for good after the first attempt
     assert {t["nodeid"].split("::")[1]: t["outcome"] for t in lost["tests"]} == {
         "test_first": "passed", "test_second": "failed", "test_dies_the_first_time": "error",
         "test_after_the_crash": "error"}
@@ -87,7 +88,7 @@ def test_a_shard_whose_pytest_dies_keeps_the_tests_it_finished(tmp_path):
     state.attempt += 1  # the retry runs only the unfinished tests
     *more, result = run_shard(state.remaining(), ["-p", "no:cacheprovider"], str(tmp_path), timeout=300)
     assert result["evidence"] is not None and all(state.take(item) for item in more)
-    run = merge_runs([_shard(state, result)], "merge")
+    run = merge_runs([state.shard(result)], "merge")
     assert [(t["nodeid"].split("::")[1], t["outcome"]) for t in run["tests"]] == [
         ("test_first", "passed"), ("test_second", "failed"), ("test_dies_the_first_time", "passed"),
         ("test_after_the_crash", "passed")]
@@ -136,10 +137,28 @@ def test_split_models_and_plan_shards_by_model():
     (["--", "hypotheses", "--report-dir", "x"], "give --report-dir before --"),
     (["--", "hypotheses", "--model"], "give it a model name"),
     (["--retries", "-1", "--", "hypotheses"], "pass 0 or more"),
+    (["--report-keep", "-1", "--", "hypotheses"], "--report-keep -1: pass the number of run folders to keep"),
+    (["--report-compare", "nowhere.json", "--", "hypotheses"], "nowhere.json does not exist"),
 ])
 def test_bad_arguments_are_named_with_the_fix(args, fix, capsys):
     assert main(args) == 4
     assert fix in capsys.readouterr().err
+
+
+def test_a_report_dir_that_cannot_be_written_is_named_before_anything_runs(tmp_path, capsys):
+    pytest.importorskip("ray")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["--report-dir", str(blocker), "--", "hypotheses"]) == 4
+    assert f"--report-dir {blocker}: the report cannot be written there" in capsys.readouterr().err
+
+
+def test_the_runner_and_the_plugin_check_the_report_folder_with_one_function():
+    """circuitcheck-ray once re-implemented the plugin's checks of --report-dir and --report-compare."""
+    for front_end in (ROOT / "reports" / "writer.py", ROOT / "circuitcheck" / "ray_runner.py"):
+        text = front_end.read_text()
+        assert "check_report_options(" in text, front_end
+        assert "check_writable(" not in text and "load_evidence(" not in text, front_end
 
 
 def test_without_ray_the_error_names_the_extra_to_install():

@@ -439,7 +439,7 @@ def test_xdist_group_suffix_is_not_part_of_the_reports_test_id():
     """pytest-xdist's loadgroup appends '@group' to a test's id in the worker (pytest before 9.2)."""
     from types import SimpleNamespace
 
-    from circuitcheck.reports.plugin import plain_nodeid
+    from circuitcheck.reports.facts import plain_nodeid
 
     group = pytest.mark.xdist_group("gpt2").mark
 
