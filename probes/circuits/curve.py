@@ -1,0 +1,262 @@
+"""Faithfulness over circuit size: the curve, its area (CPR) and its distance from 1 (CMD).
+
+A ranking of components (heads by patching or attribution, or any order) defines a family
+of circuits: C_k is the top k. At each size the circuit's normalised faithfulness
+``f(k) = (F(C_k) − F(∅)) / (F(M) − F(∅))`` says how much of what the ablation removes the
+top k give back. One size can flatter or damn a ranking; the whole curve cannot. The
+Mechanistic Interpretability Benchmark (MIB, Mueller et al. 2025, circuit track) scores it
+by two areas over the x axis of the *fraction of components* in the circuit:
+
+* **CPR**, the area under f: higher is better (a ranking whose top few already act like
+  the model);
+* **CMD**, the area under |1 − f|: lower is better, 0 when every C_k acts like the model.
+
+As in MIB's ``evaluate_area_under_curve`` (MIB-circuit-track, ``MIB_circuit_track/evaluation.py``,
+its default ``log_scale=False``), both are trapezoids over the evaluated fractions on a
+linear axis, from the smallest evaluated fraction to 1 (the full model, always evaluated),
+with no point added at 0; its grid is 0.1%, 0.2%, 0.5%, 1%, 2%, 5%, 10%, 20%, 50%, 100%.
+Two differences, both because a model has a few hundred heads, not tens of thousands of
+edges: MIB takes ``int(fraction × total)`` items (0 items at 0.1% of 270 heads) and plots at
+the nominal fraction; here a fraction takes max(1, round(fraction × total)) components,
+equal sizes collapse into one point, and each point sits at its realised fraction k/total.
+
+Every size, the empty circuit and the same sizes over a seeded random order of all
+components are evaluated together in the batched circuit passes (`engine.evaluate`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..attribution import HeadAttribution
+from ..evidence import probe
+from ..input_errors import check_count
+from ..patching import Patching
+from ..results import Result
+from ..sites import head_label, parse_mlp, parse_site
+from .engine import evaluate, prompts_metric, setup
+from .spec import Circuit
+
+MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+RANKING_SWEEPS = ("head_out", "mlp_out_all_pos")  # Patching sweeps whose sites are whole components
+
+
+def area(x, y) -> float:
+    """The trapezoid area under ``y`` over ``x`` (sorted): MIB's sum, (x₂ − x₁)(y₁ + y₂)/2."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return float(((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2).sum())
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FaithfulnessCurve(Result):
+    """Normalised faithfulness of the top-k circuits of a ranking, k over ``sizes``.
+
+    ``fractions`` = sizes / all components; ``faithfulness`` f(k) per size and
+    ``random_faithfulness`` the same sizes over random orders of all components (the mean of
+    ``random_runs``, one row per order); ``f_model`` F(M), ``f_empty`` F(∅) (mean metric).
+    ``cpr`` = area under f, ``cmd`` = area under |1 − f| over ``fractions`` (MIB's circuit
+    track; ``random_cpr``, ``random_cmd`` for the random-order curve): a ranking that finds
+    the mechanism has CMD near 0 and well below the random order's.
+    """
+
+    ranking: tuple[str, ...]  # every component, ranked first, then any the ranking left out
+    n_ranked: int
+    ablation: str
+    reference: str
+    metric: str
+    sizes: np.ndarray
+    fractions: np.ndarray
+    circuit_metric: np.ndarray  # mean F(C_k) per size
+    faithfulness: np.ndarray
+    random_faithfulness: np.ndarray
+    random_runs: np.ndarray  # random order × size
+    f_model: float
+    f_empty: float
+    seed: int
+
+    kind = "faithfulness_curve"
+    value_column = "faithfulness"
+
+    @property
+    def title(self) -> str:
+        return f"Faithfulness over circuit size ({self.ablation} ablation, {self.metric})"
+
+    @property
+    def cpr(self) -> float:
+        """Area under f over the fraction of components (MIB's CPR; higher is better)."""
+        return area(self.fractions, self.faithfulness)
+
+    @property
+    def cmd(self) -> float:
+        """Area under |1 − f| over the fraction of components (MIB's CMD; 0 is perfect)."""
+        return area(self.fractions, np.abs(1 - self.faithfulness))
+
+    @property
+    def random_cpr(self) -> float:
+        return area(self.fractions, self.random_faithfulness)
+
+    @property
+    def random_cmd(self) -> float:
+        return area(self.fractions, np.abs(1 - self.random_faithfulness))
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"size": self.sizes, "fraction": self.fractions,
+                             "last added": [self.ranking[k - 1] for k in self.sizes],
+                             "F(C)": self.circuit_metric, "faithfulness": self.faithfulness,
+                             "random order": self.random_faithfulness})
+
+    def summary(self) -> dict:
+        return {"CPR": self.cpr, "CMD": self.cmd, "random CPR": self.random_cpr, "random CMD": self.random_cmd,
+                "F(M)": self.f_model, "F(empty)": self.f_empty, "points": len(self.sizes),
+                "components": len(self.ranking)}
+
+    def notes(self) -> list[str]:
+        notes = [f"CPR = area under f, CMD = area under |1 − f|, trapezoids over the fraction of components "
+                 f"from {self.fractions[0]:.3g} to 1 (linear axis, as MIB's circuit track); "
+                 "f = (F(C) − F(empty)) / (F(M) − F(empty))",
+                 f"outside each circuit: {self.ablation} ablation"
+                 + ("" if self.ablation == "zero" else f" over {self.reference!r}")
+                 + f"; random order: {len(self.random_runs)} seeded permutation(s) of all components, seed {self.seed}"]
+        if self.n_ranked < len(self.ranking):
+            notes.append(f"the ranking names {self.n_ranked} of {len(self.ranking)} components; the other "
+                         f"{len(self.ranking) - self.n_ranked} follow it in the model's order "
+                         "(heads by layer, then MLPs)")
+        if not math.isfinite(self.faithfulness[-1]):
+            notes.append("F(M) = F(empty): the ablation removes nothing, so f is undefined")
+        return notes + list(self.notes_text)
+
+    def figure(self) -> dict:
+        clean = lambda v: np.where(np.isfinite(v), v, None).tolist()  # noqa: E731
+        return {"type": "line", "x": self.fractions.tolist(),
+                "series": {"ranking": clean(self.faithfulness), "random order": clean(self.random_faithfulness),
+                           "f = 1 (the model)": [1.0] * len(self.sizes)},
+                "xlabel": "fraction of components in the circuit", "ylabel": "normalised faithfulness f",
+                "title": f"CPR {self.cpr:.3g}, CMD {self.cmd:.3g} (random order: {self.random_cpr:.3g}, "
+                         f"{self.random_cmd:.3g})"}
+
+
+def _ranked_labels(ranking) -> list[str]:
+    """The ranking as component labels, best first."""
+    if isinstance(ranking, Patching):
+        if ranking.sweep not in RANKING_SWEEPS:
+            raise ValueError(f"ranking: a {ranking.sweep} patching result ranks sites, not whole components; "
+                             f"patch one of {', '.join(RANKING_SWEEPS)} (patch(model, prompts, 'head_out'))")
+        scores, labels = ranking.recovery, ranking.labels
+    elif isinstance(ranking, HeadAttribution):
+        scores = ranking.per_head.flatten()
+        n_heads = ranking.per_head.shape[1]
+        labels = [head_label(i // n_heads, i % n_heads) for i in range(len(scores))]
+    elif isinstance(ranking, Result):
+        raise ValueError(f"ranking: a {type(ranking).__name__} holds no ranking of components; give a list "
+                         "of components best first, a Patching from patch(model, prompts, 'head_out') or a "
+                         "HeadAttribution")
+    elif isinstance(ranking, str):
+        raise ValueError(f"ranking={ranking!r} is one label; give a list of components best first, e.g. "
+                         f"[{ranking!r}, ...]")
+    else:
+        return list(ranking)
+    order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")  # best first, NaN last
+    return [labels[i] for i in order]
+
+
+def _component(item) -> str:
+    """A head (``"L9H6"``, ``(9, 6)``) or an MLP (``"MLP5"``) as its label."""
+    if isinstance(item, tuple) and len(item) == 2:
+        return head_label(*(int(x) for x in item))
+    text = str(item).strip()
+    try:
+        site = parse_site(text)
+    except ValueError:
+        site = None
+    if site is not None and site.unit == "head" and site.pos is None and not site.activation:
+        return site.label
+    try:
+        return f"MLP{parse_mlp(text)}"
+    except ValueError:
+        raise ValueError(f"ranking: {item!r} is not a component; write heads as 'L9H6' and MLPs as 'MLP5'") from None
+
+
+def full_order(model, ranking) -> tuple[list[str], int, bool]:
+    """Every component, the ranked ones first (then the rest in the model's order); how many were
+    ranked; whether MLPs are judged (the ranking names one)."""
+    ranked = [_component(c) for c in _ranked_labels(ranking)]
+    if not ranked:
+        raise ValueError("ranking is empty: give components best first, e.g. ['L9H6', 'L10H0', ...], or a "
+                         "Patching from patch(model, prompts, 'head_out')")
+    if len(set(ranked)) < len(ranked):
+        twice = sorted({c for c in ranked if ranked.count(c) > 1})
+        raise ValueError(f"ranking names {', '.join(twice)} more than once; list each component once")
+    mlps = any(c.startswith("MLP") for c in ranked)
+    circuit_of(ranked).check(model, 1)  # a clear error for a head or MLP the model does not have
+    everything = Circuit.full(model, with_mlps=mlps).components
+    return ranked + [c for c in everything if c not in set(ranked)], len(ranked), mlps
+
+
+def circuit_of(components, mlps: bool = True) -> Circuit:
+    """The circuit of these head and MLP labels (MLPs judged when ``mlps``)."""
+    heads = [c for c in components if not c.startswith("MLP")]
+    layers = [parse_mlp(c) for c in components if c.startswith("MLP")]
+    return Circuit(heads, layers if mlps else None)
+
+
+def curve_sizes(sizes, total: int) -> list[int]:
+    """The sizes as sorted, distinct counts of components, the full model included: a float is
+    a fraction of ``total`` (max(1, round half up)), a whole number a count."""
+    fix = f"give fractions of all {total} components in (0, 1] (e.g. 0.1) or counts from 1 to {total}"
+    values = MIB_FRACTIONS if sizes is None else [sizes] if np.isscalar(sizes) else list(sizes)
+    if not values:
+        raise ValueError(f"sizes=[] lists no size; {fix}, or leave sizes out for MIB's grid")
+    counts = {total}
+    for value in values:
+        if isinstance(value, (float, np.floating)):
+            if not 0 < value <= 1:
+                raise ValueError(f"sizes: fraction {value!r} is not in (0, 1]; {fix}")
+            counts.add(max(1, math.floor(value * total + 0.5)))
+        else:
+            count = check_count("sizes", value, 1, fix)
+            if count > total:
+                raise ValueError(f"sizes: {count} components, but the model has {total}; {fix}")
+            counts.add(count)
+    if len(counts) < 2:
+        raise ValueError(f"sizes {list(values)} give only the full model ({total} components): a curve needs "
+                         f"a smaller circuit too; {fix}")
+    return sorted(counts)
+
+
+def _normalised(metric: np.ndarray, f_model: float, f_empty: float) -> np.ndarray:
+    gap = f_model - f_empty
+    return (metric - f_empty) / gap if gap else np.full(metric.shape, np.nan)
+
+
+@probe
+def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str = "mean",
+                       metric="logit_diff", seed: int = 0, n_random: int = 1,
+                       prepend_bos: bool | None = None) -> FaithfulnessCurve:
+    """Normalised faithfulness of the top-k components of ``ranking`` at each size, with MIB's
+    CPR (area under f) and CMD (area under |1 − f|), and the same for a seeded random order.
+    ``ranking``: components best first (``["L9H6", "L10H0", "MLP9", ...]``; components it
+    leaves out follow in the model's order), a `Patching` of ``head_out`` (by recovery) or a
+    `HeadAttribution` (by mean contribution). ``sizes``: fractions of all components (default
+    MIB's grid, 0.001 to 1) or counts; the full model is always the last point. MLPs are
+    judged only when the ranking names one. ``n_random``: random orders, averaged.
+    ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders."""
+    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 1")
+    order, n_ranked, mlps = full_order(model, ranking)
+    counts = curve_sizes(sizes, len(order))  # every input checked before the reference pass
+    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness_curve", mlps, prepend_bos)
+    generator = np.random.default_rng(seed)
+    shuffled = [[order[i] for i in generator.permutation(len(order))] for _ in range(n_random)]
+    circuits = [circuit_of([], mlps)] + [circuit_of(ranked[:k], mlps)
+                                         for ranked in [order, *shuffled] for k in counts]
+    values = evaluate(s, circuits).astype(float).mean(axis=1)  # every circuit in the same batched passes
+    f_model, f_empty = float(prompts_metric(s).mean()), float(values[0])
+    curves = _normalised(values[1:], f_model, f_empty).reshape(1 + n_random, len(counts))
+    return FaithfulnessCurve(
+        model=s.tokenized.model_name, prompt_set=prompts.name, ranking=tuple(order), n_ranked=n_ranked,
+        ablation=s.ablation, reference=s.reference_name, metric=s.metric_name, sizes=np.array(counts),
+        fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
+        faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
+        f_model=f_model, f_empty=f_empty, seed=seed)

@@ -1,0 +1,121 @@
+"""Faithfulness over circuit size on tiny models: CPR and CMD are MIB's trapezoids over the
+curve, the curve agrees with `faithfulness` at every size, the whole model's point is 1,
+every point costs the same few batched passes, a planted circuit's curve hugs 1, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from circuitcheck.probes import head_attribution, logit_diff, patch
+from circuitcheck.probes.circuits import Circuit, faithfulness
+from circuitcheck.probes.circuits.curve import MIB_FRACTIONS, curve_sizes, faithfulness_curve
+
+from .test_circuits import OTHER, planted_model
+from .test_patching import PROMPTS
+
+
+def trapezoid(x, y):
+    """The area under y over x, by hand: one trapezoid per pair of neighbouring points."""
+    total = 0.0
+    for i in range(len(x) - 1):
+        total += (x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2
+    return total
+
+
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_gpt2"])
+def test_cpr_and_cmd_are_trapezoids_over_the_curve_and_over_faithfulness_at_each_size(request, name):
+    model = request.getfixturevalue(name)
+    ranking = patch(model, PROMPTS, "head_out")
+    curve = faithfulness_curve(model, PROMPTS, ranking, reference=OTHER)
+    # 8 heads: MIB's fractions give max(1, round(f × 8)) = 1, 1, 1, 1, 1, 1, 1, 2, 4, 8 heads
+    assert list(curve.sizes) == [1, 2, 4, 8] and list(curve.fractions) == [0.125, 0.25, 0.5, 1.0]
+    assert curve.ranking[:8] == tuple(ranking.top(8)["site"])  # by recovery, best first
+    f = list(curve.faithfulness)
+    assert curve.cpr == pytest.approx(trapezoid(curve.fractions, f), abs=1e-12)
+    assert curve.cmd == pytest.approx(trapezoid(curve.fractions, [abs(1 - v) for v in f]), abs=1e-12)
+    assert curve.random_cpr == pytest.approx(trapezoid(curve.fractions, curve.random_faithfulness), abs=1e-12)
+    assert curve.random_cmd == pytest.approx(
+        trapezoid(curve.fractions, [abs(1 - v) for v in curve.random_faithfulness]), abs=1e-12)
+    # the same numbers from one faithfulness probe per size
+    independent = [faithfulness(model, PROMPTS, list(curve.ranking[:k]), reference=OTHER).normalised
+                   for k in curve.sizes]
+    np.testing.assert_allclose(f, independent, atol=1e-5)
+    assert curve.cpr == pytest.approx(trapezoid(curve.fractions, independent), abs=1e-5)
+    assert curve.cmd == pytest.approx(trapezoid(curve.fractions, [abs(1 - v) for v in independent]), abs=1e-5)
+    # the full ranking is the model: f = 1 at fraction 1.0, for the random order too
+    assert curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-4)  # float32 batches differ by ~3e-8
+    assert curve.random_faithfulness[-1] == pytest.approx(1.0, abs=1e-4)
+    whole = faithfulness(model, PROMPTS, Circuit.full(model), reference=OTHER)
+    assert curve.f_model == pytest.approx(whole.f_model) and curve.f_empty == pytest.approx(whole.f_empty, abs=1e-6)
+
+
+def test_every_point_and_the_random_order_share_a_few_batched_passes(tiny_llama):
+    passes = []  # a PyTorch hook on the embedding module counts model passes (it is no TransformerLens hook)
+    handle = tiny_llama.embed.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    try:
+        curve = faithfulness_curve(tiny_llama, PROMPTS, ["L0H1", "L1H2"], sizes=list(range(1, 9)), n_random=3,
+                                   reference=OTHER)
+    finally:
+        handle.remove()
+    assert len(curve.sizes) == 8 and curve.random_runs.shape == (3, 8)
+    # one reference pass, then 1 + 4 × 8 circuits (empty, ranked, three random orders) in one batched pass
+    assert 1 <= len(passes) <= 4, passes
+    assert max(passes) == (1 + 4 * 8) * len(PROMPTS)
+    np.testing.assert_allclose(curve.random_faithfulness, curve.random_runs.mean(axis=0))
+
+
+def test_a_planted_circuit_ranked_first_keeps_the_curve_near_one():
+    model = planted_model()
+    curve = faithfulness_curve(model, PROMPTS, ["L0H3", "L1H5"], reference=OTHER)
+    assert curve.n_ranked == 2 and len(curve.ranking) == 16 and curve.ranking[:2] == ("L0H3", "L1H5")
+    assert curve.faithfulness[1] == pytest.approx(1.0, abs=0.1)  # C_2 is the planted circuit
+    assert curve.cmd <= 0.2 and curve.random_cmd > 3 * curve.cmd, curve
+    assert curve.cpr > curve.random_cpr
+    assert any("follow it in the model's order" in note for note in curve.notes())
+
+
+def test_rankings_from_attribution_and_with_mlps(tiny_llama):
+    attribution = head_attribution(tiny_llama, PROMPTS)
+    curve = faithfulness_curve(tiny_llama, PROMPTS, attribution, sizes=[1, 3])
+    assert curve.ranking == tuple(attribution.top(8)["head"])
+    assert list(curve.sizes) == [1, 3, 8]  # the full model is always the last point
+    mixed = faithfulness_curve(tiny_llama, PROMPTS, ["MLP1", (0, 2), "L1H0"], sizes=[0.2, 0.3], reference=OTHER)
+    assert len(mixed.ranking) == 10 and mixed.ranking[:3] == ("MLP1", "L0H2", "L1H0")
+    assert list(mixed.sizes) == [2, 3, 10]
+    alone = faithfulness(tiny_llama, PROMPTS, Circuit(["L0H2"], mlps=[1]), reference=OTHER)
+    assert mixed.faithfulness[0] == pytest.approx(alone.normalised, abs=1e-5)
+    spec = mixed.figure()
+    assert spec["type"] == "line" and set(spec["series"]) >= {"ranking", "random order"}
+    assert list(mixed.df.columns) == ["size", "fraction", "last added", "F(C)", "faithfulness", "random order"]
+    assert mixed.summary()["CMD"] == mixed.cmd
+    form = json.loads(json.dumps(mixed.evidence()))  # what the report shows
+    assert form["kind"] == "faithfulness_curve" and form["summary"]["CPR"] == pytest.approx(mixed.cpr)
+
+
+def test_sizes_follow_mibs_grid_and_collapse():
+    assert curve_sizes(None, 270) == [1, 3, 5, 14, 27, 54, 135, 270]  # 30 × 9 heads, SmolLM2's
+    assert len(MIB_FRACTIONS) == 10 and curve_sizes(None, 100_000)[0] == 100
+    assert curve_sizes([0.5, 2, 2, 0.25], 8) == [2, 4, 8]
+
+
+def test_bad_input_gets_clear_errors(tiny_llama):
+    def refused(match, ranking=("L0H1",), **kwargs):
+        with pytest.raises(ValueError, match=match):
+            faithfulness_curve(tiny_llama, PROMPTS, list(ranking) if isinstance(ranking, tuple) else ranking, **kwargs)
+
+    refused("ranking is empty", ranking=())
+    refused("L7H0 does not exist", ranking=("L0H1", "L7H0"))
+    refused("not a component", ranking=("head three",))
+    refused("names L0H1 more than once", ranking=("L0H1", "L1H0", "L0H1"))
+    refused("is one label", ranking="L0H1")
+    refused("holds no ranking", ranking=logit_diff(tiny_llama, PROMPTS))
+    refused("ranks sites, not whole components", ranking=patch(tiny_llama, PROMPTS, "resid_pre"))
+    refused(r"sizes: fraction 1.5 is not in \(0, 1\]", sizes=[0.1, 1.5])
+    refused("sizes: fraction 0.0 is not in", sizes=[0.0])
+    refused("sizes=0: give a whole number of at least 1", sizes=[0, 2])
+    refused("sizes: 9 components, but the model has 8", sizes=[9])
+    refused(r"sizes=\[\] lists no size", sizes=[])
+    refused("a curve needs a smaller circuit too", sizes=[8])
+    refused("n_random=0: give a whole number of at least 1", n_random=0)
+    refused("ablation 'median'", ablation="median")
