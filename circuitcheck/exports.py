@@ -10,34 +10,44 @@ for one release, with a DeprecationWarning naming its new home (`MOVED`).
 """
 
 import ast
+import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-TOP_LEVEL = {"circuitcheck.probes": "probes/__init__.py", "circuitcheck.fixtures": "fixtures/__init__.py",
-             "circuitcheck.fixtures.families": "fixtures/families.py"}
+# module -> (the package that holds its file, the file's name): found through the import
+# system, so the same code reads an editable checkout and an installed wheel
+TOP_LEVEL = {"circuitcheck.probes": ("circuitcheck.probes", "__init__.py"),
+             "circuitcheck.fixtures": ("circuitcheck.fixtures", "__init__.py"),
+             "circuitcheck.fixtures.families": ("circuitcheck.fixtures", "families.py")}
 SUBMODULES = {"strategies": "circuitcheck.fixtures.strategies", "results": "circuitcheck.results",
               "errors": "circuitcheck.errors", "metrics": "circuitcheck.metrics",
               "registries": "circuitcheck.registries"}
-HOMES = {"circuitcheck.results": "circuitcheck/results.py", "circuitcheck.errors": "circuitcheck/errors.py",
-         "circuitcheck.metrics": "circuitcheck/metrics.py", "circuitcheck.registries": "circuitcheck/registries.py"}
+HOMES = {f"circuitcheck.{name}": ("circuitcheck", f"{name}.py") for name in ("results", "errors", "metrics", "registries")}
 # Top-level names of the last release that moved, by their new name where they were renamed.
 RENAMED = {"AblationResult": ("circuitcheck.results", "Ablation"), "PatchingResult": ("circuitcheck.results", "Patching")}
 
 
-def names_in(path: str) -> list[str]:
-    """The ``__all__`` literal of a source file, without importing it."""
-    for node in ast.parse((ROOT / path).read_text()).body:
+def source_of(package: str, file: str) -> Path:
+    """``file`` in ``package``'s folder, found without running the package."""
+    if package == "circuitcheck":
+        return Path(__file__).with_name(file)
+    return Path(importlib.util.find_spec(package).origin).with_name(file)
+
+
+def names_in(where: tuple[str, str]) -> list[str]:
+    """The ``__all__`` literal of a module's source file, without importing the module."""
+    path = source_of(*where)
+    for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
             return list(ast.literal_eval(node.value))
     raise LookupError(f"{path} has no __all__ list")
 
 
 def _exports() -> dict[str, tuple[str, str | None]]:
-    exports = {name: (module, name) for module, path in TOP_LEVEL.items() for name in names_in(path)}
+    exports = {name: (module, name) for module, where in TOP_LEVEL.items() for name in names_in(where)}
     exports |= {name: (module, None) for name, module in SUBMODULES.items()}
     return exports
 
 
 EXPORTS: dict[str, tuple[str, str | None]] = _exports()
-MOVED: dict[str, tuple[str, str]] = {name: (module, name) for module, path in HOMES.items()
-                                     for name in names_in(path) if name not in EXPORTS} | RENAMED
+MOVED: dict[str, tuple[str, str]] = {name: (module, name) for module, where in HOMES.items()
+                                     for name in names_in(where) if name not in EXPORTS} | RENAMED

@@ -89,6 +89,15 @@ def test_no_pythonpath_puts_the_folders_on_sys_path_twice():
     assert "Framework :: Pytest" in config["project"]["classifiers"]
 
 
+def test_every_package_folder_is_in_the_wheel():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(config["tool"]["setuptools"]["packages"])
+    for folder, name in PACKAGES.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            package = ".".join([name, *init.parent.relative_to(ROOT / folder).parts])
+            assert package in listed, f"add {package!r} to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_the_installed_modules_are_the_repository_folders():
     import circuitcheck.fixtures
     import circuitcheck.probes

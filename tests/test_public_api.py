@@ -24,7 +24,7 @@ OWN_TOKENIZATION = {"feasibility", "feasibility_step"}
 
 def test_the_top_level_is_a_few_dozen_researcher_names_read_from_the_packages():
     assert 35 <= len(circuitcheck.__all__) <= 50, circuitcheck.__all__
-    generated = {n for path in TOP_LEVEL.values() for n in names_in(path)} | set(SUBMODULES)
+    generated = {n for where in TOP_LEVEL.values() for n in names_in(where)} | set(SUBMODULES)
     assert set(circuitcheck.__all__) == generated == set(EXPORTS)
     assert set(PROBES) <= set(circuitcheck.__all__) and len(PROBES) >= 26
     every_probe = {n for n, v in vars(circuitcheck.probes).items() if getattr(v, "is_probe", False)}
