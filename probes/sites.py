@@ -119,20 +119,25 @@ def parse_site(site) -> Site:
     return Site(int(match["layer"]), unit, None if unit is None else int(match["index"]), pos, match["activation"])
 
 
-def _parse_unit(model, value, unit: str, model_name: str) -> tuple[int, int]:
-    """A ``unit`` site given as a label or a ``(layer, index)`` pair → ``(layer, index)``, checked."""
+def unit_site(value, unit: str) -> Site:
+    """A ``unit`` site (``"head"``, ``"neuron"``) given as a label or a ``(layer, index)`` pair,
+    as a `Site`; not checked against a model."""
     letter = UNITS[unit]
-    if isinstance(value, str):
-        try:
-            site = parse_site(value)
-        except ValueError:
-            site = None
-        if site is None or site.unit != unit or site.pos is not None or site.activation:
-            raise ValueError(f"{unit} {value!r}: write {unit}s as 'L<layer>{letter}<{unit}>', e.g. 'L9{letter}6'")
-    else:
+    if not isinstance(value, str):
         layer, index = (int(x) for x in value)
-        site = Site(layer, unit, index)
-    site.check(model, model_name)
+        return Site(layer, unit, index)
+    try:
+        site = parse_site(value)
+    except ValueError:
+        site = None
+    if site is None or site.unit != unit or site.pos is not None or site.activation:
+        raise ValueError(f"{unit} {value!r}: write {unit}s as 'L<layer>{letter}<{unit}>', e.g. 'L9{letter}6'")
+    return site
+
+
+def _parse_unit(model, value, unit: str, model_name: str) -> tuple[int, int]:
+    """`unit_site`, checked against ``model`` → ``(layer, index)``."""
+    site = unit_site(value, unit).check(model, model_name)
     return site.layer, site.index
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sites import Site, head_label, head_order, parse_mlp, parse_site
+from ..sites import Site, head_label, head_order, parse_mlp, parse_site, unit_site
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Circuit:
 
     def __post_init__(self):
         heads = (self.heads,) if isinstance(self.heads, str) else tuple(self.heads)
-        labels = {_head(h).label for h in heads}
+        labels = {unit_site(h, "head").label for h in heads}
         object.__setattr__(self, "heads", tuple(sorted(labels, key=head_order)))
         if self.mlps is not None:
             mlps = (self.mlps,) if isinstance(self.mlps, (str, int)) else tuple(self.mlps)
@@ -117,20 +117,6 @@ def _position_spec(label: str, where):
 
 def _spec_label(where) -> str:
     return where if isinstance(where, str) else "[" + ", ".join(map(str, where)) + "]"
-
-
-def _head(head) -> Site:
-    """A head given as ``"L9H6"`` or ``(9, 6)``, as a `Site` (not checked against a model)."""
-    if not isinstance(head, str):
-        layer, index = (int(x) for x in head)
-        return Site(layer, "head", index)
-    try:
-        site = parse_site(head)
-    except ValueError:
-        site = None
-    if site is None or site.unit != "head" or site.pos is not None or site.activation:
-        raise ValueError(f"head {head!r}: write heads as 'L<layer>H<head>', e.g. 'L9H6'")
-    return site
 
 
 def as_circuit(circuit) -> Circuit:
