@@ -7,7 +7,7 @@ A Result is an immutable record of what a probe measured: ``.df``, ``.summary()`
 from circuitcheck.probes.ablation import Ablation, NoiseCorruption
 from circuitcheck.probes.attention import AttentionPatterns, AttentionTo
 from circuitcheck.probes.attribution import HeadAttribution, LayerAttribution, LogitLens
-from circuitcheck.probes.circuits import Completeness, Faithfulness, Minimality, RandomCircuitTest
+from circuitcheck.probes.circuits import Completeness, Faithfulness, FaithfulnessCurve, Minimality, RandomCircuitTest
 from circuitcheck.probes.compensation import Compensation
 from circuitcheck.probes.corruption import CorruptionCheck
 from circuitcheck.probes.feasibility import Feasibility, FeasibilityStep
@@ -16,12 +16,18 @@ from circuitcheck.probes.logits import LogitDiff, TokenLens, TopK
 from circuitcheck.probes.model_state import ModelInfo
 from circuitcheck.probes.neurons import (ExclusivePairs, NeuronActivations, NeuronCongruence,
                                          NeuronPredictionCorrelation)
+from circuitcheck.probes.p_values import PValueFamily
 from circuitcheck.probes.path_patching import PathPatching
 from circuitcheck.probes.patching import Patching
+from circuitcheck.probes.published import Published
 from circuitcheck.probes.results import Result
+from circuitcheck.probes.robustness import Robustness
+from circuitcheck.probes.self_checks import SelfChecks
+from circuitcheck.probes.stability import Stability
 
 __all__ = ["Ablation", "AttentionPatterns", "AttentionTo", "Compensation", "Completeness", "CorruptionCheck",
-           "ExclusivePairs", "Faithfulness", "Feasibility", "FeasibilityStep", "HeadAttribution", "HeadScores",
+           "ExclusivePairs", "Faithfulness", "FaithfulnessCurve", "Feasibility", "FeasibilityStep", "HeadAttribution", "HeadScores",
            "LayerAttribution", "LogitDiff", "LogitLens", "Minimality", "ModelInfo", "NeuronActivations",
-           "NeuronCongruence", "NeuronPredictionCorrelation", "NoiseCorruption", "PathPatching", "Patching",
-           "RandomCircuitTest", "Result", "TokenLens", "TopK"]
+           "NeuronCongruence", "NeuronPredictionCorrelation", "NoiseCorruption", "PValueFamily", "PathPatching",
+           "Patching", "Published", "RandomCircuitTest", "Result", "Robustness", "SelfChecks", "Stability", "TokenLens",
+           "TopK"]

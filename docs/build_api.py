@@ -22,7 +22,7 @@ SECTIONS = (  # how the top level's names are grouped on the page; every name in
     ("Prompt families and strategies", ("ioi_prompts", "ioi_abc_prompts", "a_an_prompts", "counting_prompts",
                                         "day_prompts", "pet_family_prompts", "family", "FAMILIES", "strategies")),
 )
-SUBMODULES = ("results", "errors", "metrics", "registries")  # each gets a section of its __all__
+SUBMODULES = ("scrutiny", "results", "errors", "metrics", "registries")  # each gets a section of its __all__
 
 
 # Arguments checked by one shared function, whichever probe takes them: the registry it checks.

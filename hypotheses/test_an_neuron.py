@@ -11,7 +11,9 @@ import pytest
 from circuitcheck import (PromptSet, a_an_prompts, corruption_check, counting_prompts, day_prompts, logit_diff,
                           neuron_congruence, neuron_prediction_correlation, patch, top_k)
 from circuitcheck.registries import parse_neuron
+from circuitcheck.scrutiny import published
 
+SEED_STUDY = "Miller & Neo 2023, 'We Found An Neuron in GPT-2' (the seed study)"
 PEAR_APPLE = PromptSet(
     ["I climbed up the pear tree and picked a pear. I climbed up the apple tree and picked"],
     [(" an", " a")],
@@ -80,11 +82,13 @@ def test_patching_the_an_neuron_recovers_most_of_its_layer(model):
 
 @pytest.mark.models("smollm2-135m")
 def test_l25n1527_is_the_an_neuron_on_smollm2(model):
-    """On SmolLM2-135M the ' an' neuron is L25N1527; on pear/apple it recovers about 60%
-    of the logit difference (GPT-2 large's L31N892: about 50%)."""
+    """On SmolLM2-135M the ' an' neuron is L25N1527; on pear/apple it recovers about as much
+    of the logit difference as GPT-2 large's L31N892 does in the study: half, within 0.2."""
     assert neuron_congruence(model, " an").labels[0] == "L25N1527"
     result = patch(model, PEAR_APPLE, "neuron", layers=[25], neurons=[1527])
-    assert 0.4 < result.recovery[0] < 0.9, result
+    measured = published(result.recovery[0], reported=0.5, band=0.2, model=model, what="recovery of the ' an' neuron "
+                         "alone (GPT-2 large's L31N892 in the study)", source=SEED_STUDY)
+    assert measured.replicates, (measured, result)
 
 
 @pytest.mark.models("gpt2-large")
@@ -93,7 +97,9 @@ def test_gpt2_large_reference_an_neuron(model):
     roughly half of the pear/apple logit difference."""
     assert neuron_congruence(model, " an").labels[0] == "L31N892"
     result = patch(model, PEAR_APPLE, "neuron", layers=[31], neurons=[892])
-    assert 0.3 < result.recovery[0] < 0.7, result
+    measured = published(result.recovery[0], reported=0.5, band=0.2, model=model, what="recovery of L31N892 alone",
+                         source=SEED_STUDY)
+    assert measured.replicates, (measured, result)
 
 
 @pytest.mark.fails_on("smollm2-135m", reason=(

@@ -2,18 +2,30 @@
 
 The circuit: the six heads whose outputs, patched clean into corrupted, restore most
 of the logit difference. Everything outside it is mean-ablated over the ABC prompts
-(a third name in place of the repeated one). Claims: it is faithful, it beats random
-circuits of its size, it is complete and minimal, its top head reads earlier circuit
-heads through its query, and ablating the top head brings up backup heads.
+(a third name in place of the repeated one). Claims: it is faithful, also under resample
+ablation and on a paraphrased template it was not chosen on (robustness); it is found again
+on bootstrap resamples of the prompts (stability); it beats random circuits of its size on
+both templates, after correcting for the two tests (Holm); it is complete and minimal, its
+top head reads earlier circuit heads through its query, and ablating the top head brings up
+backup heads.
 """
 
 import pytest
 
 from circuitcheck import (Circuit, compensation, completeness, faithfulness, ioi_abc_prompts, ioi_prompts,
                           minimality, patch, path_patch, random_circuit_test)
+from circuitcheck.scrutiny import holm_family, published, robustness, selection_stability
 
 IOI, ABC = ioi_prompts(8), ioi_abc_prompts(8)
+FUN, FUN_ABC = ioi_prompts(8, template="fun"), ioi_abc_prompts(8, template="fun")
+TEMPLATES = [IOI, FUN]
+ABC_OF = {IOI.name: ABC, FUN.name: FUN_ABC}  # each template's reference for ablation
+ABLATIONS = ["mean", "resample"]
 SIZE = 6
+
+
+def at_least_half(ratio: float) -> bool:
+    return ratio >= 0.5
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +42,45 @@ def test_the_circuit_is_faithful(model, circuit):
     assert result.ratio >= 0.5, result
 
 
-def test_the_circuit_beats_random_circuits(model, circuit):
-    """The circuit is closer to the model than random circuits of six heads: p < 0.05 over 40."""
-    result = random_circuit_test(model, IOI, circuit, n=40, reference=ABC)
-    assert result.p_value < 0.05, result
+def test_the_circuit_keeps_as_much_as_the_papers_circuit_of_gpt2(model, circuit):
+    """Against the IOI paper's number for GPT-2 small's 26-head circuit: this six-head circuit
+    keeps F(C)/F(M) = 0.87 within 0.15 (Wang et al. 2022, §4.1)."""
+    result = faithfulness(model, IOI, circuit, reference=ABC)
+    measured = published(result.ratio, reported=0.87, band=0.15, model=model, what="F(C)/F(M), mean-ablated over ABC",
+                         source="Wang et al. 2022 (arXiv:2211.00593), §4.1, GPT-2 small")
+    assert measured.replicates, (measured, result)
+
+
+@pytest.mark.fails_on("smollm2-135m", reason=(
+    "SmolLM2: under resample ablation the circuit keeps F(C)/F(M) = 0.36 on IOI and 0.23 on the 'fun' "
+    "template (mean ablation: 0.66 and 0.50): its faithfulness depends on the ablation"))
+def test_the_circuit_is_faithful_across_ablations_and_templates(model, circuit):
+    """F(C)/F(M) ≥ 0.5 in all four variants: mean and resample ablation (over each template's
+    ABC prompts), on the demo's template and on a paraphrase the circuit was not chosen on."""
+    def kept_by_the_circuit(model, prompts, *, ablation):
+        return faithfulness(model, prompts, circuit, reference=ABC_OF[prompts.name], ablation=ablation)
+
+    result = robustness(model, None, kept_by_the_circuit, over={"prompts": TEMPLATES, "ablation": ABLATIONS},
+                        value="ratio", holds=at_least_half)
+    assert result.holds_everywhere, result
+
+
+@pytest.mark.fails_on("gemma3-270m", reason=(
+    "Gemma 3 270M: mean Jaccard 0.75 (95% interval 0.71-1.00) over 50 resamples: four of the six heads are "
+    "picked in every resample, the last two trade places with others (L5H2 is picked in 18)"))
+def test_the_circuit_is_found_again_on_resampled_prompts(model):
+    """Stability: on 50 bootstrap resamples of the prompts the top six heads by patching
+    overlap the circuit chosen on all of them with a mean Jaccard index of at least 0.8."""
+    result = selection_stability(patch(model, IOI, "head_out"), k=SIZE, n=50)
+    assert result.jaccard >= 0.8, result
+
+
+def test_the_circuit_beats_random_circuits_on_both_templates(model, circuit):
+    """On each template the circuit is closer to the model than random six-head circuits,
+    p < 0.05 over 100 of them after Holm's correction for the two tests."""
+    family = holm_family(*(random_circuit_test(model, prompts, circuit, n=100, reference=ABC_OF[prompts.name])
+                           for prompts in TEMPLATES))
+    assert family.all_significant, family
 
 
 @pytest.mark.models("smollm2-135m")  # the expected failure quotes its numbers

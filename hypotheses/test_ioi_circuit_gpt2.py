@@ -16,7 +16,8 @@ the claims test the paper's findings with stated margins (ranks, a range), not i
 import pytest
 
 from circuitcheck import (Circuit, PromptSet, attention_to, faithfulness, head_attribution, head_scores,
-                          ioi_abc_prompts, ioi_prompts, path_patch)
+                          ioi_abc_prompts, ioi_prompts, logit_diff, path_patch)
+from circuitcheck.scrutiny import published
 
 pytestmark = pytest.mark.models("gpt2")
 
@@ -42,8 +43,18 @@ CIRCUIT = {
     "duplicate token": (DUPLICATE_TOKEN + ["L0H10"], "S2"),
     "previous token": (PREVIOUS_TOKEN, "S1+1"),
 }
-PAPER_FAITHFULNESS = 0.87  # F(C) / F(M): the circuit keeps 87% of GPT-2 small's logit difference
+PAPER = "Wang et al. 2022 (arXiv:2211.00593)"
+PAPER_LOGIT_DIFF = 3.56  # §2: GPT-2 small's mean logit difference on the IOI distribution
+PAPER_FAITHFULNESS = 0.87  # §4.1: F(C) / F(M), the circuit keeps 87% of GPT-2 small's logit difference
 FAITHFULNESS_MARGIN = 0.15  # our eight prompts are not the paper's distribution
+
+
+def test_the_logit_difference_is_the_papers(model):
+    """§2: GPT-2 small's mean logit difference, IO over S, is 3.56 on the paper's distribution;
+    on the demo's eight prompts it replicates within 25%."""
+    measured = published(logit_diff(model, IOI).mean, reported=PAPER_LOGIT_DIFF, band="25%",
+                         source=f"{PAPER}, §2", what="mean logit difference", model=model)
+    assert measured.replicates, measured
 
 
 def top_heads(ranked, k: int) -> set[str]:
@@ -104,4 +115,6 @@ def test_the_papers_circuit_keeps_87_percent_of_the_logit_difference(model):
     positions = {h: where for members, where in CIRCUIT.values() for h in members}
     result = faithfulness(model, IOI, Circuit(heads, positions=positions), reference=ABC)
     assert len(result.components) == 26, result
-    assert result.ratio == pytest.approx(PAPER_FAITHFULNESS, abs=FAITHFULNESS_MARGIN), result
+    measured = published(result.ratio, reported=PAPER_FAITHFULNESS, band=FAITHFULNESS_MARGIN,
+                         source=f"{PAPER}, §4.1", what="F(C)/F(M) of the Figure 2 circuit", model=model)
+    assert measured.replicates, (measured, result)

@@ -12,6 +12,8 @@ are keyword-only and named alike everywhere (``metric``, ``reference``, ``ablati
 * probes: `logits`, `attribution`, `attention`, `head_scores`, `neurons`, `corruption`,
   `ablation` (with `ablation_values`), `patching`, `attribution_patching`,
   `path_patching`, `circuits`, `compensation`, `feasibility`;
+* scrutiny of a claim (exported as `circuitcheck.scrutiny`): `robustness`, `stability`,
+  `p_values` and `statistics` (Holm, Clopper–Pearson), `published`, `self_checks`;
 * results and evidence: `results` (Result), `evidence` (the sink), `figures`, `notebook`.
 
 Nothing here imports `circuitcheck.fixtures` or `circuitcheck.reports`.
@@ -32,10 +34,12 @@ from .circuits import (
     Circuit,
     Completeness,
     Faithfulness,
+    FaithfulnessCurve,
     Minimality,
     RandomCircuitTest,
     completeness,
     faithfulness,
+    faithfulness_curve,
     minimality,
     random_circuit_test,
 )
@@ -75,7 +79,7 @@ hide_frames_for_input_errors(__name__)
 __all__ = [
     # probes
     "ablate", "attention", "attention_to", "attribution_patch", "compensation", "completeness",
-    "corruption_check", "exclusive_neuron_tokens", "faithfulness", "feasibility", "feasibility_step",
+    "corruption_check", "exclusive_neuron_tokens", "faithfulness", "faithfulness_curve", "feasibility", "feasibility_step",
     "head_attribution", "head_scores", "layer_attribution", "logit_diff", "logit_lens", "minimality",
     "neuron_activations", "neuron_congruence", "neuron_prediction_correlation", "noise_corruption", "patch",
     "path_patch", "random_circuit_test", "token_lens", "top_k",

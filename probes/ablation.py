@@ -23,12 +23,13 @@ import torch
 
 from .ablation_values import ablation_values, check_ablation
 from .evidence import probe
-from .forward import final_logits, input_device, require_plain_model
+from .forward import final_logits, input_device
 from .input_errors import check_count
 from .metrics import resolve_metric
 from .patch_runs import final_logits_with
 from .renamed import older_name, renamed_keywords
 from .results import Result
+from .self_checks import require_trusted
 from .sites import parse_site
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -77,7 +78,7 @@ def ablate(model, prompts, sites, *, ablation: str = "mean", reference=None, met
     (`probes.ablation_values`); ``reference``: the prompt set that mean and resample ablation
     draw from (default: ``prompts``), of the same token width."""
     seed = check_ablation(ablation, seed)
-    require_plain_model(model, "ablation")
+    require_trusted(model, "ablation", "hooks")
     sites = [sites] if isinstance(sites, str) else list(sites)
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model, prepend_bos)

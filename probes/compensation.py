@@ -17,11 +17,12 @@ import torch
 from .ablation_values import ablation_values, check_ablation
 from .attribution import head_attribution, head_results, project
 from .evidence import probe
-from .forward import at_positions, input_device, require_plain_model
+from .forward import at_positions, input_device
 from .input_errors import check_count
 from .linearise import scale_hooks
 from .observe import Observation
 from .results import Result
+from .self_checks import require_trusted
 from .sites import head_label, head_order, hook_of, parse_head
 
 
@@ -90,7 +91,7 @@ def compensation(model, prompts, ablated, *, ablation: str = "mean", reference=N
     if not ablated:
         raise ValueError("ablated=[] names no head; give the heads to knock out, e.g. ['L9H6']")
     check_ablation(ablation, seed)
-    require_plain_model(model, "compensation")
+    require_trusted(model, "compensation", "hooks")
     tok = prompts.tokenize(model, prepend_bos)
     tok.require_single_token("compensation")
     heads = sorted({parse_head(model, h, tok.model_name) for h in ablated})

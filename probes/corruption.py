@@ -15,6 +15,7 @@ from .evidence import probe
 from .figures import prompt_labels
 from .logits import logit_diff
 from .results import Result
+from .statistics import clopper_pearson
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -41,13 +42,20 @@ class CorruptionCheck(Result):
         return self.verdicts.count("flips") / len(self.verdicts)
 
     @property
+    def flipped_interval(self) -> tuple[float, float]:
+        """The exact 95% interval of the share of prompts the corruption flips (Clopper–Pearson)."""
+        return clopper_pearson(self.verdicts.count("flips"), len(self.verdicts))
+
+    @property
     def df(self) -> pd.DataFrame:
         return pd.DataFrame({"prompt": self.prompts, "corrupted_prompt": self.corrupted_prompts,
                              "clean": self.clean, "corrupted": self.corrupted,
                              "change": self.corrupted - self.clean, "verdict": self.verdicts})
 
     def summary(self) -> dict:
-        return {"fraction_flipped": self.fraction_flipped,
+        low, high = self.flipped_interval
+        return {"flipped": f"{self.verdicts.count('flips')} of {len(self.verdicts)} (95% CI {low:.2f}–{high:.2f})",
+                "fraction_flipped": self.fraction_flipped,
                 "fraction_no_effect": self.verdicts.count("no effect") / len(self.verdicts),
                 "mean_clean": float(self.clean.mean()), "mean_corrupted": float(self.corrupted.mean())}
 

@@ -6,8 +6,10 @@ its evidence (the probes it runs record theirs too):
 
 1. ``answers``: answers are single tokens and the incorrect one is a plausible rival
    (median rank of the incorrect answer among ~50k tokens ≤ 20);
-2. ``task``: the model gets the task (top-1 accuracy ≥ 0.8; bootstrap interval);
-3. ``corruption``: the corruption flips the answer (fraction flipped ≥ 0.8);
+2. ``task``: the model gets the task (top-1 accuracy ≥ 0.8, with its exact
+   Clopper–Pearson interval);
+3. ``corruption``: the corruption flips the answer (fraction flipped ≥ 0.8, Clopper–Pearson
+   interval);
 4. ``lens``: the logit lens shows the answer forming at identifiable layers (one step of
    the residual stream adds ≥ 30% of the final logit difference);
 5. ``heads``: direct attribution concentrates on a few heads (top 5 carry ≥ 50% of the
@@ -45,11 +47,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .ablation_values import check_ablation
 from .attribution import head_attribution, logit_lens
 from .circuits import Circuit, random_circuit_test
 from .corruption import corruption_check
 from .evidence import probe
 from .forward import final_logits
+from .input_errors import check_count
 from .logits import top_k
 from .model_state import model_name
 from .neurons import bootstrap_ci, neuron_activations, neuron_congruence, pearson
@@ -57,6 +61,7 @@ from .patching import patch
 from .prompts import index_label
 from .results import Result
 from .sites import head_label
+from .statistics import clopper_pearson
 from .tokens import AnswerTokenError, PromptLengthError
 
 # Each step's claim and threshold, in the order the workflow takes them.
@@ -115,12 +120,16 @@ class FeasibilityStep(Result):
             out["p_value (vs random heads)"] = self.p_value
         return out
 
+    def p_values(self) -> dict[str, float]:
+        return {} if self.p_value is None else {"p_value (vs random heads)": self.p_value}
+
     def notes(self) -> list[str]:
         return [self.detail]
 
 
-def _mean_ci(flags: np.ndarray) -> tuple[float, float]:
-    return bootstrap_ci(flags.astype(float), flags.astype(float), lambda x, _: float(x.mean()))
+def _share_ci(flags: np.ndarray) -> tuple[float, float]:
+    """The exact interval of a share of prompts (Clopper–Pearson)."""
+    return clopper_pearson(int(flags.sum()), len(flags))
 
 
 def held_out_share(values: np.ndarray, k: int = 5, samples: int = 1000, seed: int = 0):
@@ -199,7 +208,7 @@ def _neuron_step(model, prompts):
     return float(r[best]), ci, detail
 
 
-def _circuit_step(model, prompts, used: list[int]):
+def _circuit_step(model, prompts, used: list[int], ablation: str = "mean", n_random: int = CIRCUIT_RANDOM):
     """Heads chosen by head patching on the even prompts of ``used``, judged on the odd ones
     (see the module docstring): F(C)/F(M), the random-circuit p-value, and the detail."""
     sweep = patch(model, prompts.subset(used), "head_out")  # the patching step's sweep: cached, not rerun
@@ -210,7 +219,7 @@ def _circuit_step(model, prompts, used: list[int]):
     on_chosen = effects[:, 0::2] if halves else effects
     order = np.abs(on_chosen.mean(axis=1)).argsort()[::-1][:CIRCUIT_HEADS]
     circuit = Circuit([head_label(*sweep.sites[i]) for i in order])
-    test = random_circuit_test(model, prompts.subset(judged), circuit, n=CIRCUIT_RANDOM)
+    test = random_circuit_test(model, prompts.subset(judged), circuit, n=n_random, ablation=ablation)
     [result] = test.parts
     one = "" if halves else "; one prompt: chosen and judged on the same prompt, nothing held out"
     if result.f_model <= 0:
@@ -221,16 +230,23 @@ def _circuit_step(model, prompts, used: list[int]):
     return result.ratio, test.p_value, (
         f"heads {', '.join(circuit.heads)} (the top {len(circuit)} by head patching on prompts "
         f"{index_label(chosen)}) keep F(C)/F(M) = {result.ratio:.2f} (F(C) {result.f_circuit:.2f}, F(M) "
-        f"{result.f_model:.2f}) on prompts {index_label(judged)}, the rest mean-ablated over those prompts; "
-        f"{close} of {CIRCUIT_RANDOM} random {len(circuit)}-head circuits come as close to F(M), "
+        f"{result.f_model:.2f}) on prompts {index_label(judged)}, the rest {ablation}-ablated over those prompts; "
+        f"{close} of {n_random} random {len(circuit)}-head circuits come as close to F(M), "
         f"p = {test.p_value:.3g}" + one)
 
 
 @probe
-def feasibility_step(model, prompts, step: str, *, family: str | None = None) -> FeasibilityStep:
-    """Measure one workflow step on a prompt family (see the module docstring)."""
+def feasibility_step(model, prompts, step: str, *, family: str | None = None, ablation: str = "mean",
+                     n_random: int = CIRCUIT_RANDOM) -> FeasibilityStep:
+    """Measure one workflow step on a prompt family (see the module docstring). For the
+    'circuit' step: ``ablation``, how the heads outside the circuit are removed (over the
+    judged prompts), and ``n_random``, the random circuits it is tested against (p ≥ 1/(1 + n):
+    raise it for a p-value that must survive a correction for several tests)."""
     if step not in CLAIMS:
         raise ValueError(f"step {step!r}: choose one of {', '.join(STEPS)}")
+    check_ablation(ablation)
+    n_random = check_count("n_random", n_random, 1, f"the random circuits the circuit step is tested against, "
+                           f"e.g. {CIRCUIT_RANDOM}")
     family = family or prompts.name
     n = len(prompts)
     claim, threshold = CLAIMS[step]
@@ -252,12 +268,12 @@ def feasibility_step(model, prompts, step: str, *, family: str | None = None) ->
     if step == "task":
         top1 = top_k(model, prompts).correct_rank == 1
         return result(top1.mean(), top1.mean() >= threshold, f"top-1 on {int(top1.sum())} of {n} prompts",
-                      ci=_mean_ci(top1))
+                      ci=_share_ci(top1))
     if step == "corruption":
         check = corruption_check(model, prompts)
         flipped = np.array([v == "flips" for v in check.verdicts])
         return result(flipped.mean(), flipped.mean() >= threshold, f"flips {int(flipped.sum())} of {n}; no "
-                      f"effect on {check.verdicts.count('no effect')}", ci=_mean_ci(flipped))
+                      f"effect on {check.verdicts.count('no effect')}", ci=_share_ci(flipped))
     if step == "lens":
         lens = logit_lens(model, prompts)
         rises = np.diff(lens.mean)
@@ -289,7 +305,7 @@ def feasibility_step(model, prompts, step: str, *, family: str | None = None) ->
     if step == "circuit":
         used = patching_indices(model, prompts)
         try:
-            value, p, detail = _circuit_step(model, prompts, used)
+            value, p, detail = _circuit_step(model, prompts, used, ablation, n_random)
         except PromptLengthError as error:
             value, p, detail = float("nan"), None, "not measured: " + str(error).splitlines()[0]
         return result(value, value >= threshold and p is not None and p < 0.05, detail, p_value=p,

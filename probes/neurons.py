@@ -10,6 +10,7 @@ activation is the value at ``mlp.hook_post``. Weights are read in compatibility
 mode, where the unembedding is centred, so congruences compare tokens fairly.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,11 +234,25 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def permutation_p_value(x: np.ndarray, y: np.ndarray, samples: int = 999, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Pearson r: (1 + #shuffles with |r| at least as large)
+    / (1 + ``samples``), ``y`` shuffled against ``x`` (seeded). NaN when either never varies."""
+    r = pearson(x, y)
+    if not np.isfinite(r):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    shuffled = np.take_along_axis(np.broadcast_to(y, (samples, len(y))), rng.random((samples, len(y))).argsort(1), 1)
+    xc, yc = x - x.mean(), shuffled - shuffled.mean(1, keepdims=True)
+    rs = (yc @ xc) / (np.linalg.norm(xc) * np.linalg.norm(yc, axis=1))
+    return float((1 + (np.abs(rs) >= abs(r) - 1e-12).sum()) / (1 + samples))
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class NeuronPredictionCorrelation(Result):
     """Over a prompt set: does the neuron fire when the model predicts the token?
     Pearson ``r`` between the neuron's activation and the token's logit (or probability)
-    at the final position, with a 95% bootstrap interval over prompts."""
+    at the final position, with a 95% bootstrap interval over prompts and a two-sided
+    permutation p-value (`permutation_p_value`)."""
 
     neuron: str
     token: str
@@ -247,6 +262,7 @@ class NeuronPredictionCorrelation(Result):
     prediction: np.ndarray
     r: float
     ci: tuple[float, float]
+    p_value: float = float("nan")
 
     kind = "neuron_correlation"
     title = "Neuron activation against the model's prediction"
@@ -258,7 +274,10 @@ class NeuronPredictionCorrelation(Result):
 
     def summary(self) -> dict:
         return {"neuron": self.neuron, "token": self.token, "r": self.r, "ci_low": self.ci[0],
-                "ci_high": self.ci[1], "n_prompts": len(self.prompts)}
+                "ci_high": self.ci[1], "p_value": self.p_value, "n_prompts": len(self.prompts)}
+
+    def p_values(self) -> dict[str, float]:
+        return {} if math.isnan(self.p_value) else {"p_value (r = 0, permutation)": self.p_value}
 
     def figure(self) -> dict:
         return {"type": "scatter", "x": self.activation.tolist(), "y": self.prediction.tolist(),
@@ -281,4 +300,5 @@ def neuron_prediction_correlation(model, prompts, neuron, token: str, *, measure
     return NeuronPredictionCorrelation(
         model=activations.model, prompt_set=prompts.name, neuron=activations.neurons[0], token=token,
         measure=measure, prompts=prompts.prompts, activation=x, prediction=prediction,
-        r=pearson(x, prediction), ci=bootstrap_ci(x, prediction, pearson))
+        r=pearson(x, prediction), ci=bootstrap_ci(x, prediction, pearson),
+        p_value=permutation_p_value(x, prediction))

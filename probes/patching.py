@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from .evidence import probe
-from .forward import memo, require_plain_model
+from .forward import memo
 from .metrics import resolve_metric
 from .patch_runs import run_sweep
 from .renamed import older_name
 from .results import Result
+from .self_checks import require_trusted
 from .sites import POST, RESID, SWEEPS, Site, Sweep  # noqa: F401 - the sweep table, re-exported
 from .tokens import Tokenized, tokenize_pair
 
@@ -187,7 +188,8 @@ def prepare(model, prompts, sweep: str, direction: str, metric, prepend_bos, pro
         raise ValueError(f"sweep {sweep!r}: choose one of {', '.join(SWEEPS)}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r}: choose {' or '.join(DIRECTIONS)}")
-    require_plain_model(model, probe)
+    relies_on = ("hooks", "clean_patch") + (("gradients",) if probe == "attribution patching" else ())
+    require_trusted(model, probe, *relies_on)
     metric_name, metric_fn = resolve_metric(metric)
     if noise is not None:
         clean = prompts.tokenize(model, prepend_bos)

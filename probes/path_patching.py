@@ -24,9 +24,10 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import at_positions, input_device, require_plain_model
+from .forward import at_positions, input_device
 from .metrics import resolve_metric
 from .results import Result
+from .self_checks import require_trusted
 from .sites import head_label, hook_of, parse_head
 from .tokens import tokenize_pair
 
@@ -112,7 +113,7 @@ def path_patch(model, prompts, senders, receivers, *, receiver_input: str = "q",
         raise ValueError(f"receiver_input {receiver_input!r}: choose one of {', '.join(INPUTS)}")
     if positions not in (None, "end"):
         raise ValueError(f"positions {positions!r}: None (every position) or 'end' (the final position)")
-    require_plain_model(model, "path_patch")
+    require_trusted(model, "path_patch", "hooks", "clean_patch")
     metric_name, metric_fn = resolve_metric(metric)
     clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
     clean.require_single_token("path_patch")

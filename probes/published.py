@@ -76,8 +76,9 @@ class Published(Result):
                               "source": self.source}])
 
     def summary(self) -> dict:
-        return {"measured": self.measured, "reported": self.reported, "tolerance": self.tolerance,
-                "difference": self.difference, "replicates": self.replicates, "source": self.source}
+        return {"what": self.what, "measured": self.measured, "reported": self.reported, "band": self.band,
+                "tolerance": self.tolerance, "difference": self.difference, "replicates": self.replicates,
+                "verdict": self.verdict, "source": self.source}
 
     def notes(self) -> list[str]:
         relative = f" ({self.band} of {self.reported:.4g})" if self.band.endswith("%") else ""

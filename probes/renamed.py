@@ -36,8 +36,9 @@ def accept_older_calls(function):
     n_positional = sum(p.kind in _POSITIONAL for p in parameters)
     options = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
     renamed = getattr(function, "renamed_keywords", {})
-    if not options and not renamed:
-        return function
+    takes_any_number = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    if (not options or takes_any_number) and not renamed:
+        return function  # nothing to accept (with ``*tests`` no option was ever positional)
     name = function.__name__
 
     @functools.wraps(function)
@@ -49,7 +50,7 @@ def accept_older_calls(function):
                                     f"give only {new}=")
                 _warn(f"{name}({old}=...) is now {name}({new}=...)")
                 kwargs[new] = kwargs.pop(old)
-        extra = args[n_positional:]
+        extra = () if takes_any_number else args[n_positional:]
         if extra:
             named = options[:len(extra)]
             if len(extra) > len(options) or any(n in kwargs for n in named):

@@ -96,6 +96,11 @@ class Result:
     def notes(self) -> list[str]:
         return list(self.notes_text)
 
+    def p_values(self) -> dict[str, float]:
+        """The p-values of the tests this Result performed itself (not its parts'), by name:
+        the report corrects every p-value of a run together (Holm)."""
+        return {}
+
     def evidence(self) -> dict:
         """The JSON form the report shows (built only when a report is written)."""
         form = json_safe({
@@ -109,6 +114,8 @@ class Result:
             "table": table_form(self.df),
             "figures": figure_list(self.figure()),
         })
+        if p_values := self.p_values():
+            form["p_values"] = {name: json_number(p) for name, p in p_values.items()}
         if self.parts:
             form["parts"] = [part.evidence() for part in self.parts]
         return form

@@ -34,10 +34,9 @@ from .forward import input_device, memo, require_plain_model
 from .linearise import post_norm_name
 from .model_state import model_name, state_of
 from .patch_runs import final_logits_with
-from .patching import SWEEPS
 from .prompts import PromptSet
 from .results import Result
-from .sites import hook_of
+from .sites import SWEEPS, hook_of
 
 TEXT = "When Mary and John went to the shops, John gave the bag to"
 REFERENCE_KEY = "hugging_face_reference"  # where `keep_hugging_face_reference` puts it (ModelState.capabilities)
@@ -86,6 +85,12 @@ def hugging_face_reference(hf_model, tokens) -> HuggingFaceReference:
     with torch.inference_mode():
         logits = hf_model(ids.to(device)).logits[0].float()
     return HuggingFaceReference(tuple(int(t) for t in ids[0]), logits.log_softmax(-1).cpu().numpy())
+
+
+def text_ids(tokenizer, prepended: str | None) -> list[int]:
+    """`TEXT` as a loader tokenizes it before the bridge exists: what `text_tokens` gives."""
+    start = [] if prepended is None else [tokenizer.convert_tokens_to_ids(prepended)]
+    return start + tokenizer.encode(TEXT, add_special_tokens=False)
 
 
 def text_tokens(model) -> list[int]:
@@ -321,3 +326,11 @@ def require_self_check(model, name: str, probe_name: str) -> SelfCheck:
         raise SelfCheckFailed(f"{probe_name} relies on {CHECKS[name][1]}, but self-check {name!r} failed on "
                               f"{model_name(model)}: {check.detail}{number}")
     return check
+
+
+def require_trusted(model, probe_name: str, *checks: str) -> None:
+    """What a probe that edits activations calls first: the plain model (no hooks attached),
+    and every self-check in ``checks`` (plus ``hugging_face``) passed or not run."""
+    require_plain_model(model, probe_name)
+    for name in ("hugging_face", *checks):
+        require_self_check(model, name, probe_name)

@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 
 from .run import definition_order
+from .scrutiny import ALPHA, p_value_rows, published_rows, self_check_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -140,6 +141,19 @@ def places(run: dict) -> list[tuple[str, int]]:
     return list(counts.items())
 
 
+def run_tables(run: dict) -> dict:
+    """The run-level scrutiny tables (`reports.scrutiny`); one that cannot be built is left out
+    and named in ``table_errors``, so a fault there never costs the report."""
+    tables, errors = {}, []
+    for name, build in (("p_values", p_value_rows), ("published", published_rows), ("self_checks", self_check_rows)):
+        try:
+            tables[name] = build(run)
+        except Exception as error:  # noqa: BLE001 - shown on the page instead
+            tables[name] = []
+            errors.append(f"the {name.replace('_', ' ')} table could not be built: {type(error).__name__}: {error}")
+    return {**tables, "table_errors": errors}
+
+
 def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs
 
@@ -164,7 +178,9 @@ def render_html(run: dict) -> str:
     steps, feasibility = feasibility_table(run)
     fixtures_before, fixtures_at, fixtures_after = fixture_places(run)
     return env.get_template("index.html.j2").render(
-        fixtures_before=fixtures_before, fixtures_at=fixtures_at, fixtures_after=fixtures_after, run=run, hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
+        fixtures_before=fixtures_before, fixtures_at=fixtures_at, fixtures_after=fixtures_after, run=run,
+        hypotheses=hypotheses, claims=claims, models=models, matrix=matrix, steps=steps, feasibility=feasibility,
+        alpha=ALPHA, **run_tables(run),
         places=places(run), failed_shards=[s for s in run.get("merged_from") or [] if s.get("status") != "ok"],
         figures_json=_script_json(figures) if figures else None,
         plotly_js=_plotly_js() if figures else None,

@@ -19,11 +19,12 @@ from circuitcheck.fixtures import DeviceUnavailable, load_model
 from circuitcheck.fixtures.device_maps import DeviceMapRefused, check_device_map, parse_max_memory
 from circuitcheck.probes import (Circuit, PromptSet, ablate, attention, attention_to, attribution_patch,
                                  compensation, completeness, corruption_check, exclusive_neuron_tokens,
-                                 faithfulness, feasibility, feasibility_step, head_attribution, head_scores,
+                                 faithfulness, faithfulness_curve, feasibility, feasibility_step, head_attribution, head_scores,
                                  layer_attribution, logit_diff, logit_lens, minimality, neuron_activations,
                                  neuron_congruence, neuron_prediction_correlation, noise_corruption, patch,
                                  path_patch, random_circuit_test, token_lens, top_k)
 from circuitcheck.probes.model_state import model_info
+from circuitcheck.scrutiny import holm_family, published, robustness, selection_stability, self_checks, stability
 
 from .test_patching import PROMPTS, STAGGERED
 
@@ -106,15 +107,25 @@ PROBES = {
     "neuron_prediction_correlation": lambda m: neuron_prediction_correlation(m, PROMPTS, "L1N7", " Mary"),
     "feasibility": lambda m: feasibility(m, PROMPTS, steps=["answers", "task", "corruption"]),
     "feasibility_step": lambda m: feasibility_step(m, PROMPTS, "patching"),
+    "faithfulness_curve": lambda m: faithfulness_curve(m, PROMPTS, ["L1H2", "L0H1"], sizes=[1, 2, 4]),
+    "robustness": lambda m: robustness(m, PROMPTS, lambda m, p, **o: faithfulness(m, p, ["L1H2"], **o),
+                                       over={"ablation": ["mean", "zero"]}, holds=lambda ratio: ratio > 0),
+    "stability": lambda m: stability(m, PROMPTS, lambda m, p: head_attribution(m, p).top(2)["head"], n=3),
+    "selection_stability": lambda m: selection_stability(head_attribution(m, PROMPTS), k=2, n=3),
+    "published": lambda m: published(logit_diff(m, PROMPTS).mean, reported=0.0, band=1.0, source="none", model=m),
+    "holm_family": lambda m: holm_family(random_circuit_test(m, PROMPTS, ["L1H2"], n=3),
+                                         neuron_prediction_correlation(m, PROMPTS, "L1N7", " Mary")),
+    "self_checks": lambda m: self_checks(m),
 }
 
 
 def test_the_table_has_every_public_probe():
     """A new probe is added here too: it must give the same numbers on a model split by a map."""
     import circuitcheck.probes
+    import circuitcheck.scrutiny
 
-    public = {name for name in circuitcheck.probes.__all__
-              if getattr(getattr(circuitcheck.probes, name), "is_probe", False)}
+    public = {name for module in (circuitcheck.probes, circuitcheck.scrutiny) for name in module.__all__
+              if getattr(getattr(module, name), "is_probe", False)}
     missing = public - {key.split()[0] for key in PROBES}
     assert len(public) >= 25 and not missing, f"add {sorted(missing)} to PROBES"
 

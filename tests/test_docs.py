@@ -28,7 +28,8 @@ def test_the_reference_lists_every_name_and_the_allowed_values():
 # The required arguments (after model and prompts) of each probe whose allowed values are listed.
 REQUIRED = {"ablate": ("L0H1",), "compensation": (["L0H1"],), "completeness": (["L0H1"],),
             "faithfulness": (["L0H1"],), "minimality": (["L0H1"],), "random_circuit_test": (["L0H1"],),
-            "noise_corruption": ([1],), "path_patch": (["L0H0"], ["L1H0"]), "feasibility_step": ()}
+            "noise_corruption": ([1],), "path_patch": (["L0H0"], ["L1H0"]), "feasibility_step": (),
+            "faithfulness_curve": (["L0H1"],)}
 
 
 def documented_values() -> dict[tuple[str, str], list[str]]:
@@ -68,8 +69,9 @@ def test_each_documented_value_list_is_the_one_the_function_checks(tiny_llama):
         assert function in REQUIRED or function in ("patch", "attribution_patch", "head_scores"), (
             f"{function}: add its required arguments to REQUIRED so its documented values are checked")
         with pytest.raises(ValueError) as refused:
-            getattr(circuitcheck, function)(tiny_llama, PROMPTS, *REQUIRED.get(function, ()),
-                                            **{argument: "not-a-value"})
+            required = ("circuit",) if (function, argument) == ("feasibility_step", "ablation") else \
+                REQUIRED.get(function, ())
+            getattr(circuitcheck, function)(tiny_llama, PROMPTS, *required, **{argument: "not-a-value"})
         message = str(refused.value)
         assert "'not-a-value'" in message, (function, argument, message)
         assert checked_values(message) == values, (function, argument, message)

@@ -11,25 +11,35 @@ import pytest
 
 import circuitcheck
 import circuitcheck.probes
+import circuitcheck.scrutiny
 from circuitcheck.exports import EXPORTS, MOVED, SUBMODULES, TOP_LEVEL, names_in
 
 from .test_patching import PROMPTS
 
-PROBES = {name: getattr(circuitcheck.probes, name) for name in circuitcheck.probes.__all__
-          if getattr(getattr(circuitcheck.probes, name), "is_probe", False)}
-NO_PROMPTS = {"neuron_congruence", "exclusive_neuron_tokens"}  # they read weights only
-# The feasibility workflow tokenizes each family as its builder meant it (it runs every other probe).
-OWN_TOKENIZATION = {"feasibility", "feasibility_step"}
+
+def probes_in(module) -> dict:
+    return {name: getattr(module, name) for name in module.__all__ if getattr(getattr(module, name), "is_probe", False)}
+
+
+TOP_PROBES = probes_in(circuitcheck.probes)
+PROBES = TOP_PROBES | probes_in(circuitcheck.scrutiny)  # and the scrutiny of a claim, one submodule away
+# They read weights only, or judge Results and numbers already made.
+NO_PROMPTS = {"neuron_congruence", "exclusive_neuron_tokens", "published", "holm_family", "self_checks",
+              "selection_stability"}
+# The feasibility workflow tokenizes each family as its builder meant it (it runs every other probe);
+# stability hands the prompts to the selection it judges.
+OWN_TOKENIZATION = {"feasibility", "feasibility_step", "stability"}
 
 
 def test_the_top_level_is_a_few_dozen_researcher_names_read_from_the_packages():
     assert 35 <= len(circuitcheck.__all__) <= 50, circuitcheck.__all__
     generated = {n for where in TOP_LEVEL.values() for n in names_in(where)} | set(SUBMODULES)
     assert set(circuitcheck.__all__) == generated == set(EXPORTS)
-    assert set(PROBES) <= set(circuitcheck.__all__) and len(PROBES) >= 26
+    assert set(TOP_PROBES) <= set(circuitcheck.__all__) and len(TOP_PROBES) >= 27
     every_probe = {n for n, v in vars(circuitcheck.probes).items() if getattr(v, "is_probe", False)}
-    assert every_probe == set(PROBES), f"put {sorted(every_probe - set(PROBES))} in probes.__all__"
-    for name in ("results", "errors", "metrics", "registries"):
+    assert every_probe == set(TOP_PROBES), f"put {sorted(every_probe - set(TOP_PROBES))} in probes.__all__"
+    assert len(PROBES) - len(TOP_PROBES) >= 6  # robustness, stability, published, self_checks, …
+    for name in set(SUBMODULES) - {"strategies"}:
         module = getattr(circuitcheck, name)
         assert module.__all__ and all(getattr(module, n) is not None for n in module.__all__)
 
@@ -41,8 +51,7 @@ def test_importing_circuitcheck_imports_no_torch():
 
 def test_no_two_public_things_share_a_name():
     seen = {}
-    for module in [circuitcheck, circuitcheck.strategies, *(getattr(circuitcheck, n) for n in
-                                                            ("results", "errors", "metrics", "registries"))]:
+    for module in [circuitcheck, *(getattr(circuitcheck, n) for n in SUBMODULES)]:
         for name in module.__all__ if hasattr(module, "__all__") else [n for n in vars(module) if not n[0] == "_"]:
             value = getattr(module, name)
             if inspect.ismodule(value) or not (callable(value) or isinstance(value, (dict, tuple))):

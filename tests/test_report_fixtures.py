@@ -144,10 +144,14 @@ def test_a_fixture_on_the_model_is_filed_once_per_model_and_parameter(pytester):
                   for f in report["fixtures"])
     assert made == [("depth", "tiny-gpt2", "{}", ["depth"]), ("depth", "tiny-llama", "{}", ["depth"]),
                     ("layers", "tiny-gpt2", "{}", ["layers"]), ("layers", "tiny-llama", "{}", ["layers"]),
-                    ("letter", None, '{"letter": "a"}', ["letter"]), ("letter", None, '{"letter": "b"}', ["letter"])]
+                    ("letter", None, '{"letter": "a"}', ["letter"]), ("letter", None, '{"letter": "b"}', ["letter"]),
+                    # the model fixture's own: its self-checks, once per model (the page's header shows them)
+                    ("model", "tiny-gpt2", "{}", ["Self-checks on tiny-gpt2: 4 of 4 run, all pass"]),
+                    ("model", "tiny-llama", "{}", ["Self-checks on tiny-llama: 4 of 4 run, all pass"])]
     assert all(t["evidence"] == [] for t in report["tests"])
     page = (pytester.path / "out" / "latest" / "index.html").read_text()
     assert 'id="fixture:test_on.py::layers[tiny-llama]"' in page and 'id="fixture:test_on.py::letter[b]"' in page
+    assert 'id="self-checks"' in page
 
 
 def entry(node="test_a.py", fixture="table", worker="gw0", value=1.0):

@@ -9,7 +9,8 @@ from transformer_lens.hook_points import HookPoint
 
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.tiny import tiny_hf_model
-from circuitcheck.probes.self_checks import (CHECKS, HuggingFaceReference, SelfCheckFailed, hugging_face_reference,
+from circuitcheck.probes.model_state import state_of
+from circuitcheck.probes.self_checks import (CHECKS, REFERENCE_KEY, HuggingFaceReference, SelfCheckFailed, hugging_face_reference,
                                              keep_hugging_face_reference, require_self_check, self_checks,
                                              text_tokens)
 
@@ -39,8 +40,18 @@ def test_every_check_passes_on_the_tiny_models(arch, request):
     assert form["kind"] == "self_checks" and form["title"] == f"Self-checks on tiny-{arch}: 4 of 4 run, all pass"
 
 
+def test_the_loader_keeps_hugging_faces_numbers_from_before_compatibility_mode():
+    """Taken before the bridge rewrote the weights, so the check compares two computations."""
+    model = load_model("tiny-llama", device="cpu")
+    kept = state_of(model).capabilities[REFERENCE_KEY]
+    assert list(kept.tokens) == text_tokens(model)  # tokenized as the probes tokenize
+    checks = self_checks(model)
+    assert checks.check("hugging_face").passed and checks.check("hugging_face").measured < 1e-5, checks
+
+
 def test_without_a_reference_the_hugging_face_check_is_not_run_and_blocks_nothing():
     model = load_model("tiny-gpt2", device="cpu")
+    del state_of(model).capabilities[REFERENCE_KEY]  # as for a bridge built by hand
     checks = self_checks(model)
     hf = checks.check("hugging_face")
     assert hf.passed is None and "not run" in hf.detail and checks.all_passed

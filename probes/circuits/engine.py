@@ -14,11 +14,12 @@ import numpy as np
 import torch
 
 from ..ablation_values import AblationValues, ablation_values, check_ablation
-from ..forward import final_logits, input_device, require_plain_model
+from ..forward import final_logits, input_device
 from ..input_errors import check_count
 from ..metrics import resolve_metric
 from ..patch_runs import final_logits_with
 from ..positions import resolve
+from ..self_checks import require_trusted
 from ..sites import hook_of, parse_site
 from .spec import Circuit, as_circuit
 
@@ -76,7 +77,7 @@ def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_
           probe_name: str = "circuit evaluation", mlps: bool = False, prepend_bos: bool | None = None) -> Setup:
     """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
     check_ablation(ablation, seed)
-    require_plain_model(model, probe_name)
+    require_trusted(model, probe_name, "hooks")
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model, prepend_bos)
     tokenized.require_single_token(probe_name)

@@ -193,6 +193,9 @@ class RandomCircuitTest(Result):
                 "median random |F(M)-F|": float(np.median(self.random_gaps)), "quantile": self.quantile,
                 "p_value": self.p_value, "n_random": len(self.random_gaps)}
 
+    def p_values(self) -> dict[str, float]:
+        return {"p_value (vs random circuits)": self.p_value}
+
     def notes(self) -> list[str]:
         return [f"random circuits: same number of heads (and MLPs), uniform without replacement, seed {self.seed}"]
 
