@@ -1,8 +1,12 @@
 """How long 100 random circuits take on the default model and eight IOI prompts: batched
 (many circuits per forward pass, `probes.circuits.evaluate`) against one run_with_hooks per
-circuit, and whether both give the same numbers (within 1e-4).
+circuit, and whether both give the same numbers (within 1e-4). With ``--edges``, the edge
+circuits instead: the graph's size, EAP, EAP-IG (5 steps) and exact patching of EAP-IG's top
+200 edges, their agreement (Spearman, top-k overlap), and a 10-point edge faithfulness curve
+with its random order against one `faithfulness` call per point.
 
     .venv/bin/python benchmarks/circuits.py [--model smollm2-135m] [--circuits 100] [--sample 100]
+    .venv/bin/python benchmarks/circuits.py --edges [--top 200]
 
 ``--sample k`` times the one-run-per-circuit baseline on the first k circuits only and scales
 it to all of them (say so when you quote it).
@@ -38,13 +42,60 @@ def one_run_each(s, circuits) -> np.ndarray:
     return np.array(out)
 
 
+def _ranks(values) -> np.ndarray:
+    return np.argsort(np.argsort(values))
+
+
+def timed(call):
+    start = time.perf_counter()
+    value = call()
+    return value, time.perf_counter() - start
+
+
+def edges(model, name: str, top: int) -> None:
+    """EAP, EAP-IG and exact edge patching on eight IOI prompts, and the batched edge curve."""
+    from circuitcheck.probes.circuits import faithfulness, faithfulness_curve
+    from circuitcheck.probes.circuits.curve import curve_sizes
+    from circuitcheck.probes.edges import EdgeCircuit, edge_attribution, edge_graph, edge_patch_scores
+
+    prompts, abc = ioi_prompts(8), ioi_abc_prompts(8)
+    graph = edge_graph(model)
+    eap, t_eap = timed(lambda: edge_attribution(model, prompts))
+    eap_ig, t_ig = timed(lambda: edge_attribution(model, prompts, method="eap-ig", ig_steps=5))
+    best = eap_ig.top(top)
+    labels, estimated = list(best["edge"]), best["score"].to_numpy()
+    exact, t_exact = timed(lambda: edge_patch_scores(model, prompts, labels))
+    spearman = float(np.corrcoef(_ranks(estimated), _ranks(exact.scores))[0, 1])
+    overlap = {k: len(set(labels[:k]) & set(exact.top(k)["edge"])) / k for k in (10, 20, 50) if k <= top}
+    print(f"model {name}: {graph.n_edges} edges ({graph.n_layers} layers, {graph.n_heads} heads, "
+          f"{graph.n_kv} key/value heads), 8 IOI prompts, torch threads {torch.get_num_threads()}")
+    print(f"EAP:                           {t_eap:8.2f} s")
+    print(f"EAP-IG (5 steps):              {t_ig:8.2f} s")
+    print(f"exact patching of the top {top}: {t_exact:8.2f} s")
+    print(f"EAP-IG's top {top} against exact patching: Spearman {spearman:.3f}; top-k overlap "
+          + ", ".join(f"k={k} {v:.2f}" for k, v in overlap.items()))
+    curve, t_curve = timed(lambda: faithfulness_curve(model, prompts, eap_ig, reference=abc))
+    counts = curve_sizes(None, graph.n_edges)
+    ranked = eap_ig.ranking()
+    _, t_each = timed(lambda: [faithfulness(model, prompts, EdgeCircuit(ranked[:k]), reference=abc)
+                               for k in counts[:3]])
+    print(f"edge faithfulness curve ({len(counts)} sizes and a random order, mean ablation over ABC): "
+          f"{t_curve:.2f} s batched; one faithfulness call per size ~{t_each / 3 * 2 * len(counts):.2f} s "
+          f"(timed on 3 sizes, scaled to {2 * len(counts)} circuits); CPR {curve.cpr:.3f}, CMD {curve.cmd:.3f} "
+          f"(random order {curve.random_cpr:.3f}, {curve.random_cmd:.3f})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--circuits", type=int, default=100)
     parser.add_argument("--sample", type=int, default=None)
+    parser.add_argument("--edges", action="store_true", help="time edge attribution, exact edge patching, the curve")
+    parser.add_argument("--top", type=int, default=200, help="with --edges: the top edges patched exactly")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
+    if args.edges:
+        return edges(model, args.model, args.top)
     prompts = ioi_prompts(8)
     s = setup(model, prompts, ioi_abc_prompts(8), "mean")
     generator = np.random.default_rng(0)

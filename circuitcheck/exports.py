@@ -3,7 +3,7 @@
 The top level is the researchers' names: `circuitcheck.probes` (probes, PromptSet, Circuit,
 GaussianNoise, Evidence, model_info), `circuitcheck.fixtures` (load_model, DEFAULT_MODEL),
 `circuitcheck.fixtures.families` (the prompt families) and the submodules `strategies`,
-`results`, `errors`, `metrics`, `registries` and `scrutiny`. Each package's ``__all__`` is read from its
+`results`, `errors`, `metrics`, `registries`, `scrutiny` and `edges`. Each package's ``__all__`` is read from its
 source, so ``import circuitcheck`` (and ``pytest --help``, which loads the plugin) imports
 no torch. A name that used to be at the top level and now lives in a submodule still works
 for one release, with a DeprecationWarning naming its new home (`MOVED`).
@@ -20,7 +20,8 @@ TOP_LEVEL = {"circuitcheck.probes": ("circuitcheck.probes", "__init__.py"),
              "circuitcheck.fixtures.families": ("circuitcheck.fixtures", "families.py")}
 SUBMODULES = {"strategies": "circuitcheck.fixtures.strategies", "results": "circuitcheck.results",
               "errors": "circuitcheck.errors", "metrics": "circuitcheck.metrics",
-              "registries": "circuitcheck.registries", "scrutiny": "circuitcheck.scrutiny"}
+              "registries": "circuitcheck.registries", "scrutiny": "circuitcheck.scrutiny",
+              "edges": "circuitcheck.edges"}
 HOMES = {f"circuitcheck.{name}": ("circuitcheck", f"{name}.py") for name in ("results", "errors", "metrics", "registries")}
 # Top-level names of the last release that moved, by their new name where they were renamed.
 RENAMED = {"AblationResult": ("circuitcheck.results", "Ablation"), "PatchingResult": ("circuitcheck.results", "Patching")}

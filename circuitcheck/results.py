@@ -10,6 +10,8 @@ from circuitcheck.probes.attribution import HeadAttribution, LayerAttribution, L
 from circuitcheck.probes.circuits import Completeness, Faithfulness, FaithfulnessCurve, Minimality, RandomCircuitTest
 from circuitcheck.probes.compensation import Compensation
 from circuitcheck.probes.corruption import CorruptionCheck
+from circuitcheck.probes.edges import (EdgeFaithfulness, EdgeFaithfulnessCurve, EdgePatching, EdgeRandomCircuitTest,
+                                       EdgeScores)
 from circuitcheck.probes.feasibility import Feasibility, FeasibilityStep
 from circuitcheck.probes.head_scores import HeadScores
 from circuitcheck.probes.logits import LogitDiff, TokenLens, TopK
@@ -26,8 +28,10 @@ from circuitcheck.probes.self_checks import SelfChecks
 from circuitcheck.probes.stability import Stability
 
 __all__ = ["Ablation", "AttentionPatterns", "AttentionTo", "Compensation", "Completeness", "CorruptionCheck",
-           "ExclusivePairs", "Faithfulness", "FaithfulnessCurve", "Feasibility", "FeasibilityStep", "HeadAttribution", "HeadScores",
-           "LayerAttribution", "LogitDiff", "LogitLens", "Minimality", "ModelInfo", "NeuronActivations",
-           "NeuronCongruence", "NeuronPredictionCorrelation", "NoiseCorruption", "PValueFamily", "PathPatching",
-           "Patching", "Published", "RandomCircuitTest", "Result", "Robustness", "SelfChecks", "Stability", "TokenLens",
+           "EdgeFaithfulness", "EdgeFaithfulnessCurve", "EdgePatching", "EdgeRandomCircuitTest",
+           "EdgeScores", "ExclusivePairs", "Faithfulness", "FaithfulnessCurve", "Feasibility",
+           "FeasibilityStep", "HeadAttribution", "HeadScores", "LayerAttribution", "LogitDiff", "LogitLens",
+           "Minimality", "ModelInfo", "NeuronActivations", "NeuronCongruence",
+           "NeuronPredictionCorrelation", "NoiseCorruption", "PValueFamily", "Patching", "PathPatching",
+           "Published", "RandomCircuitTest", "Result", "Robustness", "SelfChecks", "Stability", "TokenLens",
            "TopK"]

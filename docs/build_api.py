@@ -22,7 +22,7 @@ SECTIONS = (  # how the top level's names are grouped on the page; every name in
     ("Prompt families and strategies", ("ioi_prompts", "ioi_abc_prompts", "a_an_prompts", "counting_prompts",
                                         "day_prompts", "pet_family_prompts", "family", "FAMILIES", "strategies")),
 )
-SUBMODULES = ("scrutiny", "results", "errors", "metrics", "registries")  # each gets a section of its __all__
+SUBMODULES = ("scrutiny", "edges", "results", "errors", "metrics", "registries")  # each gets a section of its __all__
 
 
 # Arguments checked by one shared function, whichever probe takes them: the registry it checks.
@@ -33,7 +33,10 @@ SHARED = {"metric": ("circuitcheck.probes.metrics", "METRICS"),  # resolve_metri
           "ablation": ("circuitcheck.probes.ablation_values", "ABLATIONS")}  # check_ablation
 # Arguments each module checks against a registry of its own (``kind`` is a head class in
 # probes.head_scores): looked up in the function's module.
-OWN = {"kind": "KINDS", "receiver_input": "INPUTS"}
+OWN = {"kind": "KINDS", "receiver_input": "INPUTS", "method": "METHODS", "kv": "KV_RULES"}
+# A shared argument that a module widens with a registry of its own (edge circuits also take
+# ``ablation="patching"``): the module's registry wins.
+WIDENED = {"ablation": "EDGE_ABLATIONS"}
 
 
 def allowed_values(obj) -> dict[str, tuple]:
@@ -49,7 +52,9 @@ def allowed_values(obj) -> dict[str, tuple]:
     module = importlib.import_module(obj.__module__)
     out = {}
     for parameter in parameters:
-        if parameter in SHARED:
+        if parameter in WIDENED and hasattr(module, WIDENED[parameter]):
+            out[parameter] = tuple(getattr(module, WIDENED[parameter]))
+        elif parameter in SHARED:
             where, registry = SHARED[parameter]
             out[parameter] = tuple(getattr(importlib.import_module(where), registry))
         elif parameter in OWN:

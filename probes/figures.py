@@ -97,8 +97,35 @@ def _axes(spec: dict) -> dict:
             "yaxis": {"title": {"text": spec.get("ylabel", "")}, "automargin": True}}
 
 
+WIDTHS = (1.0, 2.5, 5.0)  # a graph's edges in three widths, by |value| against the largest
+
+
+def _graph_traces(spec: dict) -> list[dict]:
+    """A ``graph`` spec (``nodes``: labels, x, y; ``edges``: from, to, value, label) as plotly
+    traces: lines grouped by sign and width, a hover point at each edge's middle, the nodes."""
+    nodes, edges = spec["nodes"], spec["edges"]
+    largest = max((abs(e["value"]) for e in edges), default=0) or 1
+    groups: dict = {}
+    for edge in edges:
+        width = WIDTHS[min(len(WIDTHS) - 1, int(abs(edge["value"]) / largest * len(WIDTHS)))]
+        line = groups.setdefault((edge["value"] >= 0, width), {"x": [], "y": []})
+        for axis in ("x", "y"):
+            line[axis] += [nodes[axis][edge["from"]], nodes[axis][edge["to"]], None]
+    traces = [{"type": "scatter", "mode": "lines", "x": line["x"], "y": line["y"], "hoverinfo": "skip",
+               "line": {"width": width, "color": "#2a7" if positive else "#c44"}, "opacity": 0.7}
+              for (positive, width), line in groups.items()]
+    middle = {axis: [(nodes[axis][e["from"]] + nodes[axis][e["to"]]) / 2 for e in edges] for axis in ("x", "y")}
+    traces.append({"type": "scatter", "mode": "markers", **middle, "marker": {"size": 4, "color": "#888"},
+                   "text": [f"{html.escape(e['label'], quote=False)}: {e['value']:.3g}" for e in edges],
+                   "hovertemplate": "%{text}<extra></extra>"})
+    traces.append({"type": "scatter", "mode": "markers+text", "x": nodes["x"], "y": nodes["y"],
+                   "text": nodes["labels"], "textposition": "top center", "hoverinfo": "text",
+                   "marker": {"size": 9, "color": "#357"}})
+    return traces
+
+
 def plotly_figure(spec: dict) -> dict:
-    """``{"data": [...], "layout": {...}}`` for a bar, line or heatmap spec."""
+    """``{"data": [...], "layout": {...}}`` for a bar, line, scatter, heatmap or graph spec."""
     kind = spec.get("type")
     if kind == "bar":
         data = [{"type": "bar", "x": list(spec["x"]), "y": list(spec["y"]), **_hover(spec),
@@ -116,6 +143,8 @@ def plotly_figure(spec: dict) -> dict:
                   if spec.get("diverging", True) else {"colorscale": "Viridis"})
         data = [{"type": "heatmap", "z": spec["z"], "x": spec.get("x"), "y": spec.get("y"), **colors,
                  "hovertemplate": "%{y} → %{x}: %{z:.3f}<extra></extra>"}]
+    elif kind == "graph":
+        data = _graph_traces(spec)
     else:
         raise ValueError(f"unknown figure type {kind!r}")
     layout = {**LAYOUT, **_axes(spec), "showlegend": kind == "line"}

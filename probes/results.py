@@ -11,7 +11,8 @@ Results it was built from as ``parts``. Probes never print or plot.
 Figure specs are plain dicts, drawn by the report with plotly:
 ``{"type": "bar", "x": [...], "y": [...], "xlabel": ..., "ylabel": ...}``,
 ``{"type": "line", "x": [...], "series": {name: [...]}, "right_axis": [names]}`` and
-``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...], "diverging": True}``;
+``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...], "diverging": True}`` and
+``{"type": "graph", "nodes": {"labels", "x", "y"}, "edges": [{"from", "to", "value", "label"}]}``;
 any spec may carry a ``"title"``.
 """
 
@@ -101,6 +102,10 @@ class Result:
         the report corrects every p-value of a run together (Holm)."""
         return {}
 
+    def evidence_table(self):
+        """The table the report shows: ``.df`` (a Result with a very long one shows a part)."""
+        return self.df
+
     def evidence(self) -> dict:
         """The JSON form the report shows (built only when a report is written)."""
         form = json_safe({
@@ -111,7 +116,7 @@ class Result:
             "summary": {k: json_number(v) if not isinstance(v, str) else v
                         for k, v in self.summary().items()},
             "notes": self.notes(),
-            "table": table_form(self.df),
+            "table": table_form(self.evidence_table()),
             "figures": figure_list(self.figure()),
         })
         if p_values := self.p_values():

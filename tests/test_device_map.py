@@ -24,6 +24,7 @@ from circuitcheck.probes import (Circuit, PromptSet, ablate, attention, attentio
                                  neuron_congruence, neuron_prediction_correlation, noise_corruption, patch,
                                  path_patch, random_circuit_test, token_lens, top_k)
 from circuitcheck.probes.model_state import model_info
+from circuitcheck.edges import edge_attribution, edge_patch, edge_patch_scores
 from circuitcheck.scrutiny import holm_family, published, robustness, selection_stability, self_checks, stability
 
 from .test_patching import PROMPTS, STAGGERED
@@ -116,15 +117,21 @@ PROBES = {
     "holm_family": lambda m: holm_family(random_circuit_test(m, PROMPTS, ["L1H2"], n=3),
                                          neuron_prediction_correlation(m, PROMPTS, "L1N7", " Mary")),
     "self_checks": lambda m: self_checks(m),
+    "edge_attribution": lambda m: edge_attribution(m, PROMPTS, method="eap-ig", ig_steps=2),
+    "edge_patch": lambda m: edge_patch(m, PROMPTS, ["L0H1 → L1H2.q", "embed → logits"]),
+    "edge_patch_scores": lambda m: edge_patch_scores(m, PROMPTS, ["L0H1 → L1H2.q", "MLP0 → logits"]),
+    "faithfulness of an edge circuit": lambda m: faithfulness(m, PROMPTS, edge_attribution(m, PROMPTS).circuit(6)),
 }
 
 
 def test_the_table_has_every_public_probe():
     """A new probe is added here too: it must give the same numbers on a model split by a map."""
+    import circuitcheck.edges
     import circuitcheck.probes
     import circuitcheck.scrutiny
 
-    public = {name for module in (circuitcheck.probes, circuitcheck.scrutiny) for name in module.__all__
+    modules = (circuitcheck.probes, circuitcheck.scrutiny, circuitcheck.edges)
+    public = {name for module in modules for name in module.__all__
               if getattr(getattr(module, name), "is_probe", False)}
     missing = public - {key.split()[0] for key in PROBES}
     assert len(public) >= 25 and not missing, f"add {sorted(missing)} to PROBES"

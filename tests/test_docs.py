@@ -29,7 +29,8 @@ def test_the_reference_lists_every_name_and_the_allowed_values():
 REQUIRED = {"ablate": ("L0H1",), "compensation": (["L0H1"],), "completeness": (["L0H1"],),
             "faithfulness": (["L0H1"],), "minimality": (["L0H1"],), "random_circuit_test": (["L0H1"],),
             "noise_corruption": ([1],), "path_patch": (["L0H0"], ["L1H0"]), "feasibility_step": (),
-            "faithfulness_curve": (["L0H1"],)}
+            "faithfulness_curve": (["L0H1"],), "edge_patch": (["L0H1 → logits"],),
+            "edge_patch_scores": (["L0H1 → logits"],)}
 
 
 def documented_values() -> dict[tuple[str, str], list[str]]:
@@ -66,12 +67,14 @@ def test_each_documented_value_list_is_the_one_the_function_checks(tiny_llama):
     documented = documented_values()
     assert ("head_scores", "kind") in documented and ("ablate", "ablation") in documented
     for (function, argument), values in documented.items():
-        assert function in REQUIRED or function in ("patch", "attribution_patch", "head_scores"), (
+        assert function in REQUIRED or function in ("patch", "attribution_patch", "head_scores", "edge_attribution",
+                                                    "from_mib"), (
             f"{function}: add its required arguments to REQUIRED so its documented values are checked")
         with pytest.raises(ValueError) as refused:
             required = ("circuit",) if (function, argument) == ("feasibility_step", "ablation") else \
                 REQUIRED.get(function, ())
-            getattr(circuitcheck, function)(tiny_llama, PROMPTS, *required, **{argument: "not-a-value"})
+            home = next(m for m in (circuitcheck, circuitcheck.scrutiny, circuitcheck.edges) if hasattr(m, function))
+            getattr(home, function)(tiny_llama, PROMPTS, *required, **{argument: "not-a-value"})
         message = str(refused.value)
         assert "'not-a-value'" in message, (function, argument, message)
         assert checked_values(message) == values, (function, argument, message)

@@ -11,6 +11,7 @@ import pytest
 
 import circuitcheck
 import circuitcheck.probes
+import circuitcheck.edges
 import circuitcheck.scrutiny
 from circuitcheck.exports import EXPORTS, MOVED, SUBMODULES, TOP_LEVEL, names_in
 
@@ -22,7 +23,8 @@ def probes_in(module) -> dict:
 
 
 TOP_PROBES = probes_in(circuitcheck.probes)
-PROBES = TOP_PROBES | probes_in(circuitcheck.scrutiny)  # and the scrutiny of a claim, one submodule away
+# and the scrutiny of a claim and edge circuits, one submodule away
+PROBES = TOP_PROBES | probes_in(circuitcheck.scrutiny) | probes_in(circuitcheck.edges)
 # They read weights only, or judge Results and numbers already made.
 NO_PROMPTS = {"neuron_congruence", "exclusive_neuron_tokens", "published", "holm_family", "self_checks",
               "selection_stability"}
@@ -38,7 +40,7 @@ def test_the_top_level_is_a_few_dozen_researcher_names_read_from_the_packages():
     assert set(TOP_PROBES) <= set(circuitcheck.__all__) and len(TOP_PROBES) >= 27
     every_probe = {n for n, v in vars(circuitcheck.probes).items() if getattr(v, "is_probe", False)}
     assert every_probe == set(TOP_PROBES), f"put {sorted(every_probe - set(TOP_PROBES))} in probes.__all__"
-    assert len(PROBES) - len(TOP_PROBES) >= 6  # robustness, stability, published, self_checks, …
+    assert len(PROBES) - len(TOP_PROBES) >= 9  # robustness, stability, …, edge_attribution, edge_patch, …
     for name in set(SUBMODULES) - {"strategies"}:
         module = getattr(circuitcheck, name)
         assert module.__all__ and all(getattr(module, n) is not None for n in module.__all__)
@@ -64,7 +66,7 @@ def test_options_are_keyword_only_and_named_alike(name):
     parameters = inspect.signature(PROBES[name]).parameters
     options = [p for p in parameters.values() if p.default is not inspect.Parameter.empty]
     keyword_only = {p.name for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    subject = {"sweep", "prompts", "kind", "layers"}  # a default subject may still be given by position
+    subject = {"sweep", "prompts", "kind", "layers", "edges"}  # a default subject may still be given by position
     assert {p.name for p in options} - subject <= keyword_only, f"{name}: options must be keyword-only"
     assert not {"kind", "ablation_kind", "n_seed", "bos"} & keyword_only  # one spelling of each option
     if "prompts" in parameters and name not in OWN_TOKENIZATION:

@@ -243,6 +243,11 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
     MIB's grid, 0.001 to 1) or counts; the full model is always the last point. MLPs are
     judged only when the ranking names one. ``n_random``: random orders, averaged.
     ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders."""
+    from ..edges import circuits as edges  # a ranking of edges (EdgeScores, "U → V" labels): the edge curve
+    if edges.is_edge_circuit(ranking):
+        return edges.edge_faithfulness_curve(model, prompts, ranking, sizes=sizes, reference=reference,
+                                             ablation=ablation, metric=metric, seed=seed, n_random=n_random,
+                                             prepend_bos=prepend_bos)
     n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 1")
     order, n_ranked, mlps = full_order(model, ranking)
     counts = curve_sizes(sizes, len(order))  # every input checked before the reference pass

@@ -120,6 +120,10 @@ def faithfulness(model, prompts, circuit, *, reference=None, ablation: str = "me
     ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
     resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
     for IOI the paper's ABC set, ``ioi_abc_prompts(n)``)."""
+    from ..edges import circuits as edges  # an EdgeCircuit (edge labels "U → V") is judged edge by edge
+    if edges.is_edge_circuit(circuit):
+        return edges.edge_faithfulness(model, prompts, circuit, reference=reference, ablation=ablation,
+                                       metric=metric, seed=seed, prepend_bos=prepend_bos)
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None, prepend_bos)
     return _faithfulness(s, prompts, checked(model, prompts, circuit, s))[0]
@@ -212,6 +216,10 @@ def random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int = 0,
     """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
     evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
     p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual)."""
+    from ..edges import circuits as edges  # an EdgeCircuit: random edge sets of its size
+    if edges.is_edge_circuit(circuit):
+        return edges.edge_random_circuit_test(model, prompts, circuit, n=n, seed=seed, reference=reference,
+                                              ablation=ablation, metric=metric, prepend_bos=prepend_bos)
     n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None,

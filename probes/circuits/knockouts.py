@@ -79,6 +79,11 @@ def completeness(model, prompts, circuit, *, reference=None, ablation: str = "me
     """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
     with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
     default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated."""
+    from ..edges import knockouts as edges  # an EdgeCircuit: K is a set of its edges
+    if edges.is_edge_circuit(circuit):
+        return edges.edge_completeness(model, prompts, circuit, reference=reference, ablation=ablation,
+                                       metric=metric, n_random=n_random, greedy_steps=greedy_steps, seed=seed,
+                                       prepend_bos=prepend_bos)
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (10 is the default)")
     if greedy_steps is not None:
         greedy_steps = check_count("greedy_steps", greedy_steps, 0,
@@ -161,6 +166,10 @@ def minimality(model, prompts, circuit, *, reference=None, ablation: str = "mean
                n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
     """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
     K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes."""
+    from ..edges import knockouts as edges  # an EdgeCircuit: v is one of its edges
+    if edges.is_edge_circuit(circuit):
+        return edges.edge_minimality(model, prompts, circuit, reference=reference, ablation=ablation,
+                                     metric=metric, n_random=n_random, seed=seed, prepend_bos=prepend_bos)
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None, prepend_bos)

@@ -1,0 +1,187 @@
+"""Edge attribution patching: a score for every edge from a few forward and backward passes.
+
+Patching one edge ``U → V`` clean into the corrupted run changes V's input by
+``out_U(clean) − out_U(corrupted)`` and nothing upstream of V. To first order the metric moves
+by that change dotted with the gradient of the metric with respect to V's input, taken on the
+corrupted run (EAP: Syed, Rager & Conmy 2023):
+
+    score(U → V) = (out_U(clean) − out_U(corrupted)) · ∂metric/∂input_V,
+
+summed over positions and averaged over prompts: one forward pass per run and one backward
+pass score every edge at once (each receiving end's gradient is read at its own input, the
+bridge's per-head q/k/v forks: `probes.edges.runs`). Where the metric saturates the gradient at
+the corrupted point says little; EAP-IG (Hanna et al. 2024, hannamw/EAP-IG's "EAP-IG-inputs")
+averages the gradient over ``ig_steps`` runs whose input embeddings (the stream entering layer
+0) are ``corrupted + (k / ig_steps) · (clean − corrupted)``, k = 0 … ig_steps − 1 (so one step is
+EAP), the same sender differences times that mean gradient.
+
+``ablation="mean"`` (or ``"resample"``, ``"zero"``): the differences are against each
+sender's replacement (`probes.edges.setup`), and the gradient is taken on the run of the
+replacement's input embedding (the reference's mean embedding, position by position), which
+plays the corrupted run's part. A score is in the metric's units: the estimated change of the
+mean metric; `edge_patch_scores` gives the exact change for the edges that matter.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..evidence import probe
+from ..forward import input_device
+from ..input_errors import check_count
+from ..results import Result
+from .figure import edge_graph_figure
+from .graph import EdgeCircuit, end_label, sender_label
+from .runs import end_groups, gradients, split_inputs
+from .setup import EDGE_ABLATIONS, edge_setup  # noqa: F401 - the ablations it takes (docs)
+
+METHODS = ("eap", "eap-ig")
+SHOWN_EDGES = 40  # the figure shows the senders and ends of the top edges
+EVIDENCE_ROWS = 200  # the report's table: the top edges
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class EdgeScores(Result):
+    """A score per edge (``labels``, ``scores``: the change of the mean metric), estimated
+    (``method`` ``"eap"``, ``"eap-ig"``) or exact (``"exact"``: `edge_patch_scores`).
+    ``f_clean``, ``f_target``: the mean metric of the clean run and of the run it replaces
+    (corrupted), so ``normalised = scores / (f_clean − f_target)``."""
+
+    method: str
+    ablation: str
+    reference: str
+    metric: str
+    labels: tuple[str, ...]
+    scores: np.ndarray
+    f_clean: float
+    f_target: float
+    ig_steps: int = 1
+    n_edges: int = 0  # edges in the model's graph
+
+    kind = "edge_scores"
+    value_column = "score"
+
+    @property
+    def title(self) -> str:
+        what = {"eap": "EAP", "eap-ig": f"EAP-IG ({self.ig_steps} steps)", "exact": "exact edge patching"}
+        return f"Edge scores by {what.get(self.method, self.method)} ({self.ablation}, {self.metric})"
+
+    @property
+    def normalised(self) -> np.ndarray:
+        gap = self.f_clean - self.f_target
+        return self.scores / gap if gap else np.full(self.scores.shape, np.nan)
+
+    def order(self) -> np.ndarray:
+        """Edge positions by |score|, largest first (NaN last)."""
+        return np.argsort(-np.nan_to_num(np.abs(self.scores), nan=-1.0), kind="stable")
+
+    def top(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` edges of largest |score|, one row each (``edge``, ``sender``, ``receiver``,
+        ``score``, ``normalised``): ``list(scores.top(10)["edge"])``."""
+        k = check_count("k", k, 1, "how many edges, e.g. 10")
+        return self.df.iloc[self.order()[:k]].reset_index(drop=True)
+
+    def ranking(self) -> list[str]:
+        """Every scored edge, by |score|."""
+        return [self.labels[i] for i in self.order()]
+
+    def circuit(self, k: int) -> EdgeCircuit:
+        """The `EdgeCircuit` of the top ``k`` edges by |score|."""
+        return EdgeCircuit(list(self.top(k)["edge"]))
+
+    def score_of(self, edge) -> float:
+        from .graph import edge_label, parse_edge
+
+        label = edge_label(*parse_edge(edge))
+        if label not in self.labels:
+            raise ValueError(f"edge {edge!r} was not scored here; scored edges are e.g. {self.labels[:3]}")
+        return float(self.scores[self.labels.index(label)])
+
+    @property
+    def df(self) -> pd.DataFrame:
+        senders, ends = zip(*(label.split(" → ") for label in self.labels)) if self.labels else ((), ())
+        return pd.DataFrame({"edge": self.labels, "sender": senders, "receiver": ends, "score": self.scores,
+                             "normalised": self.normalised})
+
+    def summary(self) -> dict:
+        first = self.order()[0] if len(self.labels) else None
+        return {"edges scored": len(self.labels), "top edge": "" if first is None else self.labels[first],
+                "top score": np.nan if first is None else float(self.scores[first]),
+                "sum of scores": float(np.nansum(self.scores)), "F(clean)": self.f_clean, "F(target)": self.f_target}
+
+    def notes(self) -> list[str]:
+        notes = {"eap": "EAP: (clean − replaced sender output) · ∂metric/∂receiver input on the replaced run, "
+                        "summed over positions, mean over prompts (first order)",
+                 "eap-ig": f"EAP-IG: the gradient averaged over {self.ig_steps} input embeddings from the replaced "
+                           "run's toward the clean run's",
+                 "exact": "exact: each edge patched clean into the corrupted run alone, everything downstream "
+                          "recomputed; score = mean patched − mean corrupted metric"}
+        shown = ([f"table: the {EVIDENCE_ROWS} edges of largest |score| of {len(self.labels)}"]
+                 if len(self.labels) > EVIDENCE_ROWS else [])
+        return [notes.get(self.method, self.method), f"ablation {self.ablation} ({self.reference})", *shown,
+                *self.notes_text]
+
+    def evidence_table(self) -> pd.DataFrame:
+        """The `EVIDENCE_ROWS` edges of largest |score| (a model has tens of thousands; ``.df``
+        has them all)."""
+        return self.df.iloc[self.order()[:EVIDENCE_ROWS]]
+
+    def figure(self) -> list[dict]:
+        """The top edges as a layer-ordered graph, and as a senders × receiving ends heatmap."""
+        picks = self.order()[:SHOWN_EDGES]
+        graph = edge_graph_figure([self.labels[i] for i in picks], self.scores[picks],
+                                  f"top {len(picks)} edges by |score|: green helps the metric, red hurts it")
+        pairs = [self.labels[i].split(" → ") for i in picks]
+        senders = list(dict.fromkeys(s for s, _ in pairs))
+        ends = list(dict.fromkeys(e for _, e in pairs))
+        z = [[None] * len(ends) for _ in senders]
+        for (s, e), i in zip(pairs, picks):
+            z[senders.index(s)][ends.index(e)] = float(self.scores[i])
+        return [graph, {"type": "heatmap", "z": z, "x": ends, "y": senders, "diverging": True,
+                        "xlabel": "receiving end", "ylabel": "sender", "title": f"top {len(picks)} edges by |score|"}]
+
+
+@probe
+def edge_attribution(model, prompts, *, method: str = "eap", ig_steps: int = 5, ablation: str = "patching",
+                     reference=None, metric="logit_diff", seed: int = 0, prepend_bos: bool | None = None) -> EdgeScores:
+    """A score for every edge of the model's `EdgeGraph`: EAP (``method="eap"``, one gradient)
+    or EAP-IG (``"eap-ig"``, ``ig_steps`` gradients along the input embeddings); see the
+    module. ``.top(k)``, ``.circuit(k)``; ``ablation``: ``"patching"`` (the corrupted
+    prompts) or ``"mean"`` over ``reference`` (``"resample"``, ``"zero"`` as in `faithfulness`)."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: choose one of {', '.join(METHODS)} (eap: one gradient; eap-ig: "
+                         "integrated gradients)")
+    steps = 1 if method == "eap" else check_count("ig_steps", ig_steps, 1, "interpolation steps, e.g. 5")
+    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_attribution")
+    graph, n = s.graph, s.n_prompts
+    run = s.corrupted if s.corrupted is not None else s.tokenized
+    device = input_device(model)
+    clean_start = s.clean_outs[:, :, 0]
+    grads = {}
+    for k in range(steps):
+        start = s.target_start + (k / steps) * (clean_start - s.target_start)
+        with split_inputs(model):
+            found, _ = gradients(model, graph, run.tokens.to(device), run.final_positions,
+                                 lambda logits: s.metric_fn(logits, s.answers.to(logits.device),
+                                                            s.clean_logits.to(logits.device)), start)
+        for key, grad in found.items():
+            grads[key] = grad if key not in grads else grads[key] + grad
+    deltas = s.clean_outs - s.target_outs  # prompt × pos × sender × d_model
+    scores = np.empty(graph.n_edges)
+    with torch.no_grad():
+        for layer, kind, first_end, count in end_groups(graph):
+            available = int(graph.available[first_end])
+            mean_grad = grads[(layer, kind)] / steps
+            values = torch.einsum("nsud,nsed->eu", deltas[:, :, :available], mean_grad) / n
+            start = int(graph.offsets[first_end])
+            scores[start:start + count * available] = values.reshape(-1).double().numpy()
+    target = s.target_metric if s.target_metric is not None else s.evaluate(np.ones((1, graph.n_edges), bool))
+    return EdgeScores(model=s.tokenized.model_name, prompt_set=prompts.name, method=method, ablation=s.ablation,
+                      reference=s.reference, metric=s.metric_name, labels=graph.labels, scores=scores,
+                      f_clean=float(s.clean_metric.mean()), f_target=float(np.mean(target)),
+                      ig_steps=steps, n_edges=graph.n_edges)
+
+
+__all__ = ["EdgeScores", "edge_attribution", "sender_label", "end_label"]

@@ -1,0 +1,304 @@
+"""The edge graph of a model: who writes into the residual stream, and who reads each write.
+
+The residual stream is a sum. Every *sender* adds its output to it: the input embedding
+(``embed``: the stream entering layer 0, positions included), each attention head (``L5H5``:
+its share of the attention output) and each MLP (``MLP0``). Every *receiving end* reads the
+sum of the senders before it: each head's query input (``L9H6.q``), each key/value head's
+key and value inputs, each MLP's input (``MLP3``) and the final residual that the unembedding
+reads (``logits``). An edge ``U → V`` is one sender's term in one receiving end's sum, so
+edges, not nodes, say *which* route a signal takes (EAP, Syed, Rager & Conmy 2023).
+
+Grouped-query attention: a layer's ``n_key_value_heads`` key/value heads are each shared by
+``n_heads / n_key_value_heads`` query heads, and the key and value are computed once per
+key/value head, from one input. So a k or v edge enters the shared key/value head, labelled
+like the site ``L4KV1`` of `probes.sites`: ``L5H5 → L9KV1.k``. (The labels use ``KV`` on every
+model, as sites do; ``L9H6.k`` is accepted where each query head has its own key/value head.)
+
+Which senders reach a receiving end: a head of layer l receives from ``embed`` and the heads
+and MLPs of layers < l; MLP l also from the heads of layer l (except on parallel-attention
+models such as GPT-NeoX, where the MLP reads the layer's input); ``logits`` from everything.
+Labels are written ``sender → end`` (``->`` is accepted) and parse through `probes.sites`.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..forward import memo
+from ..sites import Site, head_label, parse_site, units_per_layer
+
+ARROW = "→"
+ENDS = ("q", "k", "v")
+FORMS = ("write edges as 'sender → receiving end', e.g. 'L5H5 → L9H6.q', 'MLP0 → L3KV0.v', "
+         "'embed → MLP0', 'L9H6 → logits'; senders: 'embed', heads 'L5H5', MLPs 'MLP0'; receiving "
+         "ends: a head's query 'L9H6.q', a key/value head's key or value 'L9KV1.k' / 'L9KV1.v', "
+         "an MLP's input 'MLP3', 'logits'")
+
+
+def _site(text: str):
+    try:
+        return parse_site(text)
+    except ValueError:
+        return None
+
+
+def parse_sender(text: str) -> tuple:
+    """``"embed"`` → ``("embed",)``, ``"L5H5"`` → ``("head", 5, 5)``, ``"MLP0"`` → ``("mlp", 0)``."""
+    text = text.strip()
+    if text == "embed":
+        return ("embed",)
+    site = _site(text)
+    if site is not None and site.pos is None:
+        if site.unit == "head" and not site.activation:
+            return ("head", site.layer, site.index)
+        if site.unit is None and site.activation == "mlp_out":
+            return ("mlp", site.layer)
+    raise ValueError(f"sender {text!r}: a sender is 'embed', a head 'L5H5' or an MLP 'MLP0'")
+
+
+def parse_end(text: str) -> tuple:
+    """``"L9H6.q"`` → ``("q", 9, 6)``, ``"L9KV1.k"`` → ``("k", 9, 1)``, ``"MLP3"`` → ``("mlp", 3)``,
+    ``"logits"`` → ``("logits",)``. A head's ``.k``/``.v`` gives ``("k", layer, head, "head")``,
+    resolved against the model by `EdgeGraph` (only where heads do not share key/value heads)."""
+    text = text.strip()
+    if text == "logits":
+        return ("logits",)
+    node, dot, kind = text.rpartition(".")
+    if dot:
+        site = _site(node)
+        if site is not None and site.pos is None and not site.activation and kind in ENDS:
+            if site.unit == "head" and kind == "q":
+                return ("q", site.layer, site.index)
+            if site.unit == "kv" and kind in ("k", "v"):
+                return (kind, site.layer, site.index)
+            if site.unit == "head":
+                return (kind, site.layer, site.index, "head")
+    site = _site(text)
+    if site is not None and site.unit is None and site.activation == "mlp_out" and site.pos is None:
+        return ("mlp", site.layer)
+    raise ValueError(f"receiving end {text!r}: a receiving end is a head's query 'L9H6.q', a key/value "
+                     "head's key or value 'L9KV1.k' / 'L9KV1.v', an MLP's input 'MLP3' or 'logits'")
+
+
+def parse_edge(label) -> tuple[tuple, tuple]:
+    """``"L5H5 → L9H6.q"`` (or ``->``, or a ``(sender, end)`` pair) → ``(sender, end)`` tuples."""
+    if isinstance(label, tuple) and len(label) == 2 and all(isinstance(p, str) for p in label):
+        parts = list(label)
+    elif isinstance(label, str):
+        parts = label.replace("->", ARROW).split(ARROW)
+    else:
+        raise ValueError(f"edge {label!r}: {FORMS}")
+    if len(parts) != 2:
+        raise ValueError(f"edge {label!r}: {FORMS}")
+    try:
+        return parse_sender(parts[0]), parse_end(parts[1])
+    except ValueError as error:
+        raise ValueError(f"edge {label!r}: {error}; {FORMS}") from None
+
+
+def sender_label(sender: tuple) -> str:
+    if sender[0] == "embed":
+        return "embed"
+    if sender[0] == "head":
+        return head_label(sender[1], sender[2])
+    return f"MLP{sender[1]}"
+
+
+def end_label(end: tuple) -> str:
+    if end[0] == "logits":
+        return "logits"
+    if end[0] == "mlp":
+        return f"MLP{end[1]}"
+    unit = "head" if end[0] == "q" else "kv"
+    return f"{Site(end[1], unit, end[2]).label}.{end[0]}"
+
+
+def edge_label(sender: tuple, end: tuple) -> str:
+    return f"{sender_label(sender)} {ARROW} {end_label(end)}"
+
+
+class EdgeGraph:
+    """Every edge of one model, in a fixed order: receiving ends layer by layer (each layer's
+    query ends, key ends, value ends, then its MLP), then ``logits``; each end's senders in the
+    order ``embed``, then per layer its heads and its MLP. ``graph.index(label)`` finds an
+    edge; ``graph.sender_of``/``graph.end_of`` give each edge's sender and end indices."""
+
+    def __init__(self, model):
+        cfg = model.cfg
+        self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
+        self.n_kv = units_per_layer(model, "kv")
+        self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
+        self.model_name = getattr(cfg, "model_name", "the model")
+        layers, heads = self.n_layers, self.n_heads
+        self.senders = [("embed",)]
+        for layer in range(layers):
+            self.senders += [("head", layer, h) for h in range(heads)] + [("mlp", layer)]
+        self.ends, available = [], []
+        before = lambda layer: 1 + layer * (heads + 1)  # noqa: E731 - senders before a layer
+        for layer in range(layers):
+            for kind, count in (("q", heads), ("k", self.n_kv), ("v", self.n_kv)):
+                self.ends += [(kind, layer, i) for i in range(count)]
+                available += [before(layer)] * count
+            self.ends.append(("mlp", layer))
+            available.append(before(layer) + (0 if self.parallel else heads))
+        self.ends.append(("logits",))
+        available.append(len(self.senders))
+        self.available = np.array(available)  # senders reaching each end: the first `available`
+        self.end_of = np.repeat(np.arange(len(self.ends)), self.available)
+        self.sender_of = np.concatenate([np.arange(a) for a in self.available])
+        self.offsets = np.concatenate([[0], np.cumsum(self.available)])  # first edge of each end
+        self._sender_index = {s: i for i, s in enumerate(self.senders)}
+        self._end_index = {e: i for i, e in enumerate(self.ends)}
+        self._labels = None
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.sender_of)
+
+    def __len__(self) -> int:
+        return self.n_edges
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        if self._labels is None:
+            s_labels = [sender_label(s) for s in self.senders]
+            e_labels = [end_label(e) for e in self.ends]
+            self._labels = tuple(f"{s_labels[s]} {ARROW} {e_labels[e]}" for s, e in zip(self.sender_of, self.end_of))
+        return self._labels
+
+    @property
+    def sender_labels(self) -> list[str]:
+        return [sender_label(s) for s in self.senders]
+
+    @property
+    def end_labels(self) -> list[str]:
+        return [end_label(e) for e in self.ends]
+
+    def _check_layer(self, layer: int, text: str) -> None:
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"{text}: {self.model_name} has layers 0–{self.n_layers - 1}")
+
+    def sender_index(self, sender: tuple, text: str) -> int:
+        if sender[0] != "embed":
+            self._check_layer(sender[1], text)
+        if sender[0] == "head" and not 0 <= sender[2] < self.n_heads:
+            raise ValueError(f"{text}: {self.model_name} has heads H0–H{self.n_heads - 1} per layer")
+        return self._sender_index[sender]
+
+    def end_index(self, end: tuple, text: str) -> int:
+        if len(end) == 4:  # a query head's .k/.v: only where it has its own key/value head
+            if self.n_kv != self.n_heads:
+                group = self.n_heads // self.n_kv
+                raise ValueError(f"{text}: {self.model_name} shares each key/value head among {group} query "
+                                 f"heads, so keys and values are read once per key/value head; write "
+                                 f"{end_label((end[0], end[1], end[2] // group))} (head {end[2]}'s)")
+            end = end[:3]
+        if end[0] != "logits":
+            self._check_layer(end[1], text)
+        count = {"q": self.n_heads, "k": self.n_kv, "v": self.n_kv}.get(end[0])
+        if count is not None and not 0 <= end[2] < count:
+            unit = "heads H" if end[0] == "q" else "key/value heads KV"
+            raise ValueError(f"{text}: {self.model_name} has {unit}0–{unit.split()[-1]}{count - 1} per layer")
+        return self._end_index[end]
+
+    def index(self, edge) -> int:
+        """The index of an edge (a label, or a ``(sender, end)`` pair of labels); a clear error
+        for a label that does not parse, a layer or head the model lacks, or a pair that is
+        not an edge (a sender that is not before the receiving end)."""
+        if isinstance(edge, (int, np.integer)) and not isinstance(edge, bool):
+            if not 0 <= edge < self.n_edges:
+                raise ValueError(f"edge index {edge}: the graph has edges 0–{self.n_edges - 1}")
+            return int(edge)
+        sender, end = parse_edge(edge)
+        s, e = self.sender_index(sender, str(edge)), self.end_index(end, str(edge))
+        if s >= self.available[e]:
+            raise ValueError(f"{edge!r} is not an edge: {end_label(self.ends[e])} receives only from senders "
+                             "before it (embed, heads and MLPs of earlier layers; an MLP also from its own "
+                             "layer's heads, except on parallel-attention models)")
+        return int(self.offsets[e] + s)
+
+    def indices(self, edges) -> np.ndarray:
+        return np.array([self.index(e) for e in edges], dtype=int)
+
+    def mask(self, edges) -> np.ndarray:
+        """A boolean mask over all edges, True on ``edges``."""
+        keep = np.zeros(self.n_edges, dtype=bool)
+        keep[self.indices(edges)] = True
+        return keep
+
+    def __repr__(self) -> str:
+        return (f"EdgeGraph({self.model_name}: {self.n_edges} edges, {len(self.senders)} senders, "
+                f"{len(self.ends)} receiving ends)")
+
+
+def edge_graph(model) -> EdgeGraph:
+    """The model's `EdgeGraph` (built once per model)."""
+    return memo(model, ("edge graph",), lambda: EdgeGraph(model))
+
+
+def n_edges_formula(n_layers: int, n_heads: int, n_kv: int, parallel: bool = False) -> int:
+    """Σ over layers l of (H + 2K)(1 + l(H + 1)) [q, k, v ends] + (1 + l(H + 1) + H) [MLP l;
+    no +H when parallel], plus 1 + L(H + 1) into the logits."""
+    total = 1 + n_layers * (n_heads + 1)
+    for layer in range(n_layers):
+        before = 1 + layer * (n_heads + 1)
+        total += (n_heads + 2 * n_kv) * before + before + (0 if parallel else n_heads)
+    return total
+
+
+@dataclass(frozen=True)
+class EdgeCircuit:
+    """A set of edges (labels, ``"L5H5 → L9H6.q"``), kept in a canonical form and order.
+    ``nodes``: the senders and receiving ends the edges need. Judged by `edge_faithfulness`
+    (and by `faithfulness`, which hands an EdgeCircuit to it)."""
+
+    edges: tuple = ()
+
+    def __post_init__(self):
+        items = (self.edges,) if isinstance(self.edges, str) else tuple(self.edges)
+        labels = {edge_label(*parse_edge(e)) for e in items}
+        object.__setattr__(self, "edges", tuple(sorted(labels)))
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    def __iter__(self):
+        return iter(self.edges)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The senders and receiving ends the edges join, senders first."""
+        senders, ends = {}, {}
+        for edge in self.edges:
+            sender, end = parse_edge(edge)
+            senders[sender_label(sender)] = None
+            ends[end_label(end)] = None
+        return tuple(sorted(senders)) + tuple(sorted(ends))
+
+    def label(self) -> str:
+        shown = ", ".join(self.edges[:6]) + (f", … ({len(self.edges)} edges)" if len(self.edges) > 6 else "")
+        return "{" + shown + "}"
+
+    def indices(self, model) -> np.ndarray:
+        """The edges' indices in the model's `EdgeGraph` (a clear error for one it lacks)."""
+        return edge_graph(model).indices(self.edges)
+
+    def check(self, model) -> "EdgeCircuit":
+        self.indices(model)
+        return self
+
+    @staticmethod
+    def from_indices(graph: EdgeGraph, indices) -> "EdgeCircuit":
+        labels = graph.labels
+        return EdgeCircuit([labels[i] for i in indices])
+
+
+def is_edge_circuit(value) -> bool:
+    """True for an `EdgeCircuit`, an edge-scoring result, or a list of edge labels (``"U → V"``)."""
+    from .attribution import EdgeScores
+
+    if isinstance(value, (EdgeCircuit, EdgeScores)):
+        return True
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return all(ARROW in v or "->" in v for v in value)
+    return False

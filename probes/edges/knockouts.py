@@ -1,0 +1,99 @@
+"""Completeness and minimality of an edge circuit (Wang et al. 2022), knocking out edges.
+
+The node criteria of `probes.circuits.knockouts`, with edges for components: K is a set of
+the circuit's edges, ``M \\ K`` the model with K's edges replaced, ``C \\ K`` the circuit without
+them (everything outside C replaced too). Same Ks (∅, seeded random halves, a greedy search for
+the worst K), same result types, every K of a probe in the same batched masked passes.
+"""
+
+import numpy as np
+
+from ..circuits.knockouts import Completeness, Minimality, _random_subsets
+from ..evidence import probe
+from ..input_errors import check_count
+from .circuits import as_edge_circuit
+from .graph import is_edge_circuit
+from .setup import edge_setup
+
+
+def _masks(s, circuit, ks, with_model: bool) -> np.ndarray:
+    """Replaced-edge masks: per K, C \\ K (and M \\ K when ``with_model``)."""
+    graph = s.graph
+    inside = np.zeros(graph.n_edges, dtype=bool)
+    inside[circuit.indices(s.model)] = True
+    rows = []
+    for k in ks:
+        knocked = np.zeros(graph.n_edges, dtype=bool)
+        if k:
+            knocked[graph.indices(k)] = True
+        rows.append(~inside | knocked)
+        if with_model:
+            rows.append(knocked)
+    return np.array(rows)
+
+
+def _checked(circuit):
+    circuit = as_edge_circuit(circuit)
+    if not len(circuit):
+        raise ValueError("the edge circuit is empty: name at least one edge, e.g. EdgeCircuit(['L0H1 → logits'])")
+    return circuit
+
+
+@probe
+def edge_completeness(model, prompts, circuit, *, reference=None, ablation: str = "patching", metric="logit_diff",
+                      n_random: int = 10, greedy_steps: int | None = None, seed: int = 0,
+                      prepend_bos: bool | None = None) -> Completeness:
+    """|F(C \\ K) − F(M \\ K)| over K = ∅, ``n_random`` random halves of the circuit's edges and a
+    greedy search (``greedy_steps`` additions, default half the circuit): `completeness` on edges."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (10 is the default)")
+    if greedy_steps is not None:
+        greedy_steps = check_count("greedy_steps", greedy_steps, 0, "the greedy search's additions (0: none)")
+    circuit = _checked(circuit)
+    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_completeness")
+    generator = np.random.default_rng(seed)
+    ks = list(dict.fromkeys([()] + _random_subsets(circuit.edges, n_random, generator)))
+    sources = ["empty"] + ["random"] * (len(ks) - 1)
+    values = s.evaluate(_masks(s, circuit, ks, True)).mean(axis=1)
+    f_c, f_m = list(values[0::2]), list(values[1::2])
+    k: tuple = ()
+    steps = greedy_steps if greedy_steps is not None else max(1, len(circuit) // 2)
+    for _ in range(min(steps, len(circuit))):
+        options = [e for e in circuit.edges if e not in k]
+        trial = s.evaluate(_masks(s, circuit, [k + (v,) for v in options], True)).mean(axis=1)
+        best = int(np.argmax(np.abs(trial[0::2] - trial[1::2])))
+        k = k + (options[best],)
+        ks.append(k)
+        sources.append("greedy")
+        f_c.append(trial[2 * best])
+        f_m.append(trial[2 * best + 1])
+    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
+                        ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
+
+
+@probe
+def edge_minimality(model, prompts, circuit, *, reference=None, ablation: str = "patching", metric="logit_diff",
+                    n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
+    """For each edge v of the circuit, the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over K = ∅ and
+    ``n_random`` random subsets of the other edges: `minimality` on edges."""
+    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
+    circuit = _checked(circuit)
+    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_minimality")
+    generator = np.random.default_rng(seed)
+    plan = {v: [()] + _random_subsets(circuit.edges, n_random, generator, exclude=(v,)) for v in circuit.edges}
+    wanted = list(dict.fromkeys(k2 for v, ks in plan.items() for k in ks for k2 in (k, k + (v,))))
+    index = {k: i for i, k in enumerate(wanted)}
+    values = s.evaluate(_masks(s, circuit, wanted, False)).mean(axis=1)
+    change, best_k, with_v, without_v = [], [], [], []
+    for v, ks in plan.items():
+        diffs = [abs(values[index[k]] - values[index[k + (v,)]]) for k in ks]
+        i = int(np.argmax(diffs))
+        change.append(diffs[i])
+        best_k.append(ks[i])
+        with_v.append(values[index[ks[i]]])
+        without_v.append(values[index[ks[i] + (v,)]])
+    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
+                      f_circuit=float(values[index[()]]), components=circuit.edges, change=np.array(change),
+                      best_k=tuple(best_k), with_v=np.array(with_v), without_v=np.array(without_v))
+
+
+__all__ = ["edge_completeness", "edge_minimality", "is_edge_circuit"]

@@ -1,0 +1,154 @@
+"""What every edge probe starts from: the clean run, the run that replaces, their senders.
+
+``ablation`` says what an edge that is switched off carries instead of its sender's output:
+
+* ``"patching"``: the sender's output on the corrupted prompt (the prompt set's
+  ``corrupted_prompts``): the edge is patched, as in EAP and MIB;
+* ``"mean"``: the sender's output averaged over ``reference`` (default the prompts), position
+  by position; ``"resample"``: on a reference prompt drawn per prompt (seeded); ``"zero"``: 0
+  (`probes.ablation_values`: the same choices, and the same draw, as node circuits).
+
+Mean and resample average each *sender's output* (on Gemma, after its post-norm, with each
+reference prompt's own scale), not ``hook_z``, so replacements add up like outputs do.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..ablation_values import ABLATIONS, check_ablation
+from ..forward import at_positions, final_norm_device, input_device, memo
+from ..metrics import resolve_metric
+from ..patch_runs import unembed_final
+from ..self_checks import require_trusted
+from ..sites import hook_of
+from ..tokens import tokenize_pair
+from .graph import EdgeGraph, edge_graph
+from .runs import capture, constants, masked_logits, sender_outputs, split_inputs
+
+EDGE_ABLATIONS = ("patching", *ABLATIONS)
+
+
+@dataclass(frozen=True, eq=False)
+class EdgeSetup:
+    model: object
+    graph: EdgeGraph
+    tokenized: object  # the clean prompts
+    corrupted: object | None  # the corrupted prompts (ablation="patching")
+    metric_name: str
+    metric_fn: object
+    ablation: str
+    reference: str
+    clean_outs: torch.Tensor  # prompt × pos × sender × d_model
+    target_outs: torch.Tensor  # the replacement of each sender's output
+    target_start: torch.Tensor  # the stream entering layer 0 that integrated gradients start from
+    consts: dict
+    clean_logits: torch.Tensor
+    target_logits: torch.Tensor | None  # the corrupted run's (patching)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.tokenized.lengths)
+
+    @property
+    def answers(self) -> torch.Tensor:
+        return self.tokenized.answer_ids
+
+    def metric(self, logits: torch.Tensor) -> np.ndarray:
+        """The metric per row of final logits (rows: blocks of prompts)."""
+        blocks = len(logits) // self.n_prompts
+        return self.metric_fn(logits, self.answers.repeat(blocks, 1), self.clean_logits.repeat(blocks, 1)).numpy()
+
+    @property
+    def clean_metric(self) -> np.ndarray:
+        return self.metric(self.clean_logits)
+
+    @property
+    def target_metric(self) -> np.ndarray | None:
+        return None if self.target_logits is None else self.metric(self.target_logits)
+
+    def evaluate(self, replaced: np.ndarray, on: str = "clean") -> np.ndarray:
+        """The metric (edge set × prompt) with each row of ``replaced`` (a boolean mask over the
+        graph's edges) given the replacement, in batched passes over the ``on`` prompts: on the
+        clean run the edges carry the ablation's values (circuits); on the ``corrupted`` run,
+        the clean outputs (edge patching)."""
+        tokenized = self.tokenized if on == "clean" else self.corrupted
+        replacement = self.target_outs if on == "clean" else self.clean_outs
+        device = input_device(self.model)
+        replaced = torch.as_tensor(np.asarray(replaced, dtype=bool).reshape(-1, self.graph.n_edges))
+        answers_only = getattr(self.metric_fn, "reads_answers_only", False)
+        rows = []
+        step = 256  # blocks handed to the pass builder at a time
+        with split_inputs(self.model):
+            for start in range(0, len(replaced), step):
+                chunk = replaced[start:start + step]
+                columns = self.answers.to(device) if answers_only else None
+                logits = masked_logits(self.model, self.graph, tokenized.tokens.to(device),
+                                       tokenized.final_positions.to(device), chunk, replacement, self.consts, columns)
+                if answers_only:
+                    blocks = len(logits) // self.n_prompts
+                    rows.append(self.metric_fn(logits, torch.tensor([[0, 1]]).expand(len(logits), 2),
+                                               self.clean_logits.repeat(blocks, 1)).numpy())
+                else:
+                    rows.append(self.metric(logits))
+        return np.concatenate(rows).reshape(len(replaced), self.n_prompts)
+
+
+def _run(model, tokenized):
+    device = input_device(model)
+    with split_inputs(model):
+        acts = capture(model, tokenized.tokens.to(device))
+    outs = sender_outputs(model, acts)
+    final = unembed_final(model, at_positions(acts["ln_final.hook_in"], tokenized.final_positions)
+                          .to(final_norm_device(model))).cpu()
+    return acts, outs, final
+
+
+def edge_setup(model, prompts, ablation: str = "patching", reference=None, metric="logit_diff", seed: int = 0,
+               prepend_bos: bool | None = None, probe_name: str = "edge probe") -> EdgeSetup:
+    """Check the inputs; run the clean prompts and what replaces them; check the senders add up."""
+    if ablation not in EDGE_ABLATIONS:
+        raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(EDGE_ABLATIONS)} ('patching': the "
+                         "corrupted prompts' outputs)")
+    seed = 0 if ablation == "patching" else check_ablation(ablation, seed)
+    require_trusted(model, probe_name, "hooks", *(("gradients",) if probe_name == "edge_attribution" else ()))
+    metric_name, metric_fn = resolve_metric(metric)
+    graph = edge_graph(model)
+    if ablation == "patching":
+        if reference is not None:
+            raise ValueError("reference= is read by mean and resample ablation; with ablation='patching' the "
+                             "replacement is the prompt set's corrupted prompts")
+        clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    else:
+        clean, corrupted = prompts.tokenize(model, prepend_bos), None
+    clean.require_single_token(probe_name)
+    width = clean.tokens.shape[1]
+    clean_acts, clean_outs, clean_final = memo(model, ("edge run", clean.key), lambda: _run(model, clean))
+    consts = constants(model, graph, clean_acts, clean_outs)
+    target_logits, name = None, "corrupted prompts"
+    if ablation == "patching":
+        acts, target_outs, target_logits = memo(model, ("edge run", corrupted.key), lambda: _run(model, corrupted))
+        constants(model, graph, acts, target_outs)  # the corrupted run must add up too
+        start = acts[hook_of("resid_pre", 0)].float()
+    elif ablation == "zero":
+        target_outs, start, name = torch.zeros_like(clean_outs), torch.zeros_like(clean_outs[:, :, 0]), "zero"
+    else:
+        reference = reference if reference is not None else prompts
+        ref = reference.tokenize(model, prepend_bos)
+        if ref.tokens.shape[1] != width:
+            raise ValueError(f"{ablation} ablation reads the reference at the prompts' positions, but reference "
+                             f"{reference.name!r} is {ref.tokens.shape[1]} tokens wide and {prompts.name!r} is "
+                             f"{width}; use a reference set made from the same template (IOI: ioi_abc_prompts(n))")
+        acts, ref_outs, _ = memo(model, ("edge run", ref.key), lambda: _run(model, ref))
+        constants(model, graph, acts, ref_outs)
+        n, name = len(clean.lengths), reference.name
+        first = acts[hook_of("resid_pre", 0)].float()
+        if ablation == "mean":
+            target_outs = ref_outs.mean(0, keepdim=True).expand_as(clean_outs).contiguous()
+            start = first.mean(0, keepdim=True).expand(n, *first.shape[1:]).contiguous()
+        else:  # the draw `ablation_values` makes
+            draw = torch.randint(len(ref.lengths), (n,), generator=torch.Generator().manual_seed(seed))
+            target_outs, start = ref_outs[draw], first[draw]
+    return EdgeSetup(model, graph, clean, corrupted, metric_name, metric_fn, ablation, name, clean_outs,
+                     target_outs, start, consts, clean_final, target_logits)
