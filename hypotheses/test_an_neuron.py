@@ -87,7 +87,7 @@ def test_l25n1527_is_the_an_neuron_on_smollm2(model):
     assert neuron_congruence(model, " an").labels[0] == "L25N1527"
     result = patch(model, PEAR_APPLE, "neuron", layers=[25], neurons=[1527])
     measured = published(result.recovery[0], reported=0.5, band=0.2, model=model, what="recovery of the ' an' neuron "
-                         "alone (GPT-2 large's L31N892 in the study)", source=SEED_STUDY)
+                         "alone", source=SEED_STUDY, reported_on="GPT-2 large (L31N892)")
     assert measured.replicates, (measured, result)
 
 

@@ -338,13 +338,17 @@ class Feasibility(Result):
 
 
 @probe
-def feasibility(model, prompts, *, family: str | None = None, steps=STEPS) -> Feasibility:
-    """Run the workflow ``steps`` on a family; ``.first_break`` names where it stops fitting."""
+def feasibility(model, prompts, *, family: str | None = None, steps=STEPS, ablation: str = "mean",
+                n_random: int = CIRCUIT_RANDOM) -> Feasibility:
+    """Run the workflow ``steps`` on a family; ``.first_break`` names where it stops fitting.
+    ``ablation`` and ``n_random``: the circuit step's, as in `feasibility_step`."""
     steps = (steps,) if isinstance(steps, str) else tuple(steps)
     unknown = [s for s in steps if s not in CLAIMS]
     if not steps or unknown:
         raise ValueError(f"steps={list(steps)!r}: " + (f"{unknown[0]!r} is not a step; " if unknown else "")
                          + f"choose one or more of {', '.join(STEPS)} (before any step runs)")
-    done = tuple(feasibility_step(model, prompts, step, family=family) for step in steps)
+    check_ablation(ablation)  # before any step runs
+    done = tuple(feasibility_step(model, prompts, step, family=family, ablation=ablation, n_random=n_random)
+                 for step in steps)
     return Feasibility(model=done[0].model, prompt_set=prompts.name, family=family or prompts.name,
                        steps=done, parts=done)

@@ -12,6 +12,8 @@ written as a percentage (``"10%"``), relative to the paper's value::
 
 `published` needs no model: it records the comparison as the test's evidence, so the
 report can show "replicates" or "does not replicate" with both numbers and the citation.
+A number measured on another model than the paper's (``reported_on="GPT-2 small"``) is a
+comparison, not a replication: the verdict then reads "agrees" or "does not agree".
 """
 
 import math
@@ -39,6 +41,7 @@ class Published(Result):
     band: str
     tolerance: float
     source: str
+    reported_on: str = ""  # the model the paper measured, when it is not the one measured here
 
     kind = "published"
 
@@ -61,11 +64,15 @@ class Published(Result):
 
     @property
     def verdict(self) -> str:
+        if self.reported_on:
+            return "agrees" if self.replicates else "does not agree"
         return "replicates" if self.replicates else "does not replicate"
 
     @property
     def title(self) -> str:
-        return (f"{self.what or 'Measured value'} {self.verdict} {self.source}: "
+        on = f" (reported on {self.reported_on})" if self.reported_on else ""
+        verb = f"{self.verdict} with" if self.reported_on else self.verdict
+        return (f"{self.what or 'Measured value'} {verb} {self.source}{on}: "
                 f"{self.measured:.4g} vs {self.reported:.4g} ± {self.band}")
 
     @property
@@ -78,7 +85,7 @@ class Published(Result):
     def summary(self) -> dict:
         return {"what": self.what, "measured": self.measured, "reported": self.reported, "band": self.band,
                 "tolerance": self.tolerance, "difference": self.difference, "replicates": self.replicates,
-                "verdict": self.verdict, "source": self.source}
+                "verdict": self.verdict, "source": self.source, "reported on": self.reported_on}
 
     def notes(self) -> list[str]:
         relative = f" ({self.band} of {self.reported:.4g})" if self.band.endswith("%") else ""
@@ -127,11 +134,13 @@ def _tolerance(band, reported: float) -> tuple[str, float]:
 
 
 @probe
-def published(value, *, reported, band, source: str, what: str = "", model=None) -> Published:
+def published(value, *, reported, band, source: str, what: str = "", model=None,
+              reported_on: str = "") -> Published:
     """Record ``value`` (your measurement) as a replication of ``reported`` (the paper's number),
     which it must match within ``band``: absolute (``0.3``) or relative to ``reported``
     (``"10%"``). ``source``: the citation (``"Wang et al. 2022, §3"``); ``what``: what the
-    number is; ``model``: the model (or its name) it was measured on, for the report.
+    number is; ``model``: the model (or its name) it was measured on, for the report;
+    ``reported_on``: the model the paper measured, when it differs (a comparison across models).
     A NaN measurement does not replicate."""
     measured = _number("value", value, "give the measured number, e.g. published(result.mean, ...)")
     reported = _number("reported", reported, "give the number the paper reports")
@@ -146,4 +155,4 @@ def published(value, *, reported, band, source: str, what: str = "", model=None)
 
         model = model_name(model)
     return Published(model=model or "", prompt_set="", what=str(what), measured=measured, reported=reported,
-                     band=shown, tolerance=tolerance, source=source.strip())
+                     band=shown, tolerance=tolerance, source=source.strip(), reported_on=str(reported_on))

@@ -40,6 +40,7 @@ from .sites import SWEEPS, hook_of
 
 TEXT = "When Mary and John went to the shops, John gave the bag to"
 REFERENCE_KEY = "hugging_face_reference"  # where `keep_hugging_face_reference` puts it (ModelState.capabilities)
+SERIAL_KEY = "hugging_face_reference_serial"  # which reference the memoised checks used
 CHECKS = {  # name: (what it checks, what a probe relying on it relies on)
     "hugging_face": ("the bridge's log-probabilities equal Hugging Face's on a fixed string",
                      "the bridge computing the Hugging Face model's logits"),
@@ -112,7 +113,9 @@ def keep_hugging_face_reference(model, reference) -> HuggingFaceReference:
             raise ValueError(f"hugging_face={type(reference).__name__}: give a Hugging Face model with the original "
                              "weights, or a HuggingFaceReference")
         reference = hugging_face_reference(reference, text_tokens(model))
-    state_of(model).capabilities[REFERENCE_KEY] = reference  # a new reference: a new memo key
+    capabilities = state_of(model).capabilities
+    capabilities[REFERENCE_KEY] = reference
+    capabilities[SERIAL_KEY] = capabilities.get(SERIAL_KEY, 0) + 1  # a new reference: the checks run again
     return reference
 
 
@@ -300,15 +303,17 @@ def _run(model, reference) -> "SelfChecks":
 
 @probe
 def self_checks(model, *, hugging_face=None) -> SelfChecks:
-    """Run the four self-checks (`CHECKS`) on ``model``, once per model (memoised; changing
-    the reference runs them again). ``hugging_face``: a Hugging Face model with the original
+    """Run the four self-checks (`CHECKS`) on ``model``, once per model (memoised with the
+    model's passes: a new reference runs them again, and so does ``forget_passes(model)``
+    after its weights were changed on purpose). ``hugging_face``: a Hugging Face model with the original
     weights, loaded apart from the bridge (kept for later calls), or a `HuggingFaceReference`;
     default: the one kept at load time, if any."""
     require_plain_model(model, "self_checks")
     if hugging_face is not None:
         keep_hugging_face_reference(model, hugging_face)
-    reference = state_of(model).capabilities.get(REFERENCE_KEY)
-    return memo(model, ("self_checks", id(reference)), lambda: _run(model, reference))
+    capabilities = state_of(model).capabilities
+    reference = capabilities.get(REFERENCE_KEY)
+    return memo(model, ("self_checks", capabilities.get(SERIAL_KEY, 0)), lambda: _run(model, reference))
 
 
 class SelfCheckFailed(RuntimeError):

@@ -65,14 +65,17 @@ def published_rows(run: dict) -> list[dict]:
                 rows.append({"nodeid": nodeid, "outcome": outcome, "model": item.get("model") or model or "—",
                              "what": summary.get("what", ""), "measured": summary.get("measured"),
                              "reported": summary.get("reported"), "band": summary.get("band"),
-                             "verdict": summary.get("verdict"), "source": summary.get("source", "")})
+                             "verdict": summary.get("verdict"), "replicates": summary.get("replicates"),
+                             "source": summary.get("source", ""), "reported_on": summary.get("reported on") or ""})
     return rows
 
 
 def self_check_rows(run: dict) -> list[dict]:
-    """Per model, its self-checks (the first time they were recorded in the run)."""
+    """Per model, its self-checks: those the model fixture recorded, else the first a test did
+    (a test may break a model of its own on purpose)."""
     seen, rows = set(), []
-    for _, _, model, evidence in _sources(run):
+    sources = list(_sources(run))
+    for _, _, model, evidence in [s for s in sources if s[1] == "fixture"] + [s for s in sources if s[1] != "fixture"]:
         for item, _ in _items(evidence):
             name = item.get("model") or model
             if item.get("kind") != "self_checks" or name in seen:

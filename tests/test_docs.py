@@ -28,7 +28,7 @@ def test_the_reference_lists_every_name_and_the_allowed_values():
 # The required arguments (after model and prompts) of each probe whose allowed values are listed.
 REQUIRED = {"ablate": ("L0H1",), "compensation": (["L0H1"],), "completeness": (["L0H1"],),
             "faithfulness": (["L0H1"],), "minimality": (["L0H1"],), "random_circuit_test": (["L0H1"],),
-            "noise_corruption": ([1],), "path_patch": (["L0H0"], ["L1H0"]), "feasibility_step": (),
+            "noise_corruption": ([1],), "path_patch": (["L0H0"], ["L1H0"]), "feasibility_step": (), "feasibility": (),
             "faithfulness_curve": (["L0H1"],), "edge_patch": (["L0H1 → logits"],),
             "edge_patch_scores": (["L0H1 → logits"],)}
 

@@ -481,6 +481,9 @@ def test_mib_export_import_round_trip(tmp_path, arch_model):
     assert ("a0.h1->m0" in written["edges"]) == (arch != "neox")  # parallel: MLP 0 reads the layer's input
     assert set(written["nodes"]["input"]) == {"in_graph"}
     assert sum(e["in_graph"] for e in written["edges"].values()) >= 12
+    best = eap.top(1)
+    name = mib_names(model)[edge_graph(model).index(best["edge"][0])][0]
+    assert written["edges"][name]["score"] == pytest.approx(-best["score"][0])  # EAP-IG's sign convention
     circuit, scores = from_mib(model, path)
     assert circuit == eap.circuit(12)
     np.testing.assert_allclose(scores.scores, eap.scores, rtol=1e-6)
@@ -512,3 +515,16 @@ def test_the_graph_object(tiny_llama):
     assert "110 edges" in repr(graph) and len(graph) == 110
     assert graph.labels[0] == "embed → L0H0.q" and graph.labels[-1] == "MLP1 → logits"
     assert graph.mask(["embed → logits"]).sum() == 1
+
+
+def test_a_query_heads_key_edge_is_resolved_against_the_model_not_renamed():
+    """``L1H2.k`` names head 2's key: on a model whose heads share key/value heads it is refused
+    with the key/value head's label, never silently read as ``L1KV2.k``."""
+    from circuitcheck.fixtures import load_model
+
+    circuit = EdgeCircuit(["L0H1 → L1H2.k"])
+    assert circuit.edges == ("L0H1 → L1H2.k",)
+    with pytest.raises(ValueError, match=r"write L1KV0\.k \(head 2's\)"):
+        circuit.indices(load_model("tiny-gemma3", device="cpu"))  # four query heads share KV0
+    gpt2 = load_model("tiny-gpt2", device="cpu")  # a key/value head per query head
+    assert list(circuit.indices(gpt2)) == list(EdgeCircuit(["L0H1 → L1KV2.k"]).indices(gpt2))

@@ -77,3 +77,13 @@ def test_bad_input_is_refused_with_the_fix(kwargs, says):
 def test_the_source_is_required():
     with pytest.raises(TypeError, match="source"):
         published(3.4, reported=3.56, band=0.3)
+
+
+def test_a_number_from_another_model_is_a_comparison_not_a_replication():
+    compared = published(0.014, reported=0.03, band=0.05, source="MIB 2025", model="smollm2-135m",
+                         reported_on="GPT-2 small")
+    assert compared.replicates and compared.verdict == "agrees"
+    assert compared.title.startswith("Measured value agrees with MIB 2025 (reported on GPT-2 small)")
+    assert compared.summary()["reported on"] == "GPT-2 small"
+    far = published(0.5, reported=0.03, band=0.05, source="MIB 2025", reported_on="GPT-2 small")
+    assert not far.replicates and far.verdict == "does not agree"

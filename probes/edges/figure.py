@@ -4,6 +4,8 @@ a row below the heads, ``embed`` before layer 0 and ``logits`` after the last la
 the top edges a line, green where patching it helps the metric and red where it hurts,
 thicker for a larger |score|."""
 
+import math
+
 from .graph import parse_edge
 
 MLP_ROW = -1.5  # MLPs sit below head 0
@@ -25,6 +27,8 @@ def _position(node: tuple, last_layer: int, middle: float) -> tuple[str, float, 
 
 def edge_graph_figure(labels, scores, title: str) -> dict:
     """A ``graph`` spec of the edges ``labels`` with their ``scores``."""
+    kept = [(label, score) for label, score in zip(labels, scores) if math.isfinite(score)]
+    labels, scores = [label for label, _ in kept], [score for _, score in kept]
     pairs = [parse_edge(label) for label in labels]
     layers = [n[1] for pair in pairs for n in pair if len(n) > 1]
     heads = [n[2] for pair in pairs for n in pair if n[0] in ("head", "q", "k", "v")]

@@ -109,7 +109,7 @@ def end_label(end: tuple) -> str:
         return "logits"
     if end[0] == "mlp":
         return f"MLP{end[1]}"
-    unit = "head" if end[0] == "q" else "kv"
+    unit = "head" if end[0] == "q" or len(end) == 4 else "kv"  # ("k", 9, 6, "head"): head 6's key
     return f"{Site(end[1], unit, end[2]).label}.{end[0]}"
 
 

@@ -21,6 +21,12 @@ Import maps the copies back to the shared end; copies that disagree on ``in_grap
 circuit the model cannot run (one key/value input both kept and replaced), refused unless
 ``kv="any"`` (kept if any copy is) or ``kv="all"`` (kept if all are); the score read is the
 copies' mean.
+
+Scores keep hannamw/EAP-IG's sign: its EAP scores the clean run with the edge corrupted,
+``(corrupted − clean) · ∂metric/∂input``, where `edge_attribution` scores the corrupted run
+with the edge restored, ``(clean − corrupted) · ∂metric/∂input``: the same quantity to first
+order, with the opposite sign. Export negates our scores and import negates them back, so an
+edge that helps the metric has a negative score in the file, as in EAP-IG's own output.
 """
 
 import json
@@ -66,7 +72,7 @@ def to_mib(model, ranking, path=None, *, circuit=None) -> dict:
     graph = edge_graph(model)
     scores = np.zeros(graph.n_edges)
     if isinstance(ranking, EdgeScores):
-        scores[graph.indices(ranking.labels)] = np.nan_to_num(ranking.scores)
+        scores[graph.indices(ranking.labels)] = -np.nan_to_num(ranking.scores)  # EAP-IG's sign (see the module)
         if isinstance(circuit, (int, np.integer)):
             circuit = ranking.circuit(int(circuit))
     elif isinstance(ranking, EdgeCircuit):
@@ -132,7 +138,7 @@ def from_mib(model, source, *, kv: str = "exact") -> tuple[EdgeCircuit, EdgeScor
                              f"key/value head and not others ({', '.join(group)}); one key/value input cannot be "
                              "both; pass kv='any' or kv='all' to choose")
         kept[i] = any(flags) if kv != "all" else all(flags)
-        scores[i] = float(np.mean([e.get("score", 0.0) for e in entries]))
+        scores[i] = -float(np.mean([e.get("score", 0.0) for e in entries]))  # back to ours (see the module)
     circuit = EdgeCircuit.from_indices(graph, np.nonzero(kept)[0])
     result = EdgeScores(model=getattr(model.cfg, "model_name", "model"), prompt_set="MIB circuit", method="mib",
                         ablation="unknown", reference="MIB circuit", metric="score", labels=graph.labels,

@@ -76,6 +76,9 @@ class EdgePatching(Result):
                 "xlabel": "run", "ylabel": f"mean {self.metric}"}
 
 
+ALL_EDGES_AT_MOST = 2000  # edges=None patches every edge only on a graph this small
+
+
 def _edge_list(edges) -> list:
     if isinstance(edges, EdgeCircuit):
         return list(edges.edges)
@@ -102,11 +105,16 @@ def edge_patch(model, prompts, edges, *, metric="logit_diff", prepend_bos: bool 
 @probe
 def edge_patch_scores(model, prompts, edges=None, *, metric="logit_diff",
                       prepend_bos: bool | None = None) -> EdgeScores:
-    """Each edge of ``edges`` (default: every edge of the graph) patched clean into the
-    corrupted run on its own: ``EdgeScores`` with ``method="exact"``, score = mean patched −
-    mean corrupted metric, the quantity `edge_attribution` estimates. Many edges per pass."""
+    """Each edge of ``edges`` (default: every edge of the graph, on a graph of at most
+    `ALL_EDGES_AT_MOST`) patched clean into the corrupted run on its own: ``EdgeScores`` with
+    ``method="exact"``, score = mean patched − mean corrupted metric, the quantity
+    `edge_attribution` estimates. Many edges per pass, each a whole forward pass's rows."""
+    graph = edge_graph(model)
+    if edges is None and graph.n_edges > ALL_EDGES_AT_MOST:
+        raise ValueError(f"edges=None patches all {graph.n_edges} edges of {graph.model_name} one by one (each a "
+                         "forward pass of the prompts: hours on a CPU); give the edges to check, e.g. "
+                         "list(edge_attribution(model, prompts).top(200)['edge'])")
     s = edge_setup(model, prompts, "patching", None, metric, 0, prepend_bos, "edge_patch_scores")
-    graph = s.graph
     picks = np.arange(graph.n_edges) if edges is None else graph.indices(_edge_list(edges))
     if not len(picks):
         raise ValueError("edges=[] names no edge; give labels such as ['L0H1 → L1H0.q'], or None for every edge")

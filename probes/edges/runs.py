@@ -91,7 +91,7 @@ def capture_names(model) -> list[str]:
 
 def head_outputs(model, layer: int, z: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """Each head's output into the residual stream, ``batch pos head d_model``."""
-    w_o = model.blocks[layer].attn.W_O
+    w_o = model.blocks[layer].attn.W_O.to(z.device)  # activations are kept on the CPU
     out = torch.einsum("bshd,hdm->bshm", z.to(w_o.dtype), w_o)
     gain = post_norm_gain(model, layer, "attn")
     if gain is not None:

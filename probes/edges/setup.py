@@ -112,7 +112,9 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
         raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(EDGE_ABLATIONS)} ('patching': the "
                          "corrupted prompts' outputs)")
     seed = 0 if ablation == "patching" else check_ablation(ablation, seed)
-    require_trusted(model, probe_name, "hooks", *(("gradients",) if probe_name == "edge_attribution" else ()))
+    relies_on = {"edge_attribution": ("gradients",), "edge_patch": ("clean_patch",),
+                 "edge_patch_scores": ("clean_patch",)}.get(probe_name, ())
+    require_trusted(model, probe_name, "hooks", *relies_on)
     metric_name, metric_fn = resolve_metric(metric)
     graph = edge_graph(model)
     if ablation == "patching":
