@@ -149,7 +149,7 @@ class EdgeGraph:
         self.offsets = np.concatenate([[0], np.cumsum(self.available)])  # first edge of each end
         self._sender_index = {s: i for i, s in enumerate(self.senders)}
         self._end_index = {e: i for i, e in enumerate(self.ends)}
-        self._labels = None
+        self._labels = self._index_of = None
 
     @property
     def n_edges(self) -> int:
@@ -165,6 +165,12 @@ class EdgeGraph:
             e_labels = [end_label(e) for e in self.ends]
             self._labels = tuple(f"{s_labels[s]} {ARROW} {e_labels[e]}" for s, e in zip(self.sender_of, self.end_of))
         return self._labels
+
+    @property
+    def _label_index(self) -> dict[str, int]:
+        if self._index_of is None:
+            self._index_of = {label: i for i, label in enumerate(self.labels)}
+        return self._index_of
 
     @property
     def sender_labels(self) -> list[str]:
@@ -209,6 +215,8 @@ class EdgeGraph:
             if not 0 <= edge < self.n_edges:
                 raise ValueError(f"edge index {edge}: the graph has edges 0–{self.n_edges - 1}")
             return int(edge)
+        if isinstance(edge, str) and (found := self._label_index.get(edge)) is not None:
+            return found  # a label as the graph writes it: no parsing (a ranking holds tens of thousands)
         sender, end = parse_edge(edge)
         s, e = self.sender_index(sender, str(edge)), self.end_index(end, str(edge))
         if s >= self.available[e]:

@@ -179,20 +179,20 @@ class MaskedPass:
         self.replacement, self.consts = replacement, consts  # prompt × pos × sender × d_model
         self.cumulative = torch.cat([torch.zeros_like(replacement[:, :, :1]), replacement.cumsum(2)], dim=2)
         self.position = {s: i for i, s in enumerate(self.active_senders)}
-        self.deltas = None  # rows × pos × active sender × d_model, filled as senders run
+        self.deltas = None  # block × active sender × (prompt · pos · d_model), filled as senders run
         self.z, self.scale = {}, {}
 
     def _store(self, senders: list[int], outputs: torch.Tensor) -> None:
         keep = [(i, s) for i, s in enumerate(senders) if s in self.position]
         if not keep:
             return
-        rows, width = outputs.shape[:2]
-        if self.deltas is None:
-            self.deltas = torch.zeros(rows, width, len(self.active_senders), outputs.shape[-1])
+        width = outputs.shape[1]
+        if self.deltas is None:  # a sender's deltas contiguous per block: the end hooks' matrix product reads them
+            self.deltas = torch.empty(self.blocks, len(self.active_senders), self.n * width * outputs.shape[-1])
         for i, s in keep:
             value = outputs[:, :, i].float().cpu().view(self.blocks, self.n, width, -1)
             replaced = self.replacement[:, :, s].view(1, self.n, width, -1)
-            self.deltas[:, :, self.position[s]] = (value - replaced).view(rows, width, -1)
+            self.deltas[:, self.position[s]] = (value - replaced).reshape(self.blocks, -1)
 
     def hooks(self) -> list:
         model, graph = self.model, self.graph
@@ -257,9 +257,9 @@ class MaskedPass:
             if self.rebuild.any():
                 base = (constant + self.cumulative[:, :, available])[:, :, None]  # prompt × pos × 1 × d
                 out = torch.where(self.rebuild.view(-1, 1, 1, 1, 1), base[None].expand_as(out), out)
-            if used:
-                deltas = self.deltas[:, :, :len(used)].view(self.blocks, self.n, width, len(used), -1)
-                out = out + torch.einsum("bnsud,beu->bnsed", deltas, weights)
+            if used:  # Σ over the used senders of coefficient × delta: one matrix product per block
+                added = torch.bmm(weights, self.deltas[:, :len(used)])  # block × end × (prompt · pos · d)
+                out = out + added.view(self.blocks, count, self.n, width, -1).permute(0, 2, 3, 1, 4)
             out = out.reshape(rows, width, count, -1).to(activation.device, activation.dtype)
             return out if kind in ("q", "k", "v") else out[:, :, 0]
         return hook
