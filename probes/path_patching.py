@@ -34,8 +34,33 @@ from .tokens import tokenize_pair
 INPUTS = ("q", "k", "v", "resid")
 
 
+class PatchedRuns:
+    """The numbers of a Result that holds per-prompt ``clean``, ``corrupted`` and ``patched``
+    metrics of one patch clean into corrupted (path patching, edge patching)."""
+
+    @property
+    def effect(self) -> float:
+        """Mean patched − mean corrupted."""
+        return float(self.patched.mean() - self.corrupted.mean())
+
+    @property
+    def recovery(self) -> float:
+        """(patched − corrupted) / (clean − corrupted), on the means: 1 = the patch restores it all."""
+        gap = self.clean.mean() - self.corrupted.mean()
+        return float(self.effect / gap) if gap else float("nan")
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return pd.DataFrame({"prompt": self.prompts, "clean": self.clean, "corrupted": self.corrupted,
+                             "patched": self.patched, "effect": self.patched - self.corrupted})
+
+    def summary(self) -> dict:
+        return {"recovery": self.recovery, "effect": self.effect, "clean": float(self.clean.mean()),
+                "corrupted": float(self.corrupted.mean()), "patched": float(self.patched.mean())}
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class PathPatching(Result):
+class PathPatching(PatchedRuns, Result):
     """The metric per prompt with the senders → receivers path patched (clean into corrupted)."""
 
     senders: tuple[str, ...]
@@ -55,26 +80,6 @@ class PathPatching(Result):
     def title(self) -> str:
         return (f"Path patching: {', '.join(self.senders)} → {', '.join(self.receivers)} "
                 f"({self.receiver_input}), clean into corrupted")
-
-    @property
-    def effect(self) -> float:
-        """Mean patched − mean corrupted."""
-        return float(self.patched.mean() - self.corrupted.mean())
-
-    @property
-    def recovery(self) -> float:
-        """(patched − corrupted) / (clean − corrupted), on the means: 1 = the path restores it all."""
-        gap = self.clean.mean() - self.corrupted.mean()
-        return float(self.effect / gap) if gap else float("nan")
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return pd.DataFrame({"prompt": self.prompts, "clean": self.clean, "corrupted": self.corrupted,
-                             "patched": self.patched, "effect": self.patched - self.corrupted})
-
-    def summary(self) -> dict:
-        return {"recovery": self.recovery, "effect": self.effect, "clean": float(self.clean.mean()),
-                "corrupted": float(self.corrupted.mean()), "patched": float(self.patched.mean())}
 
     def notes(self) -> list[str]:
         return [f"receivers' {self.receiver_input} input patched at {self.positions}; other heads frozen at their "

@@ -161,6 +161,26 @@ class Minimality(Result):
                 "ylabel": "max |F(C\\K) − F(C\\(K∪{v}))|"}
 
 
+def minimality_of(components: tuple, n_random: int, generator, f_without) -> dict:
+    """The minimality search over ``components`` (heads, or edges): for each v, K = ∅ and
+    ``n_random`` random subsets of the others, all the sets ``K`` and ``K ∪ {v}`` scored by one
+    call of ``f_without(list of Ks) -> F(C \\ K) per K``; the fields of `Minimality`."""
+    plan = {v: [()] + _random_subsets(components, n_random, generator, exclude=(v,)) for v in components}
+    wanted = list(dict.fromkeys(k2 for v, ks in plan.items() for k in ks for k2 in (k, k + (v,))))
+    index = {k: i for i, k in enumerate(wanted)}
+    values = f_without(wanted)
+    change, best_k, with_v, without_v = [], [], [], []
+    for v, ks in plan.items():
+        diffs = [abs(values[index[k]] - values[index[k + (v,)]]) for k in ks]
+        i = int(np.argmax(diffs))
+        change.append(diffs[i])
+        best_k.append(ks[i])
+        with_v.append(values[index[ks[i]]])
+        without_v.append(values[index[ks[i] + (v,)]])
+    return dict(f_circuit=float(values[index[()]]), components=components, change=np.array(change),
+                best_k=tuple(best_k), with_v=np.array(with_v), without_v=np.array(without_v))
+
+
 @probe
 def minimality(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
                n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
@@ -174,21 +194,6 @@ def minimality(model, prompts, circuit, *, reference=None, ablation: str = "mean
     circuit = as_circuit(circuit)
     s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None, prepend_bos)
     circuit = checked(model, prompts, circuit, s)
-    generator = np.random.default_rng(seed)
-    plan = {v: [()] + _random_subsets(circuit.components, n_random, generator, exclude=(v,))
-            for v in circuit.components}
-    wanted = list(dict.fromkeys(k2 for v, ks in plan.items() for k in ks for k2 in (k, k + (v,))))
-    index = {k: i for i, k in enumerate(wanted)}
-    values = evaluate(s, [circuit.without(k) for k in wanted]).mean(axis=1)
-    change, best_k, with_v, without_v = [], [], [], []
-    for v, ks in plan.items():
-        diffs = [abs(values[index[k]] - values[index[k + (v,)]]) for k in ks]
-        i = int(np.argmax(diffs))
-        change.append(diffs[i])
-        best_k.append(ks[i])
-        with_v.append(values[index[ks[i]]])
-        without_v.append(values[index[ks[i] + (v,)]])
-    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
-                      f_circuit=float(values[index[()]]), components=circuit.components,
-                      change=np.array(change), best_k=tuple(best_k), with_v=np.array(with_v),
-                      without_v=np.array(without_v))
+    found = minimality_of(circuit.components, n_random, np.random.default_rng(seed),
+                          lambda ks: evaluate(s, [circuit.without(k) for k in ks]).mean(axis=1))
+    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)

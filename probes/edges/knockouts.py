@@ -8,7 +8,7 @@ the worst K), same result types, every K of a probe in the same batched masked p
 
 import numpy as np
 
-from ..circuits.knockouts import Completeness, Minimality, _random_subsets
+from ..circuits.knockouts import Completeness, Minimality, _random_subsets, minimality_of
 from ..evidence import probe
 from ..input_errors import check_count
 from .circuits import as_edge_circuit
@@ -78,22 +78,9 @@ def edge_minimality(model, prompts, circuit, *, reference=None, ablation: str = 
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = _checked(circuit)
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_minimality")
-    generator = np.random.default_rng(seed)
-    plan = {v: [()] + _random_subsets(circuit.edges, n_random, generator, exclude=(v,)) for v in circuit.edges}
-    wanted = list(dict.fromkeys(k2 for v, ks in plan.items() for k in ks for k2 in (k, k + (v,))))
-    index = {k: i for i, k in enumerate(wanted)}
-    values = s.evaluate(_masks(s, circuit, wanted, False)).mean(axis=1)
-    change, best_k, with_v, without_v = [], [], [], []
-    for v, ks in plan.items():
-        diffs = [abs(values[index[k]] - values[index[k + (v,)]]) for k in ks]
-        i = int(np.argmax(diffs))
-        change.append(diffs[i])
-        best_k.append(ks[i])
-        with_v.append(values[index[ks[i]]])
-        without_v.append(values[index[ks[i] + (v,)]])
-    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
-                      f_circuit=float(values[index[()]]), components=circuit.edges, change=np.array(change),
-                      best_k=tuple(best_k), with_v=np.array(with_v), without_v=np.array(without_v))
+    found = minimality_of(circuit.edges, n_random, np.random.default_rng(seed),
+                          lambda ks: s.evaluate(_masks(s, circuit, ks, False)).mean(axis=1))
+    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
 
 
 __all__ = ["edge_completeness", "edge_minimality", "is_edge_circuit"]

@@ -19,9 +19,9 @@ prompts repeated along the batch, one block of rows per edge: `probes.edges.runs
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from ..evidence import probe
+from ..path_patching import PatchedRuns
 from ..results import Result
 from .attribution import EdgeScores
 from .graph import EdgeCircuit, edge_graph
@@ -29,7 +29,7 @@ from .setup import edge_setup
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class EdgePatching(Result):
+class EdgePatching(PatchedRuns, Result):
     """The metric per prompt with ``edges`` patched clean into the corrupted run."""
 
     edges: tuple[str, ...]
@@ -45,26 +45,8 @@ class EdgePatching(Result):
     def title(self) -> str:
         return f"Edge patching of {EdgeCircuit(self.edges).label()}, clean into corrupted"
 
-    @property
-    def effect(self) -> float:
-        """Mean patched − mean corrupted."""
-        return float(self.patched.mean() - self.corrupted.mean())
-
-    @property
-    def recovery(self) -> float:
-        """(patched − corrupted) / (clean − corrupted), on the means."""
-        gap = self.clean.mean() - self.corrupted.mean()
-        return float(self.effect / gap) if gap else float("nan")
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return pd.DataFrame({"prompt": self.prompts, "clean": self.clean, "corrupted": self.corrupted,
-                             "patched": self.patched, "effect": self.patched - self.corrupted})
-
     def summary(self) -> dict:
-        return {"recovery": self.recovery, "effect": self.effect, "edges": len(self.edges),
-                "clean": float(self.clean.mean()), "corrupted": float(self.corrupted.mean()),
-                "patched": float(self.patched.mean())}
+        return {**super().summary(), "edges": len(self.edges)}
 
     def notes(self) -> list[str]:
         return ["each patched edge's receiving end reads its sender's clean output instead of its output in this "
