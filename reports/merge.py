@@ -22,6 +22,7 @@ repoint its ``latest`` to the merged run (and could prune its runs).
 """
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -318,7 +319,25 @@ def merge_runs(shards: list[Shard], command: str, order: dict[str, int] | None =
     for name in dict.fromkeys(t.get("model") for t in tests):  # a lost shard's models
         if name and name not in models:
             run["models"].append({"name": name})
+    if fixtures := _fixtures(documents):
+        run["fixtures"] = fixtures
     return run
+
+
+def _fixtures(documents) -> list[dict]:
+    """The shards' wider fixtures' evidence, one entry per fixture, file, model and parameters
+    (a session fixture every shard set up, such as the model's self-checks, once, with every
+    place it was set up)."""
+    merged: dict = {}
+    for _, document in documents:
+        for fixture in document.get("fixtures") or []:
+            key = (fixture.get("node"), fixture.get("fixture"), fixture.get("model"),
+                   json.dumps(fixture.get("params"), sort_keys=True, default=str))
+            if key in merged:
+                merged[key]["setups"] = (merged[key].get("setups") or []) + (fixture.get("setups") or [])
+            else:
+                merged[key] = copy.deepcopy(fixture)
+    return list(merged.values())
 
 
 def load_shards(paths: list[str]) -> list[Shard]:

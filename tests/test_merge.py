@@ -291,3 +291,20 @@ def test_two_shard_folders_merge_into_one_report_equal_to_a_serial_run(tmp_path)
     assert [t["where"]["shard"] for t in merged["tests"] if t["model"] is None] == ["shard-llama, shard-gpt2"]
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(merged, json.loads(SCHEMA.read_text()))
+
+
+def test_the_wider_fixtures_evidence_survives_the_merge_once_per_fixture():
+    """Each shard set up the model fixture (its self-checks) and one module fixture of its own:
+    the merged run keeps one entry per fixture and model, with every place it was set up."""
+    checks = {"kind": "self_checks", "title": "Self-checks on tiny-llama: 4 of 4 run, all pass"}
+
+    def fixture(name, file, host):
+        return {"fixture": name, "scope": "session" if file is None else "module", "node": file or "", "file": file,
+                "model": "tiny-llama", "params": {}, "evidence": [checks], "setups": [{"host": host}]}
+
+    a = document("tiny-llama", ["test_a"], fixtures=[fixture("model", None, "a"), fixture("table", "t.py", "a")])
+    b = document("tiny-llama", ["test_b"], fixtures=[fixture("model", None, "b")])
+    run = merge_runs([Shard("one", a), Shard("two", b)], command="merge")
+    assert [(f["fixture"], f["file"]) for f in run["fixtures"]] == [("model", None), ("table", "t.py")]
+    assert run["fixtures"][0]["setups"] == [{"host": "a"}, {"host": "b"}]
+    assert a["fixtures"][0]["setups"] == [{"host": "a"}]  # the shards' documents are left as they were
