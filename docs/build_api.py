@@ -95,8 +95,14 @@ def class_entry(name: str, cls) -> list[str]:
             lines += [f"| `{f.name}` | `{getattr(f.type, '__name__', str(f.type)).replace('|', '&#124;')}` |"
                       for f in own]
             lines.append("")
-    members = []
-    for member, value in vars(cls).items():
+    members, seen = [], set()
+    from circuitcheck.probes.results import Result
+
+    own = [c for c in cls.__mro__ if c not in Result.__mro__]  # with what it inherits from other Results and mixins
+    for member, value in [(m, v) for c in own for m, v in vars(c).items()]:
+        if member in seen:
+            continue
+        seen.add(member)
         if member.startswith("_") or member in ("kind", "title", "value_column"):
             continue
         doc = _doc(value.fget if isinstance(value, property) else value) if callable(value) or isinstance(

@@ -134,13 +134,12 @@ class EdgeGraph:
         for layer in range(layers):
             self.senders += [("head", layer, h) for h in range(heads)] + [("mlp", layer)]
         self.ends, available = [], []
-        before = lambda layer: 1 + layer * (heads + 1)  # noqa: E731 - senders before a layer
         for layer in range(layers):
             for kind, count in (("q", heads), ("k", self.n_kv), ("v", self.n_kv)):
                 self.ends += [(kind, layer, i) for i in range(count)]
-                available += [before(layer)] * count
+                available += [self.first_sender(layer)] * count
             self.ends.append(("mlp", layer))
-            available.append(before(layer) + (0 if self.parallel else heads))
+            available.append(self.first_sender(layer) + (0 if self.parallel else heads))
         self.ends.append(("logits",))
         available.append(len(self.senders))
         self.available = np.array(available)  # senders reaching each end: the first `available`
@@ -150,6 +149,11 @@ class EdgeGraph:
         self._sender_index = {s: i for i, s in enumerate(self.senders)}
         self._end_index = {e: i for i, e in enumerate(self.ends)}
         self._labels = self._index_of = None
+
+    def first_sender(self, layer: int) -> int:
+        """The index of layer ``layer``'s first head among the senders: ``embed``, then per
+        earlier layer its heads and its MLP, so also the number of senders before the layer."""
+        return 1 + layer * (self.n_heads + 1)
 
     @property
     def n_edges(self) -> int:

@@ -139,7 +139,7 @@ def constants(model, graph, acts: dict, outs: torch.Tensor) -> dict:
     hook point, checked to be the same at every row and position (`check_additive`)."""
     found = {}
     for layer in range(graph.n_layers):
-        before = 1 + layer * (graph.n_heads + 1)
+        before = graph.first_sender(layer)
         found[layer] = check_additive(model, acts[hook_of("resid_pre", layer)], outs[:, :, :before],
                                       f"the residual stream entering layer {layer}")
     found[None] = check_additive(model, acts["ln_final.hook_in"], outs, "the final residual stream")
@@ -198,7 +198,7 @@ class MaskedPass:
         model, graph = self.model, self.graph
         hooks = [(hook_of("resid_pre", 0), self._sender_hook(lambda a: ([0], a[:, :, None])))]
         for layer in range(graph.n_layers):
-            first = 1 + layer * (graph.n_heads + 1)
+            first = graph.first_sender(layer)
             hooks.append((hook_of("head_out", layer), self._keep(self.z, layer)))
             norm = post_norm_name(model, layer, "attn")
             if norm:
@@ -226,7 +226,7 @@ class MaskedPass:
         for layer in sorted(list(self.z)):
             if layer < upto:
                 z = self.z.pop(layer)
-                first = 1 + layer * (self.graph.n_heads + 1)
+                first = self.graph.first_sender(layer)
                 senders = list(range(first, first + self.graph.n_heads))
                 if any(s in self.position for s in senders):
                     self._store(senders, head_outputs(self.model, layer, z, self.scale.get(layer)))
