@@ -45,7 +45,8 @@ def test_holm_over_the_run_and_over_each_claim_by_hand():
                    ("t.py::b", "B / inner", "p", 0.03, pytest.approx(0.03), pytest.approx(0.06), 1, True)]
     jsonschema.validate(run, SCHEMA)
     page = render_html(run)
-    assert 'id="p-values"' in page and page.count("significant raw only</strong>") == 2
+    assert 'id="p-values"' in page and "3 of 3 below 0.05 raw, 1 after Holm's correction over the run" in page
+    assert page.count("significant raw only</strong>") == 1 + 2  # the count above the table, then each row
 
 
 def test_a_broken_table_is_named_on_the_page_and_costs_nothing_else():
