@@ -156,6 +156,8 @@ def plotly_figure(spec: dict) -> dict:
                             "side": "right", "rangemode": "tozero", "automargin": True}
         layout["margin"] = {**layout["margin"], "r": 80}
         layout["legend"] = {"x": 0.02, "y": 0.98}
+    if kind == "graph":  # room for the node labels of a layer's heads
+        layout["height"] = 520
     if kind == "heatmap" and spec.get("y"):
         layout["yaxis"]["autorange"] = "reversed"  # first row at the top, as in a table
         layout["height"] = max(360, min(900, 24 * len(spec["y"]) + 120))
