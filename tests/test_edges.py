@@ -20,13 +20,8 @@ from circuitcheck.probes.edges import (EdgeCircuit, EdgeGraph, edge_attribution,
 from circuitcheck.probes.linearise import post_norm_gain, post_norm_name
 from circuitcheck.probes.tokens import tokenize_pair
 
-PROMPTS = PromptSet(  # 15 and 16 tokens: different lengths, so padding is exercised
-    ["When Mary and John went to the shops, John gave the bag to",
-     "When Tom and James went to the park, James gave the ball to"],
-    [(" Mary", " John"), (" Tom", " James")],
-    corrupted_prompts=["When Mary and John went to the shops, Mary gave the bag to",
-                       "When Tom and James went to the park, Tom gave the ball to"],
-    name="IOI pair")
+from .test_patching import PROMPTS  # 15 and 16 tokens: different lengths, so padding is exercised
+
 COPY = PromptSet(  # the planted head copies the token at position 2 (BOS counted)
     ["When Mary and John went to the shops, John gave the bag to",
      "When Tom and James went to the park, James gave the ball to",

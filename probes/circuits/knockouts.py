@@ -73,6 +73,29 @@ class Completeness(Result):
                 "ylabel": "|F(C\\K) − F(M\\K)|"}
 
 
+def completeness_of(components: tuple, n_random: int, greedy_steps: int | None, generator, f_without) -> dict:
+    """The completeness search over ``components`` (heads, or edges): K = ∅, ``n_random`` random
+    subsets, then ``greedy_steps`` greedy additions (default half of them), each K scored by
+    ``f_without(list of Ks) -> rows F(C \\ K), F(M \\ K) interleaved, × prompts``; the fields of
+    `Completeness`."""
+    ks = list(dict.fromkeys([()] + _random_subsets(components, n_random, generator)))
+    sources = ["empty"] + ["random"] * (len(ks) - 1)
+    values = f_without(ks).mean(axis=1)
+    f_c, f_m = list(values[0::2]), list(values[1::2])
+    k: tuple = ()
+    steps = greedy_steps if greedy_steps is not None else max(1, len(components) // 2)
+    for _ in range(min(steps, len(components))):
+        options = [c for c in components if c not in k]
+        trial = f_without([k + (v,) for v in options]).mean(axis=1)
+        best = int(np.argmax(np.abs(trial[0::2] - trial[1::2])))
+        k = k + (options[best],)
+        ks.append(k)
+        sources.append("greedy")
+        f_c.append(trial[2 * best])
+        f_m.append(trial[2 * best + 1])
+    return dict(ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
+
+
 @probe
 def completeness(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
                  n_random: int = 10, greedy_steps: int | None = None, seed: int = 0, prepend_bos: bool | None = None) -> Completeness:
@@ -92,25 +115,9 @@ def completeness(model, prompts, circuit, *, reference=None, ablation: str = "me
     s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None, prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     full = Circuit.full(model, circuit.mlps is not None)
-    generator = np.random.default_rng(seed)
-    ks = list(dict.fromkeys([()] + _random_subsets(circuit.components, n_random, generator)))
-    sources = ["empty"] + ["random"] * (len(ks) - 1)
-    values = evaluate(s, [c for k in ks for c in (circuit.without(k), full.without(k))]).mean(axis=1)
-    f_c, f_m = list(values[0::2]), list(values[1::2])
-    k: tuple = ()
-    steps = greedy_steps if greedy_steps is not None else max(1, len(circuit) // 2)
-    for _ in range(min(steps, len(circuit))):
-        options = [c for c in circuit.components if c not in k]
-        trial = evaluate(s, [x for v in options for x in (circuit.without(k + (v,)), full.without(k + (v,)))])
-        trial = trial.mean(axis=1)
-        best = int(np.argmax(np.abs(trial[0::2] - trial[1::2])))
-        k = k + (options[best],)
-        ks.append(k)
-        sources.append("greedy")
-        f_c.append(trial[2 * best])
-        f_m.append(trial[2 * best + 1])
-    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
-                        ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
+    found = completeness_of(circuit.components, n_random, greedy_steps, np.random.default_rng(seed),
+                            lambda ks: evaluate(s, [c for k in ks for c in (circuit.without(k), full.without(k))]))
+    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -8,7 +8,7 @@ the worst K), same result types, every K of a probe in the same batched masked p
 
 import numpy as np
 
-from ..circuits.knockouts import Completeness, Minimality, _random_subsets, minimality_of
+from ..circuits.knockouts import Completeness, Minimality, completeness_of, minimality_of
 from ..evidence import probe
 from ..input_errors import check_count
 from .circuits import as_edge_circuit
@@ -50,24 +50,9 @@ def edge_completeness(model, prompts, circuit, *, reference=None, ablation: str 
         greedy_steps = check_count("greedy_steps", greedy_steps, 0, "the greedy search's additions (0: none)")
     circuit = _checked(circuit)
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_completeness")
-    generator = np.random.default_rng(seed)
-    ks = list(dict.fromkeys([()] + _random_subsets(circuit.edges, n_random, generator)))
-    sources = ["empty"] + ["random"] * (len(ks) - 1)
-    values = s.evaluate(_masks(s, circuit, ks, True)).mean(axis=1)
-    f_c, f_m = list(values[0::2]), list(values[1::2])
-    k: tuple = ()
-    steps = greedy_steps if greedy_steps is not None else max(1, len(circuit) // 2)
-    for _ in range(min(steps, len(circuit))):
-        options = [e for e in circuit.edges if e not in k]
-        trial = s.evaluate(_masks(s, circuit, [k + (v,) for v in options], True)).mean(axis=1)
-        best = int(np.argmax(np.abs(trial[0::2] - trial[1::2])))
-        k = k + (options[best],)
-        ks.append(k)
-        sources.append("greedy")
-        f_c.append(trial[2 * best])
-        f_m.append(trial[2 * best + 1])
-    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
-                        ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
+    found = completeness_of(circuit.edges, n_random, greedy_steps, np.random.default_rng(seed),
+                            lambda ks: s.evaluate(_masks(s, circuit, ks, True)))
+    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
 
 
 @probe
