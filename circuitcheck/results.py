@@ -22,6 +22,7 @@ from circuitcheck.probes.p_values import PValueFamily
 from circuitcheck.probes.path_patching import PathPatching
 from circuitcheck.probes.patching import Patching
 from circuitcheck.probes.published import Published
+from circuitcheck.probes.recovery import Recovery
 from circuitcheck.probes.results import Result
 from circuitcheck.probes.robustness import Robustness
 from circuitcheck.probes.self_checks import SelfChecks
@@ -33,5 +34,5 @@ __all__ = ["Ablation", "AttentionPatterns", "AttentionTo", "Compensation", "Comp
            "FeasibilityStep", "HeadAttribution", "HeadScores", "LayerAttribution", "LogitDiff", "LogitLens",
            "Minimality", "ModelInfo", "NeuronActivations", "NeuronCongruence",
            "NeuronPredictionCorrelation", "NoiseCorruption", "PValueFamily", "Patching", "PathPatching",
-           "Published", "RandomCircuitTest", "Result", "Robustness", "SelfChecks", "Stability", "TokenLens",
+           "Published", "RandomCircuitTest", "Recovery", "Result", "Robustness", "SelfChecks", "Stability", "TokenLens",
            "TopK"]

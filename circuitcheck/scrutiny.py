@@ -4,8 +4,9 @@
   ``.holds_everywhere``, the failing variants named;
 * `stability`, `selection_stability`: bootstrap resamples of the prompts, the Jaccard overlap
   of what a selection picks and how often each component is picked;
-* `holm_family`: a claim's own p-values corrected together (the report corrects the whole
-  run's as well); `holm` and `clopper_pearson` for numbers at hand;
+* `holm_family`: a claim's own p-values (its Results', and ``(label, p)`` pairs) corrected
+  together (the report corrects the whole run's as well, the pairs included); `holm` and
+  `clopper_pearson` for numbers at hand;
 * `published`: a number a paper reported, the band a replication must meet, the citation;
 * `self_checks`: the machinery a claim stands on (Hugging Face parity, live hooks, gradients,
   an inert clean patch); `require_self_check` refuses when one failed (`SelfCheckFailed`).

@@ -34,9 +34,20 @@ SHARED = {"metric": ("circuitcheck.probes.metrics", "METRICS"),  # resolve_metri
 # Arguments each module checks against a registry of its own (``kind`` is a head class in
 # probes.head_scores): looked up in the function's module.
 OWN = {"kind": "KINDS", "receiver_input": "INPUTS", "method": "METHODS", "kv": "KV_RULES"}
-# A shared argument that a module widens with a registry of its own (edge circuits also take
-# ``ablation="patching"``): the module's registry wins.
-WIDENED = {"ablation": "EDGE_ABLATIONS"}
+# A shared argument that a module widens with a registry of its own (edge and node circuits
+# also take ``ablation="patching"``): the module's registry wins, or that of the module whose
+# ``setup`` checks the argument for it (the circuit probes share `probes.circuits.engine`'s).
+WIDENED = {"ablation": ("EDGE_ABLATIONS", "CIRCUIT_ABLATIONS")}
+
+
+def widened(module, parameter: str) -> tuple | None:
+    """The registry that widens ``parameter`` in ``module`` (or in the module of its ``setup``)."""
+    setup = getattr(module, "setup", None)
+    for home in (module, inspect.getmodule(setup) if callable(setup) else None):
+        for registry in WIDENED.get(parameter, ()):
+            if home is not None and hasattr(home, registry):
+                return tuple(getattr(home, registry))
+    return None
 
 
 def allowed_values(obj) -> dict[str, tuple]:
@@ -52,8 +63,8 @@ def allowed_values(obj) -> dict[str, tuple]:
     module = importlib.import_module(obj.__module__)
     out = {}
     for parameter in parameters:
-        if parameter in WIDENED and hasattr(module, WIDENED[parameter]):
-            out[parameter] = tuple(getattr(module, WIDENED[parameter]))
+        if (values := widened(module, parameter)) is not None:
+            out[parameter] = values
         elif parameter in SHARED:
             where, registry = SHARED[parameter]
             out[parameter] = tuple(getattr(importlib.import_module(where), registry))

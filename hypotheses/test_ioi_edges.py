@@ -72,11 +72,11 @@ def test_the_edge_circuit_is_faithful_under_both_ablations(model, circuit):
 
 def test_the_edge_ranking_stays_close_to_the_model_over_mibs_sizes(model, scores):
     """Over MIB's sizes (0.1% to 100% of the edges, counterfactual ablation) the EAP-IG order's
-    curve has CMD ≤ 0.2, below a random order's, and agrees with MIB's CMD for GPT-2 small
+    curve has CMD ≤ 0.2, below that of 95% of 20 random orders (p < 0.05), and agrees with MIB's CMD for GPT-2 small
     (0.03) within 0.05. (A comparison across models, and across graphs: MIB's gives each query
     head its own key and value ends, so its fractions of edges are not quite these.)"""
     curve = faithfulness_curve(model, JUDGED, scores, ablation="patching")
-    assert curve.cmd <= 0.2 and curve.cmd < curve.random_cmd and curve.cpr > curve.random_cpr, curve
+    assert curve.cmd <= 0.2 and curve.beats_random(0.95) and curve.cpr > curve.random_cpr, curve
     mib = published(curve.cmd, reported=0.03, band=0.05, source=MIB, what="CMD of the edge curve", model=model,
                     reported_on="GPT-2 small")
     assert mib.replicates, mib

@@ -11,7 +11,7 @@ are keyword-only and named alike everywhere (``metric``, ``reference``, ``ablati
   patching engine), `shared_prefix`, `linearise` (post-sublayer norms), `model_state`;
 * probes: `logits`, `attribution`, `attention`, `head_scores`, `neurons`, `corruption`,
   `ablation` (with `ablation_values`), `patching`, `attribution_patching`,
-  `path_patching`, `circuits`, `compensation`, `feasibility`;
+  `path_patching`, `circuits`, `compensation`, `feasibility`, `recovery` (against a known circuit);
 * scrutiny of a claim (exported as `circuitcheck.scrutiny`): `robustness`, `stability`,
   `p_values` and `statistics` (Holm, Clopper–Pearson), `published`, `self_checks`;
 * results and evidence: `results` (Result), `evidence` (the sink), `figures`, `notebook`.
@@ -64,6 +64,7 @@ from .path_patching import PathPatching, path_patch
 from .model_state import ModelInfo, model_info
 from .patching import SWEEPS, Patching, patch
 from .prompts import PromptSet
+from .recovery import GroundTruth, NoGroundTruthError, RankingMismatchError, Recovery, ground_truth, recovery
 from .results import Result
 from .sites import Site, head_label, neuron_label, parse_head, parse_neuron, parse_site
 from .tokens import (AnswerTokenError, EmptyPromptError, MissingAnswersError, PromptInputError, PromptLengthError,
@@ -82,7 +83,7 @@ __all__ = [
     "corruption_check", "exclusive_neuron_tokens", "faithfulness", "faithfulness_curve", "feasibility", "feasibility_step",
     "head_attribution", "head_scores", "layer_attribution", "logit_diff", "logit_lens", "minimality",
     "neuron_activations", "neuron_congruence", "neuron_prediction_correlation", "noise_corruption", "patch",
-    "path_patch", "random_circuit_test", "token_lens", "top_k",
+    "path_patch", "random_circuit_test", "recovery", "token_lens", "top_k",
     # what they take, and the evidence a hypothesis adds
-    "Circuit", "Evidence", "GaussianNoise", "PromptSet", "model_info",
+    "Circuit", "Evidence", "GaussianNoise", "PromptSet", "ground_truth", "model_info",
 ]

@@ -6,11 +6,17 @@
   (the IOI paper's mean ablation over its "ABC" set, in which the three names differ).
 * ``resample``: the activation on a reference prompt drawn at random for each prompt
   (seeded), as in causal scrubbing.
+* ``patching`` (counterfactual ablation; node circuits and edge circuits only): the
+  activation on the prompt's own corrupted twin (the PromptSet's ``corrupted_prompts``) at
+  the same position, as in EAP, ACDC and MIB. No reference: the corrupted prompts are it,
+  and each must tokenize to its clean prompt's length (`MissingCorruptedPromptsError` when
+  the set has none).
 
 Mean and resample ablation read the reference at the prompts' own positions, so the
 reference must tokenize to the same width: a set made from the same template. Every probe
 that ablates (`ablate`, the circuit criteria, `compensation`) takes ``ablation=`` and
-``reference=`` and gets its values here, from one pass over the reference.
+``reference=`` and gets its values here, from one pass over the reference
+(``ablation="patching"``: the circuit criteria, `CIRCUIT_ABLATIONS`).
 """
 
 from dataclasses import dataclass
@@ -20,14 +26,22 @@ import torch
 from .forward import check_finite, input_device, memo
 from .input_errors import check_count
 from .patch_runs import final_logits_with
+from .tokens import tokenize_pair
 
 ABLATIONS = ("mean", "resample", "zero")
+COUNTERFACTUAL = "patching"  # the corrupted twin's activation: the name edge circuits use too
+CIRCUIT_ABLATIONS = (COUNTERFACTUAL, *ABLATIONS)  # what the circuit criteria take
 
 
-def check_ablation(ablation: str, seed: int = 0) -> int:
-    """The seed, checked, if ``ablation`` is one we know; otherwise a ValueError naming them."""
-    if ablation not in ABLATIONS:
-        raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(ABLATIONS)}")
+class MissingCorruptedPromptsError(ValueError):
+    """Counterfactual ablation (``ablation="patching"``) met a PromptSet without corrupted prompts."""
+
+
+def check_ablation(ablation: str, seed: int = 0, allowed: tuple = ABLATIONS) -> int:
+    """The seed, checked, if ``ablation`` is one of ``allowed``; otherwise a ValueError naming them."""
+    if ablation not in allowed:
+        raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(allowed)}"
+                         + (" ('patching': the corrupted prompts' activations)" if COUNTERFACTUAL in allowed else ""))
     return check_count("seed", seed, 0, "a seed is a whole number from 0 up, e.g. seed=0")
 
 
@@ -71,9 +85,11 @@ def reference_pass(model, tokenized, names) -> tuple[dict, torch.Tensor]:
 def ablation_values(model, prompts, names, ablation: str = "mean", reference=None, seed: int = 0,
                     prepend_bos: bool | None = None) -> AblationValues:
     """The replacement at each hook point in ``names`` for each of ``prompts``: see the module."""
-    seed = check_ablation(ablation, seed)
+    seed = check_ablation(ablation, seed, CIRCUIT_ABLATIONS)
     if ablation == "zero":
         return AblationValues("zero", "zero", None, {})
+    if ablation == COUNTERFACTUAL:
+        return counterfactual_values(model, prompts, names, reference, prepend_bos)
     tokenized = prompts.tokenize(model, prepend_bos)
     reference = reference if reference is not None else prompts
     ref = reference.tokenize(model, prepend_bos)
@@ -92,3 +108,28 @@ def ablation_values(model, prompts, names, ablation: str = "mean", reference=Non
     values = {name: cache[name].mean(0, keepdim=True).expand(n, *cache[name].shape[1:]) if ablation == "mean"
               else cache[name][draw.to(cache[name].device)] for name in names}
     return AblationValues(ablation, reference.name, seed, values, ref_logits if ref.key == tokenized.key else None)
+
+
+def counterfactual_values(model, prompts, names, reference=None, prepend_bos: bool | None = None) -> AblationValues:
+    """Each hook point's activation on each prompt's corrupted twin (``prompts.corrupted_prompts``),
+    position by position: counterfactual ablation (``ablation="patching"``)."""
+    check_counterfactual(prompts, reference)
+    _, corrupted = tokenize_pair(model, prompts, prepend_bos)  # one length per clean/corrupted pair
+    names = tuple(dict.fromkeys(names))
+    cache, _ = memo(model, ("ablation reference", corrupted.key, names),
+                    lambda: reference_pass(model, corrupted, names))
+    return AblationValues(COUNTERFACTUAL, prompts.corrupted.name, None, dict(cache))
+
+
+def check_counterfactual(prompts, reference=None) -> None:
+    """A clear error, before any pass, when counterfactual ablation cannot run on ``prompts``."""
+    if reference is not None:
+        raise ValueError("reference= is read by mean and resample ablation; with ablation='patching' the "
+                         "replacement is the prompt set's own corrupted prompts, each at its clean prompt's "
+                         "positions")
+    if prompts.corrupted_prompts is None:
+        raise MissingCorruptedPromptsError(
+            f"ablation='patching' replaces each component outside the circuit with its activation on the "
+            f"corrupted prompt, but PromptSet {prompts.name!r} has no corrupted prompts; give it "
+            "corrupted_prompts=[...] (one per prompt, the same number of tokens) or corrupted_template=..., "
+            "or choose mean, resample or zero ablation")

@@ -18,6 +18,7 @@ The ``evidence`` fixture gives a hypothesis an `Evidence` for what only it knows
 """
 
 import functools
+import inspect
 import math
 import traceback
 from contextvars import ContextVar
@@ -64,9 +65,13 @@ def probe(function):
     from .renamed import accept_older_calls
 
     function = accept_older_calls(function)
+    signature = inspect.signature(function)
+    checked = [name for name in ("prompts", "reference") if name in signature.parameters]
 
     @functools.wraps(function)
     def recorded(*args, **kwargs):
+        if checked:
+            _check_prompt_sets(function.__name__, signature, checked, args, kwargs)
         token = _probe_depth.set(_probe_depth.get() + 1)
         try:
             result = function(*args, **kwargs)
@@ -78,6 +83,20 @@ def probe(function):
 
     recorded.is_probe = True  # the public probes are the names in __all__ that carry this
     return recorded
+
+
+def _check_prompt_sets(name: str, signature, checked: list[str], args, kwargs) -> None:
+    """A probe's ``prompts`` (and a ``reference`` given) must be PromptSets: a plain list of
+    strings gets one line saying how to wrap it, before any pass (`require_prompt_set`)."""
+    from .prompts import require_prompt_set
+
+    try:
+        bound = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        return  # the probe itself reports a wrong call
+    for argument in checked:
+        if bound.get(argument) is not None:  # None: an optional reference, or robustness's prompts from `over`
+            require_prompt_set(bound[argument], name, argument)
 
 
 def json_safe(value):

@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .model_state import state_of
+from .model_state import require_causal, state_of
 from .tokens import Tokenized
 
 TOKENS_PER_BATCH = 2048  # bounds the (batch × pos × vocab) logits of one pass
@@ -51,7 +51,9 @@ def has_hooks(model) -> bool:
 
 
 def require_plain_model(model, probe: str) -> None:
-    """Refuse to run ``probe`` while hooks are attached: its numbers would not be the model's."""
+    """Refuse to run ``probe`` while hooks are attached (its numbers would not be the model's) or on
+    a bidirectional model (`NonCausalModelError`: every probe that checks this assumes causal attention)."""
+    require_causal(model, probe)
     if has_hooks(model):
         raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
                            "model.reset_hooks() first")

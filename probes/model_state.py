@@ -143,3 +143,23 @@ def model_info(model) -> ModelInfo:
 
 def model_name(model) -> str:
     return model_info(model).name
+
+
+class NonCausalModelError(RuntimeError):
+    """A probe that assumes causal attention met a bidirectional model (e.g. a Tracr model compiled
+    with ``causal=False``): right padding, shared prefixes and per-position patching would be wrong."""
+
+
+def is_causal(model) -> bool:
+    """False for a model whose attention is bidirectional (``model.cfg.attention_dir``)."""
+    return getattr(model.cfg, "attention_dir", "causal") != "bidirectional"
+
+
+def require_causal(model, probe: str) -> None:
+    """Raise `NonCausalModelError`, naming the model and the probe, on a bidirectional model."""
+    if not is_causal(model):
+        raise NonCausalModelError(
+            f"{probe} assumes causal attention (each position reads only the tokens before it), but "
+            f"{model_name(model)} attends in both directions (cfg.attention_dir = "
+            f"{model.cfg.attention_dir!r}); its numbers would be wrong, so it refuses. Compile the model "
+            "causal (circuitcheck-groundtruth without --non-causal) to probe it")

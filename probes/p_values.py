@@ -10,18 +10,20 @@ together (`statistics.holm`); assert on the corrected values::
     assert family.all_significant, family
 
 The report corrects every p-value of the whole run as well, and marks the claims that pass
-on a raw p-value but not on the corrected one.
+on a raw p-value but not on the corrected one: a Result's p-values reach it with that Result's
+evidence, and the ``(label, p)`` pairs given here with the family's (`PValueFamily.p_values`).
+A p-value is a number in [0, 1] (NaN: a test that did not run); a verdict (a bool, such as
+``beats_random()``) is refused.
 """
 
 from dataclasses import dataclass
-from numbers import Real
 
 import numpy as np
 import pandas as pd
 
 from .evidence import probe
 from .results import Result
-from .statistics import holm
+from .statistics import holm, p_value_array
 
 
 def p_values_of(result: Result, where: str = "") -> list[tuple[str, float]]:
@@ -33,15 +35,29 @@ def p_values_of(result: Result, where: str = "") -> list[tuple[str, float]]:
     return found
 
 
-def _tests(items) -> list[tuple[str, float]]:
+def _pair(item) -> tuple[str, float]:
+    """A ``(label, p_value)`` pair given by hand, its p-value checked as `holm` checks them."""
+    label, p = item
+    where = f"holm_family(({label!r:.40}, {p!r:.40}))"
+    if isinstance(p, Result):
+        raise ValueError(f"{where}: give Results as they are, holm_family(first, second), not in a tuple "
+                         "(their p-values are collected with their labels)")
+    value = p_value_array(p, where)
+    if value.ndim:
+        raise ValueError(f"{where}: give one p-value per pair, e.g. ({label!r}, result.p_value)")
+    return str(label), float(value)
+
+
+def _tests(items) -> list[tuple[str, float, bool]]:
+    """``(label, p, given)`` per test, in the order given: a Result's p-values, or a pair given by hand."""
     tests = []
     for item in items:
         if isinstance(item, Result):
-            tests += p_values_of(item)
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Real):
-            tests.append((str(item[0]), float(item[1])))
+            tests += [(label, p, False) for label, p in p_values_of(item)]
+        elif isinstance(item, tuple) and len(item) == 2:
+            tests.append((*_pair(item), True))
         else:
-            raise TypeError(f"holm_family({item!r}): give Results (their p-values are collected) or "
+            raise TypeError(f"holm_family({item!r:.60}): give Results (their p-values are collected) or "
                             "(label, p_value) pairs")
     if not tests:
         raise ValueError("holm_family: the Results given report no p-value; give a random_circuit_test, a "
@@ -57,6 +73,7 @@ class PValueFamily(Result):
     raw: np.ndarray
     corrected: np.ndarray
     alpha: float
+    given: np.ndarray  # True where the p-value was given as a (label, p) pair, not by a Result
 
     kind = "p_value_family"
 
@@ -84,6 +101,19 @@ class PValueFamily(Result):
                 "significant (Holm)": int((self.corrected < self.alpha).sum()),
                 "largest corrected p": float(self.corrected.max())}
 
+    def p_values(self) -> dict[str, float]:
+        """The p-values given as ``(label, p)`` pairs, for the report's run-level correction (a
+        Result's own p-values reach it with that Result's evidence)."""
+        found = {}
+        for label, p, own in zip(self.labels, self.raw, self.given):
+            if own:
+                name, n = label, 1
+                while name in found:  # two pairs with one label: both kept
+                    n += 1
+                    name = f"{label} #{n}"
+                found[name] = float(p)
+        return found
+
     def notes(self) -> list[str]:
         return [f"significant on the raw p-value only: {', '.join(self.lost)}"] if self.lost else []
 
@@ -92,11 +122,12 @@ class PValueFamily(Result):
 def holm_family(*tests, alpha: float = 0.05) -> PValueFamily:
     """Correct the p-values of ``tests`` (Results, or ``(label, p)`` pairs) together by Holm's
     step-down method; ``.corrected``, ``.all_significant``, ``.lost``."""
-    if not 0 < alpha < 1:
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r}: give a significance level between 0 and 1, e.g. 0.05")
     found = _tests(tests)
-    raw = np.array([p for _, p in found])
+    raw = np.array([p for _, p, _ in found])
     models = sorted({t.model for t in tests if isinstance(t, Result)})
     sets = sorted({t.prompt_set for t in tests if isinstance(t, Result)})
     return PValueFamily(model=", ".join(models) or "-", prompt_set=", ".join(sets) or "-",
-                        labels=tuple(label for label, _ in found), raw=raw, corrected=holm(raw), alpha=float(alpha))
+                        labels=tuple(label for label, _, _ in found), raw=raw, corrected=holm(raw), alpha=float(alpha),
+                        given=np.array([given for _, _, given in found], dtype=bool))

@@ -152,4 +152,18 @@ class PromptSet:
         return resolve(model.tokenizer, self.tokenize(model, prepend_bos), name)
 
 
+def require_prompt_set(prompts, probe: str = "this probe", argument: str = "prompts") -> PromptSet:
+    """``prompts`` when it is a PromptSet; otherwise a ValueError saying how to make one: the one
+    check of a probe's prompts argument (a plain list of strings has no answers to score)."""
+    if isinstance(prompts, PromptSet):
+        return prompts
+    strings = isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts)
+    name = type(prompts).__name__
+    given = ("None" if prompts is None else f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
+             + (f" of {len(prompts)} strings" if strings else ""))
+    raise ValueError(f"{probe} takes {argument} as a PromptSet, not {given}; wrap them with their answers (and, "
+                     "to patch, their corrupted twins): PromptSet([...], answers=[(' Mary', ' John'), ...], "
+                     "corrupted_prompts=[...])")
+
+
 __all__ = ["AnswerTokenError", "PromptSet"]

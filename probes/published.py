@@ -18,6 +18,7 @@ comparison, not a replication: the verdict then reads "agrees" or "does not agre
 
 import math
 import re
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,9 @@ from .evidence import probe
 from .results import Result
 
 PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
-ROUNDING = 1e-9  # a value exactly on the band's edge replicates, whatever the float rounding
+# A value exactly on the band's edge replicates, whatever the float rounding: |measured − reported|
+# may exceed the band by a few roundings of the numbers' own size (3.86 − 3.56 > 0.3 in float64).
+ROUNDINGS = 4 * sys.float_info.epsilon
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -41,7 +44,7 @@ class Published(Result):
     band: str
     tolerance: float
     source: str
-    reported_on: str = ""  # the model the paper measured, when it is not the one measured here
+    reported_on: str = ""  # the model the paper measured, when it is not the one measured here ("": the same)
 
     kind = "published"
 
@@ -59,7 +62,7 @@ class Published(Result):
 
     @property
     def replicates(self) -> bool:
-        slack = ROUNDING * max(1.0, abs(self.reported), self.tolerance)
+        slack = ROUNDINGS * max(abs(self.measured), abs(self.reported), self.tolerance)
         return bool(math.isfinite(self.measured) and abs(self.difference) <= self.tolerance + slack)
 
     @property
@@ -133,15 +136,36 @@ def _tolerance(band, reported: float) -> tuple[str, float]:
     return f"{tolerance:g}", tolerance
 
 
+def _reported_on(reported_on) -> str:
+    """The model the paper measured: a name (a comparison across models), or "" for the same model."""
+    if reported_on is None or reported_on == "":
+        return ""
+    if not isinstance(reported_on, str) or not reported_on.strip():
+        raise ValueError(f"reported_on={reported_on!r:.60}: give the name of the model the paper measured "
+                         "(e.g. reported_on='GPT-2 small') when it is not this one; leave it out when it is")
+    return reported_on.strip()
+
+
+def _model(model) -> str:
+    if model is None or isinstance(model, str):
+        return model or ""
+    if not (hasattr(model, "cfg") and hasattr(model, "hook_dict")):  # a model (TransformerBridge)
+        raise ValueError(f"model={model!r:.60}: give the model the value was measured on, or its name "
+                         "(e.g. model='gpt2'), or leave it out")
+    from .model_state import model_name
+
+    return model_name(model)
+
+
 @probe
 def published(value, *, reported, band, source: str, what: str = "", model=None,
-              reported_on: str = "") -> Published:
+              reported_on: str | None = None) -> Published:
     """Record ``value`` (your measurement) as a replication of ``reported`` (the paper's number),
     which it must match within ``band``: absolute (``0.3``) or relative to ``reported``
     (``"10%"``). ``source``: the citation (``"Wang et al. 2022, §3"``); ``what``: what the
     number is; ``model``: the model (or its name) it was measured on, for the report;
-    ``reported_on``: the model the paper measured, when it differs (a comparison across models).
-    A NaN measurement does not replicate."""
+    ``reported_on``: the name of the model the paper measured, when it differs (a comparison
+    across models; None or left out: the same model). A NaN measurement does not replicate."""
     measured = _number("value", value, "give the measured number, e.g. published(result.mean, ...)")
     reported = _number("reported", reported, "give the number the paper reports")
     if not math.isfinite(reported):
@@ -150,9 +174,5 @@ def published(value, *, reported, band, source: str, what: str = "", model=None,
         raise ValueError(f"source={source!r}: give the citation the number comes from, e.g. "
                          "source='Wang et al. 2022, §3'")
     shown, tolerance = _tolerance(band, reported)
-    if model is not None and not isinstance(model, str):
-        from .model_state import model_name
-
-        model = model_name(model)
-    return Published(model=model or "", prompt_set="", what=str(what), measured=measured, reported=reported,
-                     band=shown, tolerance=tolerance, source=source.strip(), reported_on=str(reported_on))
+    return Published(model=_model(model), prompt_set="", what=str(what), measured=measured, reported=reported,
+                     band=shown, tolerance=tolerance, source=source.strip(), reported_on=_reported_on(reported_on))

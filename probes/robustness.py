@@ -15,7 +15,7 @@ Each axis of ``over`` is an option the claim takes, with the values to try
 (``"ablation"``, ``"seed"``, ``"reference"``: ``[None, abc_prompts]`` is mean ablation over
 the prompts themselves and over another set). Two axes replace the claim's arguments
 instead: ``"prompts"`` (several PromptSets: templates, paraphrases) and ``"model"``
-(several models). Every combination is evaluated (the
+(several loaded models, ``load_model(name)``: a name is refused). Every combination is evaluated (the
 product of the axes' lengths, at most `MAX_VARIANTS`), each variant's Result is kept as a
 part, and the table lists the failing variants first.
 """
@@ -71,11 +71,16 @@ class Robustness(Result):
         """The variants where the claim does not hold (empty when it holds everywhere)."""
         return tuple(v for v, holds in zip(self.variants, self.verdicts) if not holds)
 
+    def _known(self) -> np.ndarray:
+        """The values with NaN (no number) left out; infinities are values, and kept."""
+        return self.values[~np.isnan(self.values)]
+
     @property
     def spread(self) -> float:
-        """max − min of the value over the variants (NaN values left out)."""
-        finite = self.values[np.isfinite(self.values)]
-        return float(finite.max() - finite.min()) if len(finite) else float("nan")
+        """max − min of the value over the variants (NaN values left out; an infinite value
+        makes it infinite)."""
+        known = self._known()
+        return float(known.max() - known.min()) if len(known) else float("nan")
 
     def _order(self) -> list[int]:
         """Failing variants first, each group in the order the axes were given."""
@@ -96,10 +101,10 @@ class Robustness(Result):
         return pd.DataFrame(columns)
 
     def summary(self) -> dict:
-        finite = self.values[np.isfinite(self.values)]
+        known = self._known()
         return {"variants": len(self.values), "failing": len(self.failing), "holds_everywhere": self.holds_everywhere,
-                "min": float(finite.min()) if len(finite) else float("nan"),
-                "max": float(finite.max()) if len(finite) else float("nan"), "spread": self.spread}
+                "min": float(known.min()) if len(known) else float("nan"),
+                "max": float(known.max()) if len(known) else float("nan"), "spread": self.spread}
 
     def notes(self) -> list[str]:
         sizes = " × ".join(f"{axis} ({len(set(row[j] for row in self.labels))})" for j, axis in enumerate(self.axes))
@@ -160,6 +165,11 @@ def _check_over(over) -> dict:
         values = list(values)
         if not values:
             raise ValueError(f"over[{axis!r}] is empty: give at least one value to try, {example}")
+        if axis == "model" and any(isinstance(v, str) for v in values):
+            name = next(v for v in values if isinstance(v, str))
+            raise ValueError(f"over['model']: {name!r} is a model's name; give loaded models, e.g. "
+                             f"over={{'model': [load_model({name!r}), ...]}} (circuitcheck.load_model), so "
+                             "each is loaded once, on the device and dtype you choose")
         if axis == "prompts" and not all(isinstance(v, PromptSet) for v in values):
             other = next(v for v in values if not isinstance(v, PromptSet))
             raise ValueError(f"over['prompts']: give PromptSets (e.g. from PromptSet.from_template with "
@@ -246,6 +256,9 @@ def robustness(model, prompts, claim, *, over: dict, holds, value=None,
         raise ValueError(f"value={value!r}: give a function of the claim's Result, or the name of its number "
                          "(e.g. 'ratio')")
     axes = _check_over(over)
+    if isinstance(model, str):
+        raise ValueError(f"robustness(model={model!r}): give a loaded model (circuitcheck.load_model({model!r})), "
+                         "not its name")
     for argument, given in (("model", model), ("prompts", prompts)):
         if given is None and argument not in axes:
             raise ValueError(f"robustness: {argument}=None, and over= has no {argument!r} axis to take it from")

@@ -1,7 +1,11 @@
 """Self-checks: cheap tests of the machinery every claim stands on, each with its number.
 
 The failures users of hooked-model libraries report most are silent: numbers come out,
-they are just not the model's. Four checks, on one fixed string (`TEXT`):
+they are just not the model's. Four checks, on one fixed text (`self_check_ids`): the English
+sentence `TEXT` where the model's tokenizer reads it (every word known, and it decodes back),
+otherwise words drawn from the model's own vocabulary (a known-circuit model over a handful of
+words reads no English: the sentence would be all unknown tokens, and zeroing the residual
+stream could not change what the model says about them); either way cut to the model's context:
 
 * **hugging_face**: the bridge's log-probabilities equal those of the Hugging Face model
   with the original weights (max |Δ log p| over every position). The bridge's own
@@ -34,13 +38,11 @@ from .forward import input_device, memo, require_plain_model
 from .linearise import post_norm_name
 from .model_state import model_name, state_of
 from .patch_runs import final_logits_with
-from .prompts import PromptSet
 from .results import Result
+from .self_check_text import (REFERENCE_KEY, SERIAL_KEY, TEXT, english_ids, keep_hugging_face_reference,
+                              require_model, text_tokens)
 from .sites import SWEEPS, hook_of
 
-TEXT = "When Mary and John went to the shops, John gave the bag to"
-REFERENCE_KEY = "hugging_face_reference"  # where `keep_hugging_face_reference` puts it (ModelState.capabilities)
-SERIAL_KEY = "hugging_face_reference_serial"  # which reference the memoised checks used
 CHECKS = {  # name: (what it checks, what a probe relying on it relies on)
     "hugging_face": ("the bridge's log-probabilities equal Hugging Face's on a fixed string",
                      "the bridge computing the Hugging Face model's logits"),
@@ -69,62 +71,13 @@ class SelfCheck:
     detail: str
 
 
-@dataclass(frozen=True)
-class HuggingFaceReference:
-    """What the Hugging Face model with the original weights gives on ``tokens``: its
-    log-probabilities at every position (positions × vocab, float32, CPU)."""
-
-    tokens: tuple[int, ...]
-    log_probs: np.ndarray
-
-
-def hugging_face_reference(hf_model, tokens) -> HuggingFaceReference:
-    """Run a Hugging Face model (not wrapped by a bridge: its original weights) on ``tokens``
-    (a sequence of ids), once, before or apart from the bridge."""
-    ids = torch.as_tensor(list(tokens), dtype=torch.long)[None]
-    device = next(hf_model.parameters()).device
-    with torch.inference_mode():
-        logits = hf_model(ids.to(device)).logits[0].float()
-    return HuggingFaceReference(tuple(int(t) for t in ids[0]), logits.log_softmax(-1).cpu().numpy())
-
-
-def text_ids(tokenizer, prepended: str | None) -> list[int]:
-    """`TEXT` as a loader tokenizes it before the bridge exists: what `text_tokens` gives."""
-    start = [] if prepended is None else [tokenizer.convert_tokens_to_ids(prepended)]
-    return start + tokenizer.encode(TEXT, add_special_tokens=False)
-
-
-def text_tokens(model) -> list[int]:
-    """`TEXT` tokenized as the probes tokenize prompts for ``model``."""
-    tokenized = PromptSet([TEXT], name="self-check").tokenize(model)
-    return tokenized.tokens[0, :tokenized.lengths[0]].tolist()
-
-
-def keep_hugging_face_reference(model, reference) -> HuggingFaceReference:
-    """Keep a Hugging Face reference on the bridge for its ``hugging_face`` check: a
-    `HuggingFaceReference`, or a Hugging Face model with the original weights (run now on
-    `TEXT`). A loader calls it before compatibility mode rewrites the weights."""
-    if not isinstance(reference, HuggingFaceReference):
-        if reference is getattr(model, "original_model", None):
-            raise ValueError("hugging_face=model.original_model: that is the model the bridge wraps (its weights "
-                             "rewritten by compatibility mode, its forward run through the bridge), so it agrees by "
-                             "construction; give a Hugging Face model loaded separately")
-        if not hasattr(reference, "config") or not hasattr(reference, "parameters"):
-            raise ValueError(f"hugging_face={type(reference).__name__}: give a Hugging Face model with the original "
-                             "weights, or a HuggingFaceReference")
-        reference = hugging_face_reference(reference, text_tokens(model))
-    capabilities = state_of(model).capabilities
-    capabilities[REFERENCE_KEY] = reference
-    capabilities[SERIAL_KEY] = capabilities.get(SERIAL_KEY, 0) + 1  # a new reference: the checks run again
-    return reference
-
-
 @dataclass(frozen=True, eq=False, repr=False)
 class SelfChecks(Result):
     """The self-checks of one model, one row each (`CHECKS`)."""
 
     checks: tuple[SelfCheck, ...]
     dtype: str
+    text: str = TEXT  # the text the checks ran on (`self_check_ids`)
 
     kind = "self_checks"
 
@@ -161,7 +114,9 @@ class SelfChecks(Result):
         return {**numbers, "failed": len(self.failed), "all_passed": self.all_passed}
 
     def notes(self) -> list[str]:
-        return [f"on {TEXT!r} in {self.dtype}; thresholds scaled for the dtype",
+        drawn = ("" if self.text == TEXT
+                 else " (words of the model's own vocabulary: it does not read the English sentence)")
+        return [f"on {self.text!r}{drawn} in {self.dtype}; thresholds scaled for the dtype",
                 *(f"{c.name}: {c.detail}" for c in self.checks if c.passed is not True), *self.notes_text]
 
 
@@ -284,7 +239,8 @@ def _run(model, reference) -> "SelfChecks":
     scale = DTYPE_SCALE.get(dtype, DTYPE_SCALE["bfloat16"])
     tolerance = {name: value * scale for name, value in FLOAT32_TOLERANCE.items()}
     device = input_device(model)
-    tokens = torch.tensor([text_tokens(model)], device=device)
+    ids = text_tokens(model)
+    tokens = torch.tensor([ids], device=device)
     positions = torch.tensor([tokens.shape[1] - 1])
     plain = final_logits_with(model, tokens, positions, []).cpu()
     checks = []
@@ -298,16 +254,31 @@ def _run(model, reference) -> "SelfChecks":
         except Exception as error:  # noqa: BLE001 - a check that cannot run has failed, and says why
             first_line = (str(error).splitlines() or [""])[0]
             checks.append(_outcome(name, math.nan, math.nan, "", False, f"raised {type(error).__name__}: {first_line}"))
-    return SelfChecks(model=model_name(model), prompt_set="self-check text", checks=tuple(checks), dtype=dtype)
+    english = english_ids(model.tokenizer)
+    text = TEXT if english is not None and ids[-len(english):] == english else _decoded(model, ids)
+    return SelfChecks(model=model_name(model), prompt_set="self-check text", checks=tuple(checks), dtype=dtype,
+                      text=text)
+
+
+def _decoded(model, ids) -> str:
+    try:
+        return model.tokenizer.decode(ids)
+    except Exception:  # noqa: BLE001 - shown only
+        return " ".join(map(str, ids))
 
 
 @probe
 def self_checks(model, *, hugging_face=None) -> SelfChecks:
     """Run the four self-checks (`CHECKS`) on ``model``, once per model (memoised with the
     model's passes: a new reference runs them again, and so does ``forget_passes(model)``
-    after its weights were changed on purpose). ``hugging_face``: a Hugging Face model with the original
-    weights, loaded apart from the bridge (kept for later calls), or a `HuggingFaceReference`;
-    default: the one kept at load time, if any."""
+    after its weights were changed on purpose). ``model``: the loaded model (its name is refused:
+    ``self_checks(load_model(name))``). ``hugging_face``: a Hugging Face model with the original
+    weights, loaded apart from the bridge (kept for later calls), or a `HuggingFaceReference`
+    (not a second ``load_model(...)``: a bridge, its weights rewritten by compatibility mode);
+    default: the one kept at load time, if any. The checks run on the English sentence `TEXT`
+    where the tokenizer reads it, else on words of the model's own vocabulary, cut to its
+    context (`self_check_ids`); ``.text`` is the text they ran on."""
+    require_model(model, "self_checks")
     require_plain_model(model, "self_checks")
     if hugging_face is not None:
         keep_hugging_face_reference(model, hugging_face)
@@ -325,6 +296,7 @@ def require_self_check(model, name: str, probe_name: str) -> SelfCheck:
     failed on ``model`` (one not run passes); call it at the top of a probe that relies on it."""
     if name not in CHECKS:
         raise ValueError(f"require_self_check({name!r}): choose one of {', '.join(CHECKS)}")
+    require_model(model, "require_self_check")
     check = self_checks(model).check(name)
     if check.passed is False:
         number = f" ({check.measure} = {check.measured:.3g})" if check.measure else ""
@@ -336,6 +308,7 @@ def require_self_check(model, name: str, probe_name: str) -> SelfCheck:
 def require_trusted(model, probe_name: str, *checks: str) -> None:
     """What a probe that edits activations calls first: the plain model (no hooks attached),
     and every self-check in ``checks`` (plus ``hugging_face``) passed or not run."""
+    require_model(model, probe_name)
     require_plain_model(model, probe_name)
     for name in ("hugging_face", *checks):
         require_self_check(model, name, probe_name)

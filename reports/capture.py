@@ -12,7 +12,9 @@ payload also carries the test's facts (`circuitcheck.reports.facts`).
 - Evidence recorded while a fixture wider than a function (module, class, package,
   session) is set up belongs to that fixture, not to the test that happened to set it
   up first: it is set aside under the fixture's name, scope and scope node, and sent as
-  the payload's ``fixtures`` (the report files it with the module).
+  the payload's ``fixtures`` (the report files it with the module). Evidence recorded while
+  a test module is imported (a `published` call at its top level) is filed the same way, as
+  the module's, under the name `AT_IMPORT`.
 - A failed test shows its recorded Results in full in a section of its own.
 """
 
@@ -26,6 +28,7 @@ from .facts import item_facts, plain_nodeid, where
 PROPERTY = "circuitcheck"
 EXAMPLES = pytest.StashKey[int]()  # examples a Hypothesis test ran (shrink steps and replay included)
 FIXTURES = pytest.StashKey[list]()  # on the config: evidence of wider fixtures, until a report takes it
+AT_IMPORT = "(module import)"  # the "fixture" whose evidence a test module recorded when imported
 
 
 def reporting(config) -> bool:
@@ -100,6 +103,28 @@ def pytest_fixture_setup(fixturedef, request):
         entry = {"fixture": fixturedef.argname, "scope": fixturedef.scope, "node": node,
                  "file": node.split("::")[0] if fixturedef.scope in ("module", "class") else None}
         request.config.stash.setdefault(FIXTURES, []).append((entry, made, _needs(fixturedef, request)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Keep what a test module records when it is imported (no test's sink is open then): it
+    is the module's, filed with it as a module-scoped fixture's evidence is."""
+    if not isinstance(collector, pytest.Module):
+        yield
+        return
+    from circuitcheck.probes import evidence
+
+    was_open = evidence.collecting()  # not during a normal collection; within a test running pytest
+    earlier = evidence.drain() if was_open else []
+    if not was_open:
+        evidence.start()
+    yield
+    made = evidence.drain() if was_open else evidence.stop()
+    for item in earlier:
+        evidence.record(item)
+    if made:
+        entry = {"fixture": AT_IMPORT, "scope": "module", "node": collector.nodeid, "file": collector.nodeid}
+        collector.config.stash.setdefault(FIXTURES, []).append((entry, made, set()))
 
 
 def _needs(fixturedef, request) -> set[str]:

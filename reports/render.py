@@ -10,12 +10,11 @@ become null (``json_safe``), and ``allow_nan=False`` refuses any that slip throu
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import jinja2
 
+from .ground_truth import ground_truth_section
 from .run import definition_order
 from .scrutiny import ALPHA, p_value_rows, published_rows, self_check_rows
 
@@ -23,17 +22,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write to a temporary file beside ``path`` and rename: readers see old or new, never half
+    (`circuitcheck.probes.files.write_atomic`, which MIB exports share)."""
+    from circuitcheck.probes.files import write_atomic as write  # probes import torch: only when writing
+
+    write(path, text)
 
 
 def _script_json(data) -> str:
@@ -145,7 +138,8 @@ def run_tables(run: dict) -> dict:
     """The run-level scrutiny tables (`reports.scrutiny`); one that cannot be built is left out
     and named in ``table_errors``, so a fault there never costs the report."""
     tables, errors = {}, []
-    for name, build in (("p_values", p_value_rows), ("published", published_rows), ("self_checks", self_check_rows)):
+    for name, build in (("p_values", p_value_rows), ("published", published_rows), ("self_checks", self_check_rows),
+                        ("ground_truth", ground_truth_section)):
         try:
             tables[name] = build(run)
         except Exception as error:  # noqa: BLE001 - shown on the page instead

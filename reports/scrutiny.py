@@ -10,6 +10,7 @@ inside a test is `circuitcheck.scrutiny.holm_family`.
 """
 
 ALPHA = 0.05
+AT_IMPORT = "(module import)"  # capture.AT_IMPORT: evidence a test module recorded when imported
 
 
 def _items(evidence: list[dict], where: str = ""):
@@ -21,11 +22,14 @@ def _items(evidence: list[dict], where: str = ""):
 
 
 def _sources(run: dict):
-    """(row id, model, evidence list) of every test and every wider fixture of the run."""
+    """(row id, outcome, model, evidence list) of every test, every wider fixture of the run and
+    every test module that recorded evidence when imported."""
     for test in run.get("tests") or []:
         yield test["nodeid"], test.get("outcome"), test.get("model"), test.get("evidence")
     for fixture in run.get("fixtures") or []:
-        yield f"fixture {fixture.get('fixture')}", "fixture", fixture.get("model"), fixture.get("evidence")
+        name = fixture.get("fixture")
+        row = f"{fixture.get('node')} (at import)" if name == AT_IMPORT else f"fixture {name}"
+        yield row, "fixture", fixture.get("model"), fixture.get("evidence")
 
 
 def p_value_rows(run: dict, alpha: float = ALPHA) -> list[dict]:

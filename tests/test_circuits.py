@@ -314,3 +314,143 @@ def test_negative_counts_are_refused_before_any_pass(tiny_llama):
         evaluate(setup(tiny_llama, PROMPTS, None, "zero"), [Circuit(["L0H1"])], tokens_per_pass=0)
     zero = completeness(tiny_llama, PROMPTS, ["L0H1", "L1H2"], n_random=0, greedy_steps=0)
     assert zero.ks == ((),) and zero.sources == ("empty",)  # 0 is a count: only K = ∅
+
+
+# Counterfactual ablation (ablation="patching"): outside the circuit, each head's and MLP's
+# output on the prompt's corrupted twin, at the same position, as for edge circuits.
+
+def float32_tolerance(model, prompts) -> float:
+    """How far two float32 computations of the same logit difference may differ when only the
+    batching (the order of the sums) changes: 16 units in the last place of the largest logit."""
+    from circuitcheck.probes.forward import final_logits
+
+    largest = float(final_logits(model, prompts.tokenize(model)).abs().max())
+    return 16 * float(np.finfo(np.float32).eps) * max(1.0, largest)
+
+
+def counterfactual_reference(model, prompts, circuit):
+    """F(C) the plain way: one run_with_hooks on the clean prompts, each head (and MLP, when the
+    circuit judges MLPs) outside the circuit overwritten with the corrupted run's output."""
+    tokenized, corrupted = prompts.tokenize(model), prompts.corrupted.tokenize(model)
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(corrupted.tokens)
+    finals = tokenized.final_positions
+    where = dict(circuit.positions)
+
+    def kept(label, row, pos):
+        spec = where.get(label)
+        if spec is None:
+            return True
+        items = (spec,) if isinstance(spec, str) else spec
+        return any((item == "end" and pos == finals[row]) or item == pos for item in items)
+
+    def heads(layer):
+        def replace(z, hook):
+            for head in range(model.cfg.n_heads):
+                label = f"L{layer}H{head}"
+                for row in range(len(z)):
+                    for pos in range(z.shape[1]):
+                        if not (label in circuit.heads and kept(label, row, pos)):
+                            z[row, pos, head] = cache[hook.name][row, pos, head]
+            return z
+        return replace
+
+    def mlp(layer):
+        def replace(out, hook):
+            if layer not in circuit.mlps:
+                out[:] = cache[hook.name]
+            return out
+        return replace
+
+    hooks = [(f"blocks.{l}.attn.hook_z", heads(l)) for l in range(model.cfg.n_layers)]
+    if circuit.mlps is not None:
+        hooks += [(f"blocks.{l}.hook_mlp_out", mlp(l)) for l in range(model.cfg.n_layers)]
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tokenized.tokens, fwd_hooks=hooks)
+    final = logits[torch.arange(len(finals)), finals]
+    answers = tokenized.answer_ids
+    return (final.gather(1, answers[:, :1]) - final.gather(1, answers[:, 1:])).squeeze(1).numpy()
+
+
+def test_counterfactual_ablation_is_one_hooked_run_with_the_corrupted_outputs(tiny_llama):
+    circuits = [Circuit(["L0H1", "L1H2"]), Circuit(["L1H0"], positions={"L1H0": "end"}),
+                Circuit(["L0H0", "L0H3", "L1H3"], positions={"L0H0": [2, 5]}),
+                Circuit(["L0H2"], mlps=[1]), Circuit([], mlps=[])]
+    s = setup(tiny_llama, PROMPTS, None, "patching", mlps=True)
+    assert s.ablation == "patching" and s.reference_name == "IOI pair (corrupted)"
+    batched, one_by_one = evaluate(s, circuits), evaluate(s, circuits, tokens_per_pass=1)
+    for circuit, row, single in zip(circuits, batched, one_by_one):
+        expected = counterfactual_reference(tiny_llama, PROMPTS, circuit)
+        np.testing.assert_allclose(row, expected, atol=1e-4, err_msg=circuit.label())
+        np.testing.assert_allclose(single, expected, atol=1e-4, err_msg=circuit.label())
+
+
+def test_under_counterfactual_ablation_the_whole_model_is_the_clean_run_and_nothing_the_corrupted(tiny_llama):
+    """F(M) with every component kept is the clean metric, and with every head and MLP given its
+    corrupted output (``Circuit([], mlps=[])``) the corrupted metric: the input embedding stays
+    clean, and its only direct path to the logits is at the final token, which the clean and
+    corrupted prompts share. Both to float32 precision."""
+    from circuitcheck.probes import logit_diff
+
+    tolerance = float32_tolerance(tiny_llama, PROMPTS)
+    clean, corrupted = logit_diff(tiny_llama, PROMPTS).per_prompt, logit_diff(tiny_llama, PROMPTS.corrupted).per_prompt
+    assert np.abs(clean - corrupted).max() > 100 * tolerance  # the test can tell them apart
+    whole = faithfulness(tiny_llama, PROMPTS, Circuit.full(tiny_llama, with_mlps=True), ablation="patching")
+    np.testing.assert_allclose(whole.model_metric, clean, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(whole.circuit_metric, clean, rtol=0, atol=tolerance)
+    np.testing.assert_allclose(whole.empty_metric, corrupted, rtol=0, atol=tolerance)
+    assert whole.normalised == pytest.approx(1.0, abs=tolerance / abs(whole.f_model - whole.f_empty))
+    assert whole.ablation == "patching" and "corrupted twin ('IOI pair (corrupted)')" in whole.notes()[0]
+    heads_only = faithfulness(tiny_llama, PROMPTS, Circuit.full(tiny_llama), ablation="patching")
+    np.testing.assert_allclose(heads_only.circuit_metric, clean, rtol=0, atol=tolerance)
+
+
+def test_a_node_circuit_under_counterfactual_ablation_is_the_edge_circuit_of_its_routes(tiny_llama):
+    """Node circuit {L1H2} with every MLP judged: L1H2 reads the clean embedding and the corrupted
+    layer-0 outputs, and only its direct path reaches the logits (everything after it is
+    replaced). That is the edge circuit of those routes under the edge engine's ablation="patching"."""
+    from circuitcheck.probes.edges import EdgeCircuit, edge_faithfulness
+
+    node = faithfulness(tiny_llama, PROMPTS, Circuit(["L1H2"], mlps=[]), ablation="patching")
+    routes = EdgeCircuit(["embed → L1H2.q", "embed → L1H2.k", "embed → L1H2.v", "L1H2 → logits", "embed → logits"])
+    edge = edge_faithfulness(tiny_llama, PROMPTS, routes, ablation="patching")
+    np.testing.assert_allclose(node.circuit_metric, edge.circuit_metric, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(node.empty_metric, edge.empty_metric, rtol=0, atol=1e-5)
+
+
+def test_every_circuit_criterion_takes_counterfactual_ablation():
+    model = planted_model()
+    planted = ["L0H3", "L1H5"]
+    test = random_circuit_test(model, PROMPTS, planted, n=20, ablation="patching")
+    [faithful] = test.parts
+    assert faithful.ablation == "patching" and faithful.normalised == pytest.approx(1.0, abs=0.1), faithful
+    assert test.beats_random(0.95), test
+    full = completeness(model, PROMPTS, Circuit.full(model), ablation="patching", n_random=3, greedy_steps=1)
+    np.testing.assert_allclose(full.gaps, 0, atol=1e-4)
+    needed = minimality(model, PROMPTS, ["L0H3", "L1H1"], ablation="patching", n_random=2)
+    change = dict(zip(needed.components, needed.change))
+    assert change["L0H3"] > 10 * change["L1H1"], needed
+    from circuitcheck.probes.circuits import faithfulness_curve
+
+    curve = faithfulness_curve(model, PROMPTS, planted, ablation="patching", sizes=[1, 2])
+    assert curve.ablation == "patching" and curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-4)
+    assert curve.faithfulness[1] == pytest.approx(faithful.normalised, abs=1e-4)  # the top 2: the planted pair
+
+
+def test_counterfactual_ablation_needs_the_corrupted_prompts_and_no_reference(tiny_llama):
+    from circuitcheck.probes.ablation_values import MissingCorruptedPromptsError
+    from circuitcheck.probes.tokens import PromptLengthError
+
+    no_twins = PromptSet(PROMPTS.prompts, PROMPTS.answers, name="no twins")
+    for probe in (faithfulness, random_circuit_test, completeness, minimality):
+        with pytest.raises(MissingCorruptedPromptsError, match=r"PromptSet 'no twins' has no corrupted prompts; "
+                                                              r"give it corrupted_prompts="):
+            probe(tiny_llama, no_twins, ["L0H1"], ablation="patching")
+    with pytest.raises(ValueError, match="reference= is read by mean and resample ablation"):
+        faithfulness(tiny_llama, PROMPTS, ["L0H1"], ablation="patching", reference=OTHER)
+    uneven = PromptSet(PROMPTS.prompts, PROMPTS.answers, corrupted_prompts=["When Mary went out", PROMPTS.prompts[1]],
+                       name="uneven")
+    with pytest.raises(PromptLengthError, match="differ in token length"):
+        faithfulness(tiny_llama, uneven, ["L0H1"], ablation="patching")
+    with pytest.raises(ValueError, match=r"ablation 'median': choose one of patching, mean, resample, zero"):
+        faithfulness(tiny_llama, PROMPTS, ["L0H1"], ablation="median")

@@ -24,6 +24,7 @@ from circuitcheck.probes import (Circuit, PromptSet, ablate, attention, attentio
                                  neuron_congruence, neuron_prediction_correlation, noise_corruption, patch,
                                  path_patch, random_circuit_test, token_lens, top_k)
 from circuitcheck.probes.model_state import model_info
+from circuitcheck import recovery
 from circuitcheck.edges import edge_attribution, edge_patch, edge_patch_scores
 from circuitcheck.scrutiny import holm_family, published, robustness, selection_stability, self_checks, stability
 
@@ -121,6 +122,8 @@ PROBES = {
     "edge_patch": lambda m: edge_patch(m, PROMPTS, ["L0H1 → L1H2.q", "embed → logits"]),
     "edge_patch_scores": lambda m: edge_patch_scores(m, PROMPTS, ["L0H1 → L1H2.q", "MLP0 → logits"]),
     "faithfulness of an edge circuit": lambda m: faithfulness(m, PROMPTS, edge_attribution(m, PROMPTS).circuit(6)),
+    "recovery": lambda m: recovery(patch(m, PROMPTS, "head_out"), {"name": "a stated truth", "nodes": ["L1H2", "L0H1"],
+                                                                   "edges": [], "distractors": []}),
 }
 
 

@@ -10,9 +10,9 @@ from transformer_lens.hook_points import HookPoint
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.tiny import tiny_hf_model
 from circuitcheck.probes.model_state import state_of
-from circuitcheck.probes.self_checks import (CHECKS, REFERENCE_KEY, HuggingFaceReference, SelfCheckFailed, hugging_face_reference,
-                                             keep_hugging_face_reference, require_self_check, self_checks,
-                                             text_tokens)
+from circuitcheck.probes.self_check_text import (REFERENCE_KEY, HuggingFaceReference, hugging_face_reference,
+                                                 keep_hugging_face_reference, text_tokens)
+from circuitcheck.probes.self_checks import CHECKS, SelfCheckFailed, require_self_check, self_checks
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ components are evaluated together in the batched circuit passes (`engine.evaluat
 """
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ from ..patching import Patching
 from ..results import Result
 from ..sites import head_label, parse_mlp, parse_site
 from .engine import evaluate, prompts_metric, setup
+from .faithfulness import check_enough_random, undefined_reason
 from .spec import Circuit
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -75,6 +77,7 @@ class FaithfulnessCurve(Result):
     f_model: float
     f_empty: float
     seed: int
+    undefined: str = ""  # why f is undefined (F(M) − F(∅) within rounding of the metric), "" when defined
 
     kind = "faithfulness_curve"
     value_column = "faithfulness"
@@ -94,12 +97,45 @@ class FaithfulnessCurve(Result):
         return area(self.fractions, np.abs(1 - self.faithfulness))
 
     @property
+    def random_cprs(self) -> np.ndarray:
+        """CPR of each random order (``random_runs``' rows)."""
+        return np.array([area(self.fractions, run) for run in self.random_runs])
+
+    @property
+    def random_cmds(self) -> np.ndarray:
+        """CMD of each random order."""
+        return np.array([area(self.fractions, np.abs(1 - run)) for run in self.random_runs])
+
+    @property
     def random_cpr(self) -> float:
-        return area(self.fractions, self.random_faithfulness)
+        """The mean CPR of the random orders (``random_cprs`` has each, for their spread)."""
+        return float(self.random_cprs.mean())
 
     @property
     def random_cmd(self) -> float:
-        return area(self.fractions, np.abs(1 - self.random_faithfulness))
+        """The mean CMD of the random orders (``random_cmds`` has each)."""
+        return float(self.random_cmds.mean())
+
+    @property
+    def p_value(self) -> float:
+        """The share of random orders whose CMD is as low as the ranking's, counting the ranking
+        itself: (1 + #{random CMD ≤ CMD}) / (1 + n); NaN when f is undefined."""
+        if not np.isfinite(self.cmd):
+            return float("nan")
+        return float((1 + (self.random_cmds <= self.cmd).sum()) / (1 + len(self.random_runs)))
+
+    def beats_random(self, fraction: float = 0.95) -> bool:
+        """True when the ranking's CMD is lower than ``fraction`` of the random orders'. A
+        ValueError when there are too few orders for that to mean anything: the smallest
+        p-value, 1/(1 + n), must be below 1 − ``fraction`` (for 0.95: n_random ≥ 20)."""
+        check_enough_random(fraction, len(self.random_runs), "n_random", "random orders", "faithfulness_curve")
+        if not np.isfinite(self.cmd):
+            raise ValueError(f"beats_random: f is undefined on this curve ({self.undefined}); there is nothing "
+                             "to compare")
+        return float((self.random_cmds > self.cmd).mean()) >= fraction
+
+    def p_values(self) -> dict[str, float]:
+        return {} if math.isnan(self.p_value) else {"p_value (CMD vs random orders)": self.p_value}
 
     @property
     def df(self) -> pd.DataFrame:
@@ -110,6 +146,8 @@ class FaithfulnessCurve(Result):
 
     def summary(self) -> dict:
         return {"CPR": self.cpr, "CMD": self.cmd, "random CPR": self.random_cpr, "random CMD": self.random_cmd,
+                "random CMD min": float(self.random_cmds.min()), "random CMD max": float(self.random_cmds.max()),
+                "p_value": self.p_value, "n_random": len(self.random_runs),
                 "F(M)": self.f_model, "F(empty)": self.f_empty, "points": len(self.sizes),
                 "components": len(self.ranking)}
 
@@ -119,13 +157,15 @@ class FaithfulnessCurve(Result):
                  "f = (F(C) − F(empty)) / (F(M) − F(empty))",
                  f"outside each circuit: {self.ablation} ablation"
                  + ("" if self.ablation == "zero" else f" over {self.reference!r}")
-                 + f"; random order: {len(self.random_runs)} seeded permutation(s) of all components, seed {self.seed}"]
+                 + f"; random order: {len(self.random_runs)} seeded permutation(s) of all components, seed "
+                 f"{self.seed}; random CPR and CMD are the means over them, p = share of orders with CMD as "
+                 "low as the ranking's"]
         if self.n_ranked < len(self.ranking):
             notes.append(f"the ranking names {self.n_ranked} of {len(self.ranking)} components; the other "
                          f"{len(self.ranking) - self.n_ranked} follow it in the model's order "
                          "(heads by layer, then MLPs)")
-        if not math.isfinite(self.faithfulness[-1]):
-            notes.append("F(M) = F(empty): the ablation removes nothing, so f is undefined")
+        if self.undefined:
+            notes.append(f"f is undefined: {self.undefined}")
         return notes + list(self.notes_text)
 
     def figure(self) -> dict:
@@ -157,9 +197,25 @@ def _ranked_labels(ranking) -> list[str]:
         raise ValueError(f"ranking={ranking!r} is one label; give a list of components best first, e.g. "
                          f"[{ranking!r}, ...]")
     else:
+        check_ordered(ranking)
         return list(ranking)
     order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")  # best first, NaN last
     return [labels[i] for i in order]
+
+
+def check_ordered(ranking) -> None:
+    """A ranking is an order: a set has none, and a mapping's scores would be ignored."""
+    if isinstance(ranking, Mapping):
+        raise ValueError(f"ranking: a {type(ranking).__name__} of scores is not an order; rank it yourself, best "
+                         "first: sorted(scores, key=scores.get, reverse=True) (or key=lambda c: abs(scores[c]))")
+    if isinstance(ranking, Circuit):
+        raise ValueError("ranking: a Circuit is a set of components, not an order; give its components best "
+                         "first as a list, or a Patching, HeadAttribution or EdgeScores that ranks them")
+    if isinstance(ranking, (set, frozenset)):
+        raise ValueError(f"ranking: a {type(ranking).__name__} has no order; give a list of components best first")
+    if ranking is None or not isinstance(ranking, Iterable):
+        raise ValueError(f"ranking={ranking!r}: give components best first (a list), a Patching from "
+                         "patch(model, prompts, 'head_out'), a HeadAttribution or an EdgeScores")
 
 
 def _component(item) -> str:
@@ -203,37 +259,40 @@ def circuit_of(components, mlps: bool = True) -> Circuit:
 
 
 def curve_sizes(sizes, total: int) -> list[int]:
-    """The sizes as sorted, distinct counts of components, the full model included: a float is
-    a fraction of ``total`` (max(1, round half up)), a whole number a count."""
-    fix = f"give fractions of all {total} components in (0, 1] (e.g. 0.1) or counts from 1 to {total}"
+    """The sizes as sorted, distinct counts of components, the full model included. Sizes that
+    are all in (0, 1] are fractions of ``total`` (max(1, round half up); 1 is the full model),
+    sizes that are all whole numbers with one above 1 are counts; a mix of the two is refused."""
+    fix = f"give fractions of all {total} components in (0, 1] (e.g. [0.1, 0.5, 1]) or counts from 1 to {total} " \
+          "(e.g. [5, 20])"
     values = MIB_FRACTIONS if sizes is None else [sizes] if np.isscalar(sizes) else list(sizes)
     if not values:
         raise ValueError(f"sizes=[] lists no size; {fix}, or leave sizes out for MIB's grid")
+    for value in values:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"sizes: {value!r} is not a size; {fix}")
+    fractions = all(value <= 1 for value in values)
+    if not fractions and not all(float(value).is_integer() for value in values):
+        raise ValueError(f"sizes={list(values)!r} mixes fractions and counts; {fix}")
     counts = {total}
     for value in values:
-        if isinstance(value, (float, np.floating)):
-            if not 0 < value <= 1:
-                raise ValueError(f"sizes: fraction {value!r} is not in (0, 1]; {fix}")
-            counts.add(max(1, math.floor(value * total + 0.5)))
-        else:
-            count = check_count("sizes", value, 1, fix)
-            if count > total:
-                raise ValueError(f"sizes: {count} components, but the model has {total}; {fix}")
-            counts.add(count)
+        count = max(1, math.floor(value * total + 0.5)) if fractions else int(value)
+        if count > total:
+            raise ValueError(f"sizes: {count} components, but the model has {total}; {fix}")
+        counts.add(count)
     if len(counts) < 2:
         raise ValueError(f"sizes {list(values)} give only the full model ({total} components): a curve needs "
                          f"a smaller circuit too; {fix}")
     return sorted(counts)
 
 
-def _normalised(metric: np.ndarray, f_model: float, f_empty: float) -> np.ndarray:
-    gap = f_model - f_empty
-    return (metric - f_empty) / gap if gap else np.full(metric.shape, np.nan)
+def _normalised(metric: np.ndarray, f_model: float, f_empty: float, undefined: str) -> np.ndarray:
+    return np.full(metric.shape, np.nan) if undefined else (metric - f_empty) / (f_model - f_empty)
 
 
 @probe
 def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str = "mean",
-                       metric="logit_diff", seed: int = 0, n_random: int = 1,
+                       metric="logit_diff", seed: int = 0, n_random: int = 20,
                        prepend_bos: bool | None = None) -> FaithfulnessCurve:
     """Normalised faithfulness of the top-k components of ``ranking`` at each size, with MIB's
     CPR (area under f) and CMD (area under |1 − f|), and the same for a seeded random order.
@@ -241,14 +300,17 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
     leaves out follow in the model's order), a `Patching` of ``head_out`` (by recovery) or a
     `HeadAttribution` (by mean contribution). ``sizes``: fractions of all components (default
     MIB's grid, 0.001 to 1) or counts; the full model is always the last point. MLPs are
-    judged only when the ranking names one. ``n_random``: random orders, averaged.
+    judged only when the ranking names one. ``n_random``: random orders (20 by default, the
+    fewest for p < 0.05: ``.p_value``, ``.beats_random()``); ``random_cmd``/``random_cpr`` are
+    their means and ``random_cmds``/``random_cprs`` each. f is NaN, with the reason in
+    ``undefined``, when F(M) − F(∅) is within float rounding of the metric.
     ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders."""
     from ..edges import circuits as edges  # a ranking of edges (EdgeScores, "U → V" labels): the edge curve
     if edges.is_edge_circuit(ranking):
         return edges.edge_faithfulness_curve(model, prompts, ranking, sizes=sizes, reference=reference,
                                              ablation=ablation, metric=metric, seed=seed, n_random=n_random,
                                              prepend_bos=prepend_bos)
-    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 1")
+    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 20")
     order, n_ranked, mlps = full_order(model, ranking)
     counts = curve_sizes(sizes, len(order))  # every input checked before the reference pass
     s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness_curve", mlps, prepend_bos)
@@ -256,12 +318,14 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
     shuffled = [[order[i] for i in generator.permutation(len(order))] for _ in range(n_random)]
     circuits = [circuit_of([], mlps)] + [circuit_of(ranked[:k], mlps)
                                          for ranked in [order, *shuffled] for k in counts]
-    values = evaluate(s, circuits).astype(float).mean(axis=1)  # every circuit in the same batched passes
-    f_model, f_empty = float(prompts_metric(s).mean()), float(values[0])
-    curves = _normalised(values[1:], f_model, f_empty).reshape(1 + n_random, len(counts))
+    per_prompt = evaluate(s, circuits).astype(float)  # every circuit in the same batched passes
+    values, clean = per_prompt.mean(axis=1), prompts_metric(s)
+    f_model, f_empty = float(clean.mean()), float(values[0])
+    undefined = undefined_reason(model, f_model, f_empty, clean, per_prompt[0])
+    curves = _normalised(values[1:], f_model, f_empty, undefined).reshape(1 + n_random, len(counts))
     return FaithfulnessCurve(
         model=s.tokenized.model_name, prompt_set=prompts.name, ranking=tuple(order), n_ranked=n_ranked,
         ablation=s.ablation, reference=s.reference_name, metric=s.metric_name, sizes=np.array(counts),
         fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
         faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
-        f_model=f_model, f_empty=f_empty, seed=seed)
+        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined)

@@ -6,6 +6,14 @@ block's mask (`masks`): kept where the circuit names the head (at the positions 
 ablated elsewhere; MLP outputs likewise when the circuit names MLPs. Only the final
 positions are unembedded. `evaluate` returns the metric per circuit and prompt; `setup`
 computes the ablation values once per model, prompt set and reference.
+
+Ablations (`probes.ablation_values`, `CIRCUIT_ABLATIONS`): ``mean``, ``resample`` and ``zero``
+over a reference, and ``patching``, counterfactual ablation: a component outside the circuit
+takes its output on the prompt's corrupted twin at the same position, as an edge outside an
+edge circuit does (`probes.edges.setup`). The input embedding is not a component and stays
+clean under every ablation, so the empty circuit with ``mlps=[]`` under ``patching`` is the
+corrupted run with the clean embedding's direct path to the logits (the edge circuit
+``{embed → logits}``); where that path carries nothing it is the corrupted run.
 """
 
 from dataclasses import dataclass, field
@@ -13,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..ablation_values import AblationValues, ablation_values, check_ablation
+from ..ablation_values import (CIRCUIT_ABLATIONS, COUNTERFACTUAL, AblationValues, ablation_values, check_ablation,
+                               check_counterfactual)
 from ..forward import final_logits, input_device
 from ..input_errors import check_count
 from ..metrics import resolve_metric
@@ -75,8 +84,11 @@ def mlp_hook(layer: int) -> str:
 
 def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
           probe_name: str = "circuit evaluation", mlps: bool = False, prepend_bos: bool | None = None) -> Setup:
-    """Check the inputs and compute the ablation values once (one pass over ``reference``)."""
-    check_ablation(ablation, seed)
+    """Check the inputs and compute the ablation values once (one pass over ``reference``, or
+    over the corrupted prompts with ``ablation="patching"``)."""
+    check_ablation(ablation, seed, CIRCUIT_ABLATIONS)
+    if ablation == COUNTERFACTUAL:
+        check_counterfactual(prompts, reference)
     require_trusted(model, probe_name, "hooks")
     metric_name, metric_fn = resolve_metric(metric)
     tokenized = prompts.tokenize(model, prepend_bos)

@@ -7,6 +7,8 @@
   ``(1 + #random at least as close) / (1 + N)``.
 
 The candidate and its random circuits are evaluated in the same batched passes (`engine`).
+Outside the circuit: ``ablation`` mean, resample or zero over a reference, or ``"patching"``
+(counterfactual: each prompt's corrupted twin, the name and meaning edge circuits use).
 """
 
 import math
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
+from ..ablation_values import CIRCUIT_ABLATIONS, COUNTERFACTUAL  # noqa: F401 - the ablations it takes (docs)
 from ..evidence import probe
 from ..input_errors import check_count
 from ..results import Result
@@ -24,10 +28,47 @@ from .spec import Circuit, as_circuit
 P_BELOW_005 = 20  # random circuits: the fewest N whose smallest p-value, 1/(1+N) = 1/21, is below 0.05
 
 
+def check_enough_random(fraction: float, n: int, argument: str, what: str, probe_name: str) -> None:
+    """Refuse ``beats_random(fraction)`` over ``n`` random draws when the smallest p-value,
+    1/(1 + n), cannot be below 1 − ``fraction``, saying how many ``argument`` it needs."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"beats_random(fraction={fraction!r}): give a share of {what} between 0 and 1, e.g. 0.95")
+    needed = random_needed(fraction)
+    if n < needed:
+        raise ValueError(f"beats_random({fraction}) on {argument}={n} {what}: the p-value can be no smaller than "
+                         f"1/(1+n) = {1 / (1 + n):.3g}, not below {1 - fraction:.3g}; run {probe_name} with "
+                         f"{argument} >= {needed} ({argument} >= {P_BELOW_005} for p < 0.05)")
+
+
 def random_needed(fraction: float) -> int:
     """The fewest random circuits N for which beating ``fraction`` of them can be significant:
     the smallest p-value, 1/(1+N), is below 1 − ``fraction`` (20 for 0.95: p < 0.05)."""
     return math.floor(1 / (1 - fraction) + 1e-9)
+
+
+def rounding_floor(model, *metrics) -> float:
+    """How far float rounding alone can move a mean of these per-prompt metric values: the
+    model's epsilon (float32: 2^-23) × the metric's own scale (its largest |value|) × the
+    depth of the residual sum behind it (embedding + attention and MLP of every layer)."""
+    eps = torch.finfo(getattr(model.cfg, "dtype", torch.float32)).eps
+    scale = max((float(np.nanmax(np.abs(m))) for m in metrics if np.size(m)), default=0.0)
+    return eps * scale * (2 * model.cfg.n_layers + 1)
+
+
+def undefined_reason(model, f_model: float, f_empty: float, *metrics) -> str:
+    """Why f = (F − F(∅)) / (F(M) − F(∅)) is undefined, or "": its denominator is no larger than
+    float rounding of the metric (`rounding_floor`), so the ablation removes nothing measurable."""
+    return _undefined(f_model, f_empty, rounding_floor(model, *metrics))
+
+
+def _undefined(f_model: float, f_empty: float, floor: float) -> str:
+    gap = f_model - f_empty
+    if not math.isfinite(gap):
+        return f"F(M) − F(empty) = {gap}"
+    if abs(gap) > floor:
+        return ""
+    return (f"F(M) − F(empty) = {gap:.3g} is within float rounding of the metric ({floor:.2g}): the ablation "
+            "removes nothing measurable, so no circuit can be scored against it")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -49,6 +90,7 @@ class Faithfulness(Result):
     model_metric: np.ndarray
     circuit_metric: np.ndarray
     empty_metric: np.ndarray
+    rounding: float = 0.0  # how far float rounding alone can move these means (`rounding_floor`)
 
     kind = "circuit_faithfulness"
 
@@ -70,8 +112,8 @@ class Faithfulness(Result):
 
     @property
     def ratio(self) -> float:
-        """F(C) / F(M)."""
-        return self.f_circuit / self.f_model if self.f_model else float("nan")
+        """F(C) / F(M); NaN when F(M) is within float rounding of 0."""
+        return self.f_circuit / self.f_model if abs(self.f_model) > self.rounding else float("nan")
 
     @property
     def gap(self) -> float:
@@ -79,9 +121,14 @@ class Faithfulness(Result):
         return abs(self.f_model - self.f_circuit)
 
     @property
+    def undefined(self) -> str:
+        """Why ``normalised`` is undefined (F(M) − F(∅) within float rounding), or ""."""
+        return _undefined(self.f_model, self.f_empty, self.rounding)
+
+    @property
     def normalised(self) -> float:
-        gap = self.f_model - self.f_empty
-        return (self.f_circuit - self.f_empty) / gap if gap else float("nan")
+        """(F(C) − F(∅)) / (F(M) − F(∅)); NaN when ``undefined`` says why."""
+        return float("nan") if self.undefined else (self.f_circuit - self.f_empty) / (self.f_model - self.f_empty)
 
     @property
     def df(self) -> pd.DataFrame:
@@ -94,6 +141,19 @@ class Faithfulness(Result):
                 "components": len(self.components)}
 
     def notes(self) -> list[str]:
+        undefined = []
+        if self.undefined:
+            undefined.append(f"normalised faithfulness is undefined: {self.undefined}")
+        if abs(self.f_model) <= self.rounding:
+            undefined.append(f"F(C)/F(M) is undefined: F(M) = {self.f_model:.3g} is within float rounding of 0 "
+                             f"({self.rounding:.2g})")
+        return self._ablation_notes() + undefined
+
+    def _ablation_notes(self) -> list[str]:
+        if self.ablation == COUNTERFACTUAL:
+            return [f"outside the circuit: counterfactual ablation (ablation='patching'), each component's output "
+                    f"on the prompt's corrupted twin ({self.reference!r}) at the same position; heads by their "
+                    "hook_z output, MLPs by hook_mlp_out; the input embedding stays clean"]
         return [f"outside the circuit: {self.ablation} ablation"
                 + ("" if self.ablation == "zero" else f" over {self.reference!r}")
                 + "; heads by their hook_z output, MLPs by hook_mlp_out"]
@@ -110,7 +170,8 @@ def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Fait
     return Faithfulness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
                         components=circuit.components, ablation=s.ablation, reference=s.reference_name,
                         metric=s.metric_name, prompts=prompts.prompts, model_metric=prompts_metric(s),
-                        circuit_metric=f_c, empty_metric=f_empty), np.array(rest)
+                        circuit_metric=f_c, empty_metric=f_empty,
+                        rounding=rounding_floor(s.model, prompts_metric(s), f_empty)), np.array(rest)
 
 
 @probe
@@ -119,7 +180,9 @@ def faithfulness(model, prompts, circuit, *, reference=None, ablation: str = "me
     """F(C) with everything outside ``circuit`` ablated, against F(M) (the plain model).
     ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
     resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
-    for IOI the paper's ABC set, ``ioi_abc_prompts(n)``)."""
+    for IOI the paper's ABC set, ``ioi_abc_prompts(n)``). ``ablation="patching"``:
+    counterfactual ablation, each component outside the circuit takes its output on the
+    prompt's corrupted twin (``prompts.corrupted_prompts``; no reference), as for edge circuits."""
     from ..edges import circuits as edges  # an EdgeCircuit (edge labels "U → V") is judged edge by edge
     if edges.is_edge_circuit(circuit):
         return edges.edge_faithfulness(model, prompts, circuit, reference=reference, ablation=ablation,
@@ -177,14 +240,7 @@ class RandomCircuitTest(Result):
         """True when the candidate is closer to the model than ``fraction`` of random circuits.
         A ValueError when N is too small for that to mean anything: the smallest p-value,
         1/(1 + N), must be below 1 − ``fraction`` (for 0.95, p < 0.05: N ≥ 20)."""
-        if not 0 < fraction < 1:
-            raise ValueError(f"beats_random(fraction={fraction!r}): give a share of random circuits "
-                             "between 0 and 1, e.g. 0.95")
-        needed, n = random_needed(fraction), len(self.random_gaps)
-        if n < needed:
-            raise ValueError(f"beats_random({fraction}) on n={n} random circuits: the p-value can be no smaller "
-                             f"than 1/(1+n) = {self.smallest_p_value:.3g}, not below {1 - fraction:.3g}; run "
-                             f"random_circuit_test with n >= {needed} (n >= {P_BELOW_005} for p < 0.05)")
+        check_enough_random(fraction, len(self.random_gaps), "n", "random circuits", "random_circuit_test")
         return self.quantile >= fraction
 
     @property

@@ -6,7 +6,8 @@
 * **minimality**: for each component v, the largest change |F(C \\ K) − F(C \\ (K ∪ {v}))|
   over the same Ks: a component whose removal never matters is not needed.
 
-Every K of a probe is evaluated in the same batched passes (`engine`).
+Every K of a probe is evaluated in the same batched passes (`engine`). What a component outside
+C \\ K (or in K) carries: the ``ablation`` of `faithfulness`, counterfactual ``"patching"`` included.
 """
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..ablation_values import CIRCUIT_ABLATIONS  # noqa: F401 - the ablations it takes (docs)
 from ..evidence import probe
 from ..input_errors import check_count
 from ..results import Result

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..circuits.curve import MIB_FRACTIONS, FaithfulnessCurve, _normalised, curve_sizes
-from ..circuits.faithfulness import P_BELOW_005, Faithfulness, RandomCircuitTest
+from ..circuits.curve import MIB_FRACTIONS, FaithfulnessCurve, _normalised, check_ordered, curve_sizes
+from ..circuits.faithfulness import (P_BELOW_005, Faithfulness, RandomCircuitTest, rounding_floor,
+                                     undefined_reason)
 from ..evidence import probe
 from ..input_errors import check_count
 from .attribution import EdgeScores
@@ -38,7 +39,7 @@ class EdgeFaithfulness(Faithfulness):
 
     kind = "edge_circuit_faithfulness"
 
-    def notes(self) -> list[str]:
+    def _ablation_notes(self) -> list[str]:
         return [_ablation_note(self.ablation) + ("" if self.ablation in ("patching", "zero")
                                                  else f" over {self.reference!r}"),
                 "each receiving end reads the circuit's senders as they are in this run, the others replaced"]
@@ -77,6 +78,7 @@ def _kept(s, circuits) -> np.ndarray:
 
 
 def _faithfulness(s, prompts, circuit: EdgeCircuit, others=()):
+    circuit = circuit.on(s.model)
     picks = circuit.indices(s.model)
     if not len(picks):
         raise ValueError("the edge circuit is empty: name at least one edge, e.g. EdgeCircuit(['L0H1 → logits'])")
@@ -84,7 +86,8 @@ def _faithfulness(s, prompts, circuit: EdgeCircuit, others=()):
     result = EdgeFaithfulness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
                               components=circuit.edges, ablation=s.ablation, reference=s.reference,
                               metric=s.metric_name, prompts=prompts.prompts, model_metric=s.clean_metric,
-                              circuit_metric=values[0], empty_metric=values[1])
+                              circuit_metric=values[0], empty_metric=values[1],
+                              rounding=rounding_floor(s.model, s.clean_metric, values[1]))
     return result, values[2:]
 
 
@@ -108,6 +111,7 @@ def edge_random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int
     n = check_count("n", n, 1, f"compare against random edge sets: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_edge_circuit(circuit)
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_random_circuit_test")
+    circuit = circuit.on(model)  # two names of one edge are one edge: random sets of its true size
     generator = np.random.default_rng(seed)
     total = s.graph.n_edges
     randoms = [np.sort(generator.choice(total, size=len(circuit), replace=False)) for _ in range(n)]
@@ -121,6 +125,11 @@ def edge_random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int
 def edge_order(graph, ranking) -> tuple[list[int], int]:
     """Every edge index, the ranked ones first (an `EdgeScores` by |score|, or labels best
     first), then the rest in graph order; and how many were ranked."""
+    if isinstance(ranking, EdgeCircuit):
+        raise ValueError("ranking: an EdgeCircuit is a set of edges, not an order; give an EdgeScores, or its "
+                         "edges best first as a list")
+    if not isinstance(ranking, EdgeScores):
+        check_ordered(ranking)
     labels = ranking.ranking() if isinstance(ranking, EdgeScores) else list(ranking)
     if not labels:
         raise ValueError("ranking is empty: give edges best first, e.g. ['L0H1 → logits', ...], or an EdgeScores")
@@ -134,13 +143,13 @@ def edge_order(graph, ranking) -> tuple[list[int], int]:
 
 @probe
 def edge_faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str = "patching",
-                            metric="logit_diff", seed: int = 0, n_random: int = 1,
+                            metric="logit_diff", seed: int = 0, n_random: int = 20,
                             prepend_bos: bool | None = None) -> FaithfulnessCurve:
     """Normalised faithfulness of the top-k edges of ``ranking`` (an `EdgeScores`, by |score|, or
     edge labels best first) at each size (fractions of all edges, default MIB's grid, or
     counts), with CPR (area under f) and CMD (area under |1 − f|) over the fraction of edges,
     and the same for ``n_random`` seeded random orders; every circuit in batched passes."""
-    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 1")
+    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 20")
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_faithfulness_curve")
     graph = s.graph
     order, n_ranked = edge_order(graph, ranking)
@@ -148,13 +157,15 @@ def edge_faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=No
     generator = np.random.default_rng(seed)
     orders = [np.array(order)] + [generator.permutation(graph.n_edges) for _ in range(n_random)]
     circuits = [[]] + [o[:k] for o in orders for k in counts]
-    values = s.evaluate(~_kept(s, circuits)).astype(float).mean(axis=1)
+    per_prompt = s.evaluate(~_kept(s, circuits)).astype(float)
+    values = per_prompt.mean(axis=1)
     f_model, f_empty = float(s.clean_metric.mean()), float(values[0])
-    curves = _normalised(values[1:], f_model, f_empty).reshape(1 + n_random, len(counts))
+    undefined = undefined_reason(model, f_model, f_empty, s.clean_metric, per_prompt[0])
+    curves = _normalised(values[1:], f_model, f_empty, undefined).reshape(1 + n_random, len(counts))
     labels = graph.labels
     return EdgeFaithfulnessCurve(
         model=s.tokenized.model_name, prompt_set=prompts.name, ranking=tuple(labels[i] for i in order),
         n_ranked=n_ranked, ablation=s.ablation, reference=s.reference, metric=s.metric_name,
         sizes=np.array(counts), fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
         faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
-        f_model=f_model, f_empty=f_empty, seed=seed)
+        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined)

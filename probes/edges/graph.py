@@ -117,6 +117,17 @@ def edge_label(sender: tuple, end: tuple) -> str:
     return f"{sender_label(sender)} {ARROW} {end_label(end)}"
 
 
+def kv_end(end: tuple, group: int, model_name: str, text: str) -> tuple:
+    """A query head's key or value end, ``("k", 9, 6, "head")``, as its key/value head's,
+    ``("k", 9, 6)``, where each query head has its own (``group``, the query heads per key/value
+    head, is 1); otherwise the error that names the shared key/value head."""
+    if group != 1:
+        raise ValueError(f"{text}: {model_name} shares each key/value head among {group} query "
+                         f"heads, so keys and values are read once per key/value head; write "
+                         f"{end_label((end[0], end[1], end[2] // group))} (head {end[2]}'s)")
+    return end[:3]
+
+
 class EdgeGraph:
     """Every edge of one model, in a fixed order: receiving ends layer by layer (each layer's
     query ends, key ends, value ends, then its MLP), then ``logits``; each end's senders in the
@@ -197,12 +208,7 @@ class EdgeGraph:
 
     def end_index(self, end: tuple, text: str) -> int:
         if len(end) == 4:  # a query head's .k/.v: only where it has its own key/value head
-            if self.n_kv != self.n_heads:
-                group = self.n_heads // self.n_kv
-                raise ValueError(f"{text}: {self.model_name} shares each key/value head among {group} query "
-                                 f"heads, so keys and values are read once per key/value head; write "
-                                 f"{end_label((end[0], end[1], end[2] // group))} (head {end[2]}'s)")
-            end = end[:3]
+            end = kv_end(end, self.n_heads // self.n_kv, self.model_name, text)
         if end[0] != "logits":
             self._check_layer(end[1], text)
         count = {"q": self.n_heads, "k": self.n_kv, "v": self.n_kv}.get(end[0])
@@ -267,6 +273,11 @@ class EdgeCircuit:
     edges: tuple = ()
 
     def __post_init__(self):
+        if not hasattr(self.edges, "__iter__"):  # None, a number, an EdgeScores (a ranking)
+            name = type(self.edges).__name__
+            given = "None" if self.edges is None else f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
+            raise ValueError(f"EdgeCircuit takes edge labels, not {given}: EdgeCircuit(['L0H1 → L1H2.q', "
+                             "'L1H2 → logits']); for the top k edges of an EdgeScores, scores.circuit(k)")
         items = (self.edges,) if isinstance(self.edges, str) else tuple(self.edges)
         labels = {edge_label(*parse_edge(e)) for e in items}
         object.__setattr__(self, "edges", tuple(sorted(labels)))
@@ -295,9 +306,15 @@ class EdgeCircuit:
         """The edges' indices in the model's `EdgeGraph` (a clear error for one it lacks)."""
         return edge_graph(model).indices(self.edges)
 
+    def on(self, model) -> "EdgeCircuit":
+        """The circuit in ``model``'s own labels (``L1H3.k`` is ``L1KV3.k`` where each query head
+        has its own key/value head), so two names of one edge count once: what the probes
+        judge (and the size random edge sets are drawn at). A clear error for an edge the
+        model lacks."""
+        return EdgeCircuit.from_indices(edge_graph(model), self.indices(model))
+
     def check(self, model) -> "EdgeCircuit":
-        self.indices(model)
-        return self
+        return self.on(model)
 
     @staticmethod
     def from_indices(graph: EdgeGraph, indices) -> "EdgeCircuit":

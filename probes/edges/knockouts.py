@@ -50,6 +50,7 @@ def edge_completeness(model, prompts, circuit, *, reference=None, ablation: str 
         greedy_steps = check_count("greedy_steps", greedy_steps, 0, "the greedy search's additions (0: none)")
     circuit = _checked(circuit)
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_completeness")
+    circuit = circuit.on(model)
     found = completeness_of(circuit.edges, n_random, greedy_steps, np.random.default_rng(seed),
                             lambda ks: s.evaluate(_masks(s, circuit, ks, True)))
     return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
@@ -63,6 +64,7 @@ def edge_minimality(model, prompts, circuit, *, reference=None, ablation: str = 
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = _checked(circuit)
     s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_minimality")
+    circuit = circuit.on(model)
     found = minimality_of(circuit.edges, n_random, np.random.default_rng(seed),
                           lambda ks: s.evaluate(_masks(s, circuit, ks, False)).mean(axis=1))
     return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)

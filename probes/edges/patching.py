@@ -62,10 +62,16 @@ ALL_EDGES_AT_MOST = 2000  # edges=None patches every edge only on a graph this s
 
 
 def _edge_list(edges) -> list:
+    if isinstance(edges, EdgeScores):
+        raise ValueError("edges: an EdgeScores is a ranking, not a set of edges; give its top k, "
+                         "scores.circuit(k), or labels such as ['L0H1 → L1H2.q']")
     if isinstance(edges, EdgeCircuit):
         return list(edges.edges)
     if isinstance(edges, str):
         return [edges]
+    if not hasattr(edges, "__iter__"):
+        raise ValueError(f"edges={edges!r}: give edge labels such as ['L0H1 → L1H2.q'], an EdgeCircuit, or [] "
+                         "for none")
     return list(edges)
 
 
@@ -74,8 +80,9 @@ def edge_patch(model, prompts, edges, *, metric="logit_diff", prepend_bos: bool 
     """The corrupted run with ``edges`` (labels ``"L5H5 → L9H6.q"``, an `EdgeCircuit`, or
     ``[]`` for none) patched clean into it, everything downstream recomputed; ``.recovery``
     is ``(patched − corrupted) / (clean − corrupted)``."""
+    edges = _edge_list(edges)
     s = edge_setup(model, prompts, "patching", None, metric, 0, prepend_bos, "edge_patch")
-    picks = s.graph.indices(_edge_list(edges))
+    picks = s.graph.indices(edges)
     replaced = np.zeros((1, s.graph.n_edges), dtype=bool)
     replaced[0, picks] = True
     patched = s.evaluate(replaced, on="corrupted")[0]
@@ -96,8 +103,10 @@ def edge_patch_scores(model, prompts, edges=None, *, metric="logit_diff",
         raise ValueError(f"edges=None patches all {graph.n_edges} edges of {graph.model_name} one by one (each a "
                          "forward pass of the prompts: hours on a CPU); give the edges to check, e.g. "
                          "list(edge_attribution(model, prompts).top(200)['edge'])")
+    edges = None if edges is None else _edge_list(edges)
     s = edge_setup(model, prompts, "patching", None, metric, 0, prepend_bos, "edge_patch_scores")
-    picks = np.arange(graph.n_edges) if edges is None else graph.indices(_edge_list(edges))
+    picks = np.arange(graph.n_edges) if edges is None else graph.indices(edges)
+    picks = np.array(list(dict.fromkeys(picks.tolist())), dtype=int)  # two names of one edge: scored once
     if not len(picks):
         raise ValueError("edges=[] names no edge; give labels such as ['L0H1 → L1H0.q'], or None for every edge")
     replaced = np.zeros((len(picks), graph.n_edges), dtype=bool)
@@ -107,4 +116,5 @@ def edge_patch_scores(model, prompts, edges=None, *, metric="logit_diff",
     return EdgeScores(model=s.tokenized.model_name, prompt_set=prompts.name, method="exact", ablation="patching",
                       reference="corrupted prompts", metric=s.metric_name,
                       labels=tuple(graph.labels[i] for i in picks), scores=(patched - f_corrupted).astype(float),
-                      f_clean=f_clean, f_target=f_corrupted, n_edges=edge_graph(model).n_edges)
+                      f_clean=f_clean, f_target=f_corrupted, n_edges=graph.n_edges,
+                      kv_group=graph.n_heads // graph.n_kv)

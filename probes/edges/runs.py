@@ -8,6 +8,10 @@ Each is the pre-norm residual, a plain sum of sender outputs (plus constant bias
 live path: what a hook returns there is what that head, MLP or the logits read, and nothing
 else. `split_inputs` turns the flags on for a probe and restores them after.
 
+Under grouped-query attention ``hook_k_input``/``hook_v_input`` have one slice per key/value
+head, read by every query head of its group; `probes.edges.gradients` can also split that slice's
+gradient by query head, for MIB's graph, which gives each query head its own k and v ends.
+
 **Senders.** ``embed`` is the stream entering layer 0 (positions included); a head's output is
 ``z_h · W_O[h]`` (read at ``hook_z``); an MLP's is ``hook_mlp_out``. Gemma's "sandwich" norms
 put ``g ⊙ x / rms(x)`` into the stream, ``x`` the sum of the heads' outputs: a head's output
@@ -30,8 +34,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..forward import at_positions
-from ..linearise import capped, post_norm_gain, post_norm_name
+from ..linearise import post_norm_gain, post_norm_name
 from ..patch_runs import Stop, final_logits_with
 from ..sites import hook_of
 
@@ -89,6 +92,12 @@ def capture_names(model) -> list[str]:
     return names + ["ln_final.hook_in"]
 
 
+def wide(tensor: torch.Tensor) -> torch.Tensor:
+    """At least float32 (half-precision activations are summed in float32), float64 kept: a
+    float64 model gives float64 edge sums, the reference the float32 ones are tested against."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def head_outputs(model, layer: int, z: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """Each head's output into the residual stream, ``batch pos head d_model``."""
     w_o = model.blocks[layer].attn.W_O.to(z.device)  # activations are kept on the CPU
@@ -108,7 +117,7 @@ def sender_outputs(model, acts: dict) -> torch.Tensor:
         scale = acts[f"{norm}.hook_scale"] if norm else None
         parts += [head_outputs(model, layer, acts[hook_of("head_out", layer)], scale),
                   acts[hook_of("mlp_out", layer)][:, :, None]]
-    return torch.cat(parts, dim=2).float()
+    return wide(torch.cat(parts, dim=2))
 
 
 def capture(model, tokens) -> dict:
@@ -147,9 +156,9 @@ def constants(model, graph, acts: dict, outs: torch.Tensor) -> dict:
 
 
 def check_additive(model, resid: torch.Tensor, outs: torch.Tensor, where: str) -> torch.Tensor:
-    remainder = resid.float() - outs.sum(dim=2)
+    remainder = wide(resid) - outs.sum(dim=2)
     constant = remainder.mean(dim=(0, 1))
-    spread = float((remainder - constant).norm() / resid.float().norm().clamp_min(1e-30))
+    spread = float((remainder - constant).norm() / wide(resid).norm().clamp_min(1e-30))
     if spread > ADDITIVE_RTOL:
         raise NotImplementedError(
             f"{getattr(model.cfg, 'model_name', 'this model')}: {where} is not the sum of the senders' outputs "
@@ -188,9 +197,10 @@ class MaskedPass:
             return
         width = outputs.shape[1]
         if self.deltas is None:  # a sender's deltas contiguous per block: the end hooks' matrix product reads them
-            self.deltas = torch.empty(self.blocks, len(self.active_senders), self.n * width * outputs.shape[-1])
+            self.deltas = torch.empty(self.blocks, len(self.active_senders), self.n * width * outputs.shape[-1],
+                                      dtype=self.replacement.dtype)
         for i, s in keep:
-            value = outputs[:, :, i].float().cpu().view(self.blocks, self.n, width, -1)
+            value = wide(outputs[:, :, i]).cpu().view(self.blocks, self.n, width, -1)
             replaced = self.replacement[:, :, s].view(1, self.n, width, -1)
             self.deltas[:, self.position[s]] = (value - replaced).reshape(self.blocks, -1)
 
@@ -253,7 +263,7 @@ class MaskedPass:
                 return activation
             shaped = activation if kind in ("q", "k", "v") else activation[:, :, None]
             rows, width = shaped.shape[:2]
-            out = shaped.float().cpu().view(self.blocks, self.n, width, count, -1)
+            out = wide(shaped).cpu().view(self.blocks, self.n, width, count, -1)
             if self.rebuild.any():
                 base = (constant + self.cumulative[:, :, available])[:, :, None]  # prompt × pos × 1 × d
                 out = torch.where(self.rebuild.view(-1, 1, 1, 1, 1), base[None].expand_as(out), out)
@@ -283,7 +293,7 @@ def masked_logits(model, graph, tokens, finals, replaced: torch.Tensor, replacem
                 break
             senders, stop = grown, stop + 1
         chunk, rebuild = replaced[start:stop], rebuild_all[start:stop]
-        coefficients = torch.where(rebuild[:, None], (~chunk).float(), -chunk.float())
+        coefficients = torch.where(rebuild[:, None], (~chunk).to(replacement.dtype), -chunk.to(replacement.dtype))
         masked = MaskedPass(model, graph, coefficients, rebuild, replacement, consts, n)
         blocks = stop - start
         logits = final_logits_with(model, tokens.repeat(blocks, 1), finals.repeat(blocks), masked.hooks(),
@@ -291,43 +301,3 @@ def masked_logits(model, graph, tokens, finals, replaced: torch.Tensor, replacem
         out.append(logits.cpu())
         start = stop
     return torch.cat(out)
-
-
-def gradients(model, graph, tokens, finals, metric, start: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """∂(Σ metric)/∂(input of every receiving end), one tensor per `end_groups` hook point
-    (``prompt × pos × end × d_model``), from one forward and backward pass whose stream
-    entering layer 0 is ``start``; and the metric per prompt. ``metric(final logits)``."""
-    leaves, kept = {}, {}
-
-    def begin(activation, hook):
-        return start.to(activation.device, activation.dtype).detach().requires_grad_(True)
-
-    def probe(key):
-        def hook(activation, hook):
-            leaf = torch.zeros_like(activation, requires_grad=True)
-            leaves[key] = leaf
-            return activation + leaf
-        return hook
-
-    def stop(activation, hook):
-        kept["resid"] = activation
-        raise Stop
-
-    hooks = [(hook_of("resid_pre", 0), begin)]
-    hooks += [(end_hook(model, layer, kind), probe((layer, kind))) for layer, kind, _, _ in end_groups(graph)]
-    with torch.enable_grad():
-        with model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)]):
-            try:
-                model(tokens)
-            except Stop:
-                pass
-        resid = at_positions(kept["resid"], finals)
-        logits = capped(model, model.unembed(model.ln_final(resid[:, None]))[:, 0].float())
-        values = metric(logits)
-        order = list(leaves)
-        grads = torch.autograd.grad(values.sum(), [leaves[k] for k in order], allow_unused=True)
-    out = {}
-    for key, grad in zip(order, grads):
-        grad = torch.zeros_like(leaves[key]) if grad is None else grad
-        out[key] = (grad if key[1] in ("q", "k", "v") else grad[:, :, None]).detach().float().cpu()
-    return out, values.detach().float().cpu()

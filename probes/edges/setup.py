@@ -19,13 +19,13 @@ import torch
 
 from ..ablation_values import ABLATIONS, check_ablation
 from ..forward import at_positions, final_norm_device, input_device, memo
-from ..metrics import resolve_metric
+from ..metrics import metric_values, resolve_metric
 from ..patch_runs import unembed_final
 from ..self_checks import require_trusted
 from ..sites import hook_of
 from ..tokens import tokenize_pair
 from .graph import EdgeGraph, edge_graph
-from .runs import capture, constants, masked_logits, sender_outputs, split_inputs
+from .runs import capture, constants, masked_logits, sender_outputs, split_inputs, wide
 
 EDGE_ABLATIONS = ("patching", *ABLATIONS)
 
@@ -55,10 +55,18 @@ class EdgeSetup:
     def answers(self) -> torch.Tensor:
         return self.tokenized.answer_ids
 
+    def metric_of(self, logits: torch.Tensor, answers: torch.Tensor | None = None) -> torch.Tensor:
+        """The metric per row of final logits (rows: blocks of prompts), checked to be one finite
+        number per row (`metric_values`); ``answers``: per row, default each prompt's."""
+        blocks = len(logits) // self.n_prompts
+        answers = self.answers.repeat(blocks, 1) if answers is None else answers
+        clean = self.clean_logits.repeat(blocks, 1).to(logits.device)
+        values = self.metric_fn(logits, answers.to(logits.device), clean)
+        return metric_values(values, len(logits), self.metric_name, self.tokenized.prompt_set)
+
     def metric(self, logits: torch.Tensor) -> np.ndarray:
         """The metric per row of final logits (rows: blocks of prompts)."""
-        blocks = len(logits) // self.n_prompts
-        return self.metric_fn(logits, self.answers.repeat(blocks, 1), self.clean_logits.repeat(blocks, 1)).numpy()
+        return self.metric_of(logits).numpy()
 
     @property
     def clean_metric(self) -> np.ndarray:
@@ -86,12 +94,8 @@ class EdgeSetup:
                 columns = self.answers.to(device) if answers_only else None
                 logits = masked_logits(self.model, self.graph, tokenized.tokens.to(device),
                                        tokenized.final_positions.to(device), chunk, replacement, self.consts, columns)
-                if answers_only:
-                    blocks = len(logits) // self.n_prompts
-                    rows.append(self.metric_fn(logits, torch.tensor([[0, 1]]).expand(len(logits), 2),
-                                               self.clean_logits.repeat(blocks, 1)).numpy())
-                else:
-                    rows.append(self.metric(logits))
+                pair = torch.tensor([[0, 1]]).expand(len(logits), 2) if answers_only else None
+                rows.append(self.metric_of(logits, pair).numpy())
         return np.concatenate(rows).reshape(len(replaced), self.n_prompts)
 
 
@@ -132,7 +136,7 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
     if ablation == "patching":
         acts, target_outs, target_logits = memo(model, ("edge run", corrupted.key), lambda: _run(model, corrupted))
         constants(model, graph, acts, target_outs)  # the corrupted run must add up too
-        start = acts[hook_of("resid_pre", 0)].float()
+        start = wide(acts[hook_of("resid_pre", 0)])
     elif ablation == "zero":
         target_outs, start, name = torch.zeros_like(clean_outs), torch.zeros_like(clean_outs[:, :, 0]), "zero"
     else:
@@ -145,7 +149,7 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
         acts, ref_outs, _ = memo(model, ("edge run", ref.key), lambda: _run(model, ref))
         constants(model, graph, acts, ref_outs)
         n, name = len(clean.lengths), reference.name
-        first = acts[hook_of("resid_pre", 0)].float()
+        first = wide(acts[hook_of("resid_pre", 0)])
         if ablation == "mean":
             target_outs = ref_outs.mean(0, keepdim=True).expand_as(clean_outs).contiguous()
             start = first.mean(0, keepdim=True).expand(n, *first.shape[1:]).contiguous()
