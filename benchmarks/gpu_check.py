@@ -290,7 +290,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:1, or cpu to check the script")
     parser.add_argument("--quick", action="store_true",
-                        help="2 prompts of 15 tokens, only hypotheses/test_ioi.py (a check of the script)")
+                        help="2 prompts of 15 tokens, only hypotheses/test_number_sequences.py (a check of the script)")
     parser.add_argument("--prompts", type=int, default=None, help="prompts per timing (default 8; --quick 2)")
     parser.add_argument("--lengths", default=None, help="prompt lengths in tokens (default 15,128; --quick 15)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"model shapes to time: {', '.join(SHAPES)}")

@@ -22,6 +22,11 @@ forward pass per site, so its peak does not grow with the number of sites.
 
     .venv/bin/python benchmarks/patching.py [--prompts 8] [--sweeps resid_pre,head_out] [--skip-long]
         [--models smollm2-135m,gemma3-270m]
+    .venv/bin/python benchmarks/patching.py --quick   # tiny-llama, 2 prompts, in one process: seconds
+
+``--quick`` checks that the script still matches the code (tests/test_benchmarks.py runs it):
+a tiny random model, 2 IOI prompts, every measurement in this process, no peak-memory runs and
+no 512-token case; its times mean nothing, the differences still must be below 1e-4.
 """
 
 import argparse
@@ -37,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_LAYERS = range(20, 30)
+TOLERANCE = 1e-4  # the largest difference from transformer_lens.patching allowed
 
 
 def rss_mb(field: str) -> float:
@@ -143,8 +149,13 @@ def child(model_name: str, task: str, sweep: str, n: int, budget: int, few_sites
     return out
 
 
+QUICK = False  # --quick: measure in this process (see the module)
+
+
 def measure(model: str, task: str, sweep: str = "", n: int = 8, budget: int = 0, memory: bool = False) -> dict:
     """Run one measurement in a fresh process; ``memory``: the peak-memory run (see above)."""
+    if QUICK:
+        return {"peak_mb": float("nan")} if memory else child(model, task, sweep, n, budget, False)
     env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "65536"} if memory else {})}
     out = subprocess.run([sys.executable, __file__, "--child", model, task, sweep, str(n), str(budget),
                           str(int(memory))], capture_output=True, text=True, cwd=ROOT, env=env)
@@ -153,23 +164,29 @@ def measure(model: str, task: str, sweep: str = "", n: int = 8, budget: int = 0,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main() -> int:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens's progress bars (read when tqdm is imported)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--sweeps", default="resid_pre,head_out")
     parser.add_argument("--skip-long", action="store_true", help="skip the 512-token memory case")
     parser.add_argument("--models", default="smollm2-135m,gemma3-270m")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny-llama, 2 prompts, in one process, no memory runs: a check that the script runs")
     args = parser.parse_args()
+    if args.quick:
+        global QUICK
+        QUICK, args.models, args.prompts, args.skip_long = True, "tiny-llama", 2, True
     if args.child:
         model, task, sweep, n, budget, memory = args.child
         print(json.dumps(child(model, task, sweep, int(n), int(budget), memory == "1")))
-        return
+        return 0
 
     from circuitcheck.probes.patching import DEFAULT_MEMORY_BUDGET
 
     sweeps, models = args.sweeps.split(","), args.models.split(",")
-    exact = {}
+    exact, largest = {}, 0.0
     print(f"{'model':14}{'sweep':10}{'sites':>7}{'reference (s)':>15}{'ours (s)':>10}{'ratio':>8}{'max |diff|':>12}"
           f"{'ref peak (MB)':>15}{'our peak (MB)':>15}")
     for model, sweep in itertools.product(models, sweeps):
@@ -178,11 +195,12 @@ def main() -> None:
         our_mb = measure(model, "ours", sweep, args.prompts, memory=True)["peak_mb"]
         exact[model, sweep] = ours
         diff = np.abs(np.array(ours["values"]) - np.array(reference["values"])).max()
+        largest = max(largest, float(diff))
         print(f"{model:14}{sweep:10}{len(ours['values']):7d}{reference['seconds']:15.1f}{ours['seconds']:10.1f}"
               f"{reference['seconds'] / ours['seconds']:7.1f}x{diff:12.1e}"
               f"{reference_mb:15.0f}{our_mb:15.0f}", flush=True)
     print(f"(on CPU, {ours['threads']} threads, {args.prompts} IOI prompts, clean into corrupted, "
-          "metric: mean logit difference)")
+          "metric: mean logit difference" + ("; --quick: one process, no memory runs)" if QUICK else ")"))
 
     print("\nattribution patching (two forward passes, one backward) against exact patching")
     print(f"{'model':14}{'sweep':10}{'time (s)':>10}{'faster than exact':>19}{'correlation':>13}")
@@ -204,7 +222,11 @@ def main() -> None:
             print(f"{label:16}{rows:>10}{run['seconds']:10.1f}{run['peak_mb']:11.0f}")
         same = np.abs(np.array(runs["none"]["values"]) - np.array(runs["2 GiB (default)"]["values"])).max()
         print(f"largest difference between the two: {same:.1e}  (* time of the memory run, slowed by the mmap setting)")
+    if not largest < TOLERANCE:
+        print(f"FAILED: ours differs from transformer_lens.patching by {largest:.1e} (tolerance {TOLERANCE:.0e})")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

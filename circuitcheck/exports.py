@@ -6,11 +6,15 @@ GaussianNoise, Evidence, model_info), `circuitcheck.fixtures` (load_model, DEFAU
 `results`, `errors`, `metrics`, `registries`, `scrutiny` and `edges`. Each package's ``__all__`` is read from its
 source, so ``import circuitcheck`` (and ``pytest --help``, which loads the plugin) imports
 no torch. A name that used to be at the top level and now lives in a submodule still works
-for one release, with a DeprecationWarning naming its new home (`MOVED`).
+for one release, with a DeprecationWarning naming its new home (`MOVED`). The package's
+``__getattr__`` is `top_level_attribute`, so that its namespace holds only its names.
 """
 
 import ast
+import importlib
 import importlib.util
+import sys
+import warnings
 from pathlib import Path
 
 # module -> (the package that holds its file, the file's name): found through the import
@@ -52,3 +56,20 @@ def _exports() -> dict[str, tuple[str, str | None]]:
 EXPORTS: dict[str, tuple[str, str | None]] = _exports()
 MOVED: dict[str, tuple[str, str]] = {name: (module, name) for module, where in HOMES.items()
                                      for name in names_in(where) if name not in EXPORTS} | RENAMED
+
+
+def top_level_attribute(name: str):
+    """``circuitcheck.<name>``: an export, imported on first use (and kept in the package), or a
+    moved name, with a warning naming its new home."""
+    if name in MOVED:
+        module, new = MOVED[name]
+        warnings.warn(f"circuitcheck.{name} is now `from {module} import {new}`; the top-level name will be "
+                      "removed in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), new)
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'circuitcheck' has no attribute {name!r}")
+    module, attribute = EXPORTS[name]
+    value = importlib.import_module(module)
+    value = value if attribute is None else getattr(value, attribute)
+    setattr(sys.modules[__package__], name, value)
+    return value

@@ -114,7 +114,7 @@ def class_entry(name: str, cls) -> list[str]:
         if member in seen:
             continue
         seen.add(member)
-        if member.startswith("_") or member in ("kind", "title", "value_column"):
+        if member.startswith("_") or member in ("kind", "title", "usual", "extremes_column"):
             continue
         doc = _doc(value.fget if isinstance(value, property) else value) if callable(value) or isinstance(
             value, property) else ""
@@ -128,9 +128,10 @@ def class_entry(name: str, cls) -> list[str]:
 def entry(name: str, obj) -> list[str]:
     if inspect.ismodule(obj):
         lines = [f"### `{name}`", "", _doc(obj), ""]
+        names = getattr(obj, "__all__", None) or [n for n in vars(obj) if not n.startswith("_")]
         lines += [f"- `{n}{inspect.signature(f)}`: {_doc(f).splitlines()[0] if _doc(f) else ''}"
-                  for n, f in vars(obj).items()
-                  if inspect.isfunction(f) and not n.startswith("_") and f.__module__ == obj.__name__]
+                  for n, f in ((n, getattr(obj, n)) for n in names)
+                  if inspect.isfunction(f) and f.__module__ == obj.__name__]
         return lines + [""]
     if inspect.isclass(obj):
         return class_entry(name, obj)

@@ -5,11 +5,13 @@ the circuit is judged on the odd ones: no prompt is both, though the halves shar
 sentences (each with the other name as subject), so this holds out names' roles, not wording.
 Outside an edge circuit every receiving end reads its sender's output from the corrupted run
 (counterfactual ablation, MIB's choice: ``ablation="patching"``) or its mean over the ABC
-prompts. Claims: the top 2% of edges are a faithful circuit, under counterfactual ablation
-but not under mean ablation; the faithfulness curve over MIB's sizes stays close to the
-model (CMD, as MIB reports for GPT-2 small) and beats a random order; EAP-IG's top edges
-agree with exact edge patching; and the edge circuit runs through the head the node-level
-circuit (head patching) ranks first.
+prompts. A circuit taken from the scores (``scores.circuit(k)``) is judged with the ablation it
+was found with unless told otherwise, so ``faithfulness(model, prompts, scores.circuit(k))`` is
+the counterfactual verdict. Claims: the top 2% of edges are a faithful circuit, under
+counterfactual ablation but not under mean ablation; the faithfulness curve over MIB's sizes
+stays close to the model (CMD, as MIB reports for GPT-2 small) and beats a random order;
+EAP-IG's top edges agree with exact edge patching; and the edge circuit runs through the head
+the node-level circuit (head patching) ranks first.
 """
 
 import numpy as np
@@ -51,9 +53,10 @@ def at_least_half(ratio: float) -> bool:
 
 def test_the_top_edges_are_a_faithful_circuit(model, circuit):
     """The top 2% of edges by EAP-IG keep F(C)/F(M) ≥ 0.5 on the held-out prompts, every other
-    edge read from the corrupted run."""
-    result = kept_by_the_edges(circuit)(model, JUDGED, ablation="patching")
-    assert result.ratio >= 0.5, result
+    edge read from the corrupted run: the ablation they were found with, which the circuit
+    carries, so the plain call judges it so."""
+    result = faithfulness(model, JUDGED, circuit)
+    assert result.ablation == "patching" and result.ratio >= 0.5, result
 
 
 @pytest.mark.fails_on("smollm2-135m", reason=(

@@ -12,6 +12,9 @@ are keyword-only and named alike everywhere (``metric``, ``reference``, ``ablati
 * probes: `logits`, `attribution`, `attention`, `head_scores`, `neurons`, `corruption`,
   `ablation` (with `ablation_values`), `patching`, `attribution_patching`,
   `path_patching`, `circuits`, `compensation`, `feasibility`, `recovery` (against a known circuit);
+* edge circuits (exported as `circuitcheck.edges`): `edges` (the edge graph, EAP and EAP-IG
+  attribution, exact edge patching, MIB's circuit JSON); an edge circuit is judged by the
+  criteria of `circuits`;
 * scrutiny of a claim (exported as `circuitcheck.scrutiny`): `robustness`, `stability`,
   `p_values` and `statistics` (Holm, Clopper–Pearson), `published`, `self_checks`;
 * results and evidence: `results` (Result), `evidence` (the sink), `figures`, `notebook`.

@@ -23,10 +23,9 @@ import torch
 
 from .ablation_values import ablation_values, check_ablation
 from .evidence import probe
-from .forward import final_logits, input_device
+from .forward import final_logits, final_logits_with, input_device
 from .input_errors import check_count
 from .metrics import resolve_metric
-from .patch_runs import final_logits_with
 from .renamed import older_name, renamed_keywords
 from .results import Result
 from .self_checks import require_trusted

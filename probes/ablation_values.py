@@ -17,15 +17,20 @@ reference must tokenize to the same width: a set made from the same template. Ev
 that ablates (`ablate`, the circuit criteria, `compensation`) takes ``ablation=`` and
 ``reference=`` and gets its values here, from one pass over the reference
 (``ablation="patching"``: the circuit criteria, `CIRCUIT_ABLATIONS`).
+
+Edge circuits (`probes.edges.setup`) replace a sender's output, not a hook point's
+activation, but take the same choices, the same reference check (`reference_tokens`) and
+the same mean and draw (`replacement`, `resample_rows`) from here: with the same seed, node
+and edge resample ablation give each prompt the same reference prompt.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from .forward import check_finite, input_device, memo
+from .forward import check_finite, final_logits_with, input_device
 from .input_errors import check_count
-from .patch_runs import final_logits_with
+from .model_state import memo
 from .tokens import tokenize_pair
 
 ABLATIONS = ("mean", "resample", "zero")
@@ -64,6 +69,39 @@ class AblationValues:
         return self.values[name].to(like.device, like.dtype)
 
 
+def resample_rows(n_reference: int, n: int, seed: int) -> torch.Tensor:
+    """Resample ablation's draw: for each of ``n`` prompts, the reference prompt (row) whose
+    activations replace its own, uniform with replacement from ``seed``. Node probes and edge
+    senders both draw here, so one seed gives both the same rows."""
+    return torch.randint(n_reference, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def replacement(ablation: str, reference_acts: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """What ``n`` prompts' activations become, from the reference's (reference × pos × …):
+    ``mean``, their mean over the reference at each position, the same for every prompt;
+    ``resample``, each prompt's drawn reference row (`resample_rows`)."""
+    if ablation == "mean":
+        return reference_acts.mean(0, keepdim=True).expand(n, *reference_acts.shape[1:])
+    return reference_acts[resample_rows(len(reference_acts), n, seed).to(reference_acts.device)]
+
+
+def reference_tokens(model, prompts, tokenized, ablation: str, reference=None, prepend_bos: bool | None = None):
+    """``(reference set, its Tokenized)`` for mean or resample ablation of ``prompts`` (tokenized
+    as ``tokenized``): the reference defaults to the prompts, and must be as wide, since it is
+    read at the prompts' own positions."""
+    reference = reference if reference is not None else prompts
+    ref = reference.tokenize(model, prepend_bos)
+    width = tokenized.tokens.shape[1]
+    if ref.tokens.shape[1] != width:
+        raise ValueError(
+            f"{ablation} ablation reads the reference at the same positions as the prompts, but "
+            f"reference {reference.name!r} is {ref.tokens.shape[1]} tokens wide "
+            f"({list(ref.str_tokens[0])}) and {prompts.name!r} is {width} "
+            f"({list(tokenized.str_tokens[0])}); use a reference set made from the same "
+            "template (for IOI: ioi_abc_prompts(n)), so each position holds the same kind of token")
+    return reference, ref
+
+
 def reference_pass(model, tokenized, names) -> tuple[dict, torch.Tensor]:
     """The activations at hook points ``names`` for ``tokenized`` and its final-position logits
     (CPU), from one pass that unembeds only the final positions."""
@@ -91,22 +129,11 @@ def ablation_values(model, prompts, names, ablation: str = "mean", reference=Non
     if ablation == COUNTERFACTUAL:
         return counterfactual_values(model, prompts, names, reference, prepend_bos)
     tokenized = prompts.tokenize(model, prepend_bos)
-    reference = reference if reference is not None else prompts
-    ref = reference.tokenize(model, prepend_bos)
-    width = tokenized.tokens.shape[1]
-    if ref.tokens.shape[1] != width:
-        raise ValueError(
-            f"{ablation} ablation reads the reference at the same positions as the prompts, but "
-            f"reference {reference.name!r} is {ref.tokens.shape[1]} tokens wide "
-            f"({list(ref.str_tokens[0])}) and {prompts.name!r} is {width} "
-            f"({list(tokenized.str_tokens[0])}); use a reference set made from the same "
-            "template (for IOI: ioi_abc_prompts(n)), so each position holds the same kind of token")
+    reference, ref = reference_tokens(model, prompts, tokenized, ablation, reference, prepend_bos)
     names = tuple(dict.fromkeys(names))
     cache, ref_logits = memo(model, ("ablation reference", ref.key, names), lambda: reference_pass(model, ref, names))
     n = len(tokenized.lengths)
-    draw = torch.randint(len(ref.lengths), (n,), generator=torch.Generator().manual_seed(seed))
-    values = {name: cache[name].mean(0, keepdim=True).expand(n, *cache[name].shape[1:]) if ablation == "mean"
-              else cache[name][draw.to(cache[name].device)] for name in names}
+    values = {name: replacement(ablation, cache[name], n, seed) for name in names}
     return AblationValues(ablation, reference.name, seed, values, ref_logits if ref.key == tokenized.key else None)
 
 

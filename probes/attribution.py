@@ -31,7 +31,7 @@ from .evidence import probe
 from .forward import final_norm_device
 from .linearise import capped, post_norm_note, soft_cap_note, through_post_norm
 from .observe import Observation, observe
-from .results import Result
+from .results import Result, best_first
 from .sites import head_label, hook_of
 
 
@@ -246,10 +246,43 @@ class HeadAttribution(Result):
 
     kind = "head_attribution"
     title = "Head attribution: direct contribution of each head to the logit difference"
+    ranked_by = "score"  # ranking(): heads by mean direct contribution, largest first (NaN last)
+    score_names = ("recovery", "mean", "abs_mean")  # what `scores_over` can rank by ("recovery": "mean")
 
     @property
     def per_head(self) -> np.ndarray:
         return self.values.mean(axis=-1)
+
+    def _heads(self) -> list[str]:
+        """Every head's label, layer by layer: the order of ``per_head.flatten()``."""
+        n_layers, n_heads = self.values.shape[:2]
+        return [head_label(l, h) for l in range(n_layers) for h in range(n_heads)]
+
+    def component_scores(self) -> pd.Series:
+        """Each head's mean direct contribution, layer by layer (index: ``L9H6``)."""
+        return pd.Series(self.per_head.flatten().astype(float), index=self._heads(),
+                         name="head attribution (mean direct effect)")
+
+    def ranking(self) -> list[str]:
+        """Every head by mean direct contribution, largest first (ties layer by layer, NaN last)."""
+        heads = self._heads()
+        return [heads[i] for i in best_first(self.per_head.flatten())]
+
+    @property
+    def n_prompts(self) -> int:
+        return self.values.shape[-1]
+
+    def scores_over(self, prompts=None, by: str = "recovery") -> pd.Series:
+        """Each head's mean direct contribution over the prompts at indices ``prompts`` (all when
+        None; a repeated index counts twice): ``"mean"`` (``"recovery"`` means it here) or
+        ``"abs_mean"``, its size. Named by what ranks by what."""
+        if by not in self.score_names:
+            raise ValueError(f"score {by!r}: for a HeadAttribution choose one of {', '.join(self.score_names)}")
+        rows = np.arange(self.n_prompts) if prompts is None else np.asarray(prompts)
+        mean = self.values.reshape(-1, self.n_prompts)[:, rows].mean(axis=1)
+        if by == "abs_mean":
+            return pd.Series(np.abs(mean), index=self._heads(), name="heads by |direct contribution|")
+        return pd.Series(mean, index=self._heads(), name="heads by direct contribution")
 
     @property
     def per_layer(self) -> np.ndarray:

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from .evidence import probe
-from .forward import input_device
+from .forward import Stop, input_device
 from .linearise import capped, post_norm_name
-from .patch_runs import Stop
 from .patching import SWEEPS, Patching, Sweep, choose_sites, prepare, sweep_result
 from .sites import hook_of
 

@@ -1,5 +1,11 @@
 """Forward passes shared by every probe that needs them, cached per (model, prompts).
 
+`final_logits_with` is the forward primitive every probe's logits come from: a (hooked) run
+stopped at the final norm's input (`Stop`), whose final positions alone are unembedded
+(`unembed_final`). The patching sweep (`probes.patch_runs`), ablation values, circuits and
+edges build on it; this module imports only the pass cache (`probes.model_state`),
+`probes.linearise` and `probes.shared_prefix` below it.
+
 Probes that read the same tokenized prompts get the same tensors from the
 model's pass cache (`probes.model_state`, bounded in bytes), so ``logit_diff``, ``top_k`` and the observational probes on
 one prompt set cost one forward pass. While hooks are attached to the model (an
@@ -17,7 +23,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .model_state import require_causal, state_of
+from .linearise import capped
+from .model_state import forget_passes, has_hooks, memo, require_causal  # noqa: F401 - forget_passes, still here too
+from .shared_prefix import passing_the_cache
 from .tokens import Tokenized
 
 TOKENS_PER_BATCH = 2048  # bounds the (batch × pos × vocab) logits of one pass
@@ -42,14 +50,6 @@ def at_positions(values: Tensor, positions: Tensor) -> Tensor:
     return values[torch.arange(len(values), device=values.device), positions.to(values.device)]
 
 
-def has_hooks(model) -> bool:
-    """True while a TransformerLens hook (or a hook on the model itself) is attached:
-    results then differ from the plain model's. (The bridge wires private capture
-    hooks of its own into the wrapped model; those do not count.)"""
-    points = [model, *model.hook_dict.values()]
-    return any(p._forward_hooks or p._forward_pre_hooks for p in points)
-
-
 def require_plain_model(model, probe: str) -> None:
     """Refuse to run ``probe`` while hooks are attached (its numbers would not be the model's) or on
     a bidirectional model (`NonCausalModelError`: every probe that checks this assumes causal attention)."""
@@ -57,26 +57,6 @@ def require_plain_model(model, probe: str) -> None:
     if has_hooks(model):
         raise RuntimeError(f"{probe} needs the plain model, but hooks are attached; call "
                            "model.reset_hooks() first")
-
-
-def remember(model, key, value) -> None:
-    if not has_hooks(model):
-        state_of(model).passes.put(key, value)
-
-
-def forget_passes(model) -> None:
-    """Drop every pass cached for ``model`` (to time a probe again, or to free memory)."""
-    state_of(model).passes.clear()
-
-
-def memo(model, key, compute):
-    """``compute()`` once per (model, key) while the model is unhooked."""
-    passes = state_of(model).passes
-    if key in passes and not has_hooks(model):
-        return passes.get(key)
-    value = compute()
-    remember(model, key, value)
-    return value
 
 
 def batches(tokenized: Tokenized):
@@ -99,12 +79,51 @@ def check_finite(logits: Tensor, tokenized: Tokenized) -> None:
             "rerun with --dtype float32 or bfloat16")
 
 
+class Stop(Exception):
+    """Raised at the final norm's input: everything after it is computed by hand."""
+
+
+def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
+    """Final-position logits of a (patched) run, stopping before the full unembedding.
+    With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
+    With ``columns`` (rows × k token ids), only those logits, rows × k. The logits are on
+    ``tokens``' device (a split model computes them on its last GPU)."""
+    captured = {}
+
+    def stop(activation, hook):
+        captured["resid"] = activation
+        raise Stop
+
+    cached = {} if prefix is None else {"past_key_values": prefix}
+    with (torch.inference_mode(), passing_the_cache(model),
+          model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
+        try:
+            model(tokens, return_type="logits", **cached)
+        except Stop:
+            pass
+    resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
+    return unembed_final(model, at_positions(resid, positions), columns).to(tokens.device)
+
+
+def unembed_final(model, resid: torch.Tensor, columns=None) -> torch.Tensor:
+    """Logits (float32) from final-position residual vectors (rows × d_model, read at
+    ``ln_final.hook_in``): the final norm, the unembedding (only ``columns``, rows × k, when
+    given) and the model's soft-cap. Every probe's final logits come from here, so they do
+    not depend on which probe ran first."""
+    with torch.inference_mode():
+        normed = model.ln_final(resid[:, None])[:, 0]
+        if columns is None:
+            return capped(model, model.unembed(normed[:, None])[:, 0].float())
+        w_u, b_u = model.W_U, model.b_U
+        columns = columns.to(w_u.device)
+        picked = torch.einsum("rd,drk->rk", normed.to(w_u.device), w_u[:, columns]) + b_u.to(w_u.device)[columns]
+        return capped(model, picked.float())
+
+
 def final_logits(model, tokenized: Tokenized) -> Float[Tensor, "batch vocab"]:
     """Logits at each prompt's last real token, float32 on the CPU: the pass stops before the
     unembedding, and only the final positions are unembedded (a 262k-token vocabulary at
     every position would be most of the work)."""
-    from .patch_runs import final_logits_with  # built on this module
-
     def compute():
         rows = []
         device = input_device(model)

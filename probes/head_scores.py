@@ -26,7 +26,7 @@ from .input_errors import check_count
 from .evidence import probe
 from .forward import input_device
 from .model_state import model_info, model_name
-from .results import Result
+from .results import Result, best_first
 from .sites import head_label, hook_of
 from .tokens import PromptTooLongError
 
@@ -57,7 +57,8 @@ class HeadScores(Result):
     excluded: tuple[str, ...] = ()
 
     kind = "head_scores"
-    value_column = "score"
+    extremes_column = "score"
+    ranked_by = "score"  # ranking(): heads by score, largest first (NaN last)
 
     @property
     def title(self) -> str:
@@ -75,6 +76,18 @@ class HeadScores(Result):
                              "layer": np.repeat(np.arange(n_layers), n_heads),
                              "index": np.tile(np.arange(n_heads), n_layers),
                              "score": self.values.flatten()})
+
+    def component_scores(self) -> pd.Series:
+        """Each head's score, layer by layer (index: ``L5H1``)."""
+        n_layers, n_heads = self.values.shape
+        return pd.Series(self.values.flatten().astype(float),
+                         index=[head_label(l, h) for l in range(n_layers) for h in range(n_heads)],
+                         name=f"{self.head_class.replace('_', '-')} score")
+
+    def ranking(self) -> list[str]:
+        """Every head by score, largest first (ties layer by layer, NaN last)."""
+        scores = self.component_scores()
+        return [scores.index[i] for i in best_first(self.values.flatten())]
 
     def top(self, k: int = 5) -> pd.DataFrame:
         """The k heads that score highest."""

@@ -17,7 +17,7 @@ effects add up to the logit difference before the cap, and the probes say so.
 import torch
 from torch import Tensor
 
-from .forward import memo
+from .model_state import memo
 
 POST_NORMS = {"attn": "ln1_post", "mlp": "ln2_post"}  # the bridge's names for Gemma's sandwich norms
 _PROBE = 1e3  # rms(c · 1) = c up to eps / c²: a norm applied to c · 1 returns its gain

@@ -61,6 +61,7 @@ class LogitDiff(Result):
     centred: bool = False
 
     kind = "logit_diff"
+    usual = "mean"
     title = "Logit difference, logit(correct) − logit(incorrect)"
 
     @property

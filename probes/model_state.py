@@ -6,6 +6,12 @@ patching engine has learnt the model can do. It lives as ``model.circuitcheck``
 (created on first use for a model circuitcheck did not load), so it goes away
 with the model, and ``release()`` frees the passes at fixture teardown. No
 module-level registry is keyed by the model.
+
+The pass cache's helpers live here with it (`memo`, `remember`, `forget_passes`): while
+hooks are attached to the model (`has_hooks`: an ablation, a patch) nothing is served
+from or stored in the cache. This module imports no other probe module at load time (only
+`tokens.bos_to_prepend`, inside `state_of` for a model circuitcheck did not load), so every
+module that runs passes (`probes.forward` and up) sits above it.
 """
 
 from collections import OrderedDict
@@ -103,6 +109,35 @@ class ModelState:
         """Free the cached passes (the model itself is left as it is)."""
         self.passes.clear()
         self.capabilities.clear()
+
+
+def has_hooks(model) -> bool:
+    """True while a TransformerLens hook (or a hook on the model itself) is attached:
+    results then differ from the plain model's. (The bridge wires private capture
+    hooks of its own into the wrapped model; those do not count.)"""
+    points = [model, *model.hook_dict.values()]
+    return any(p._forward_hooks or p._forward_pre_hooks for p in points)
+
+
+def remember(model, key, value) -> None:
+    """Keep ``value`` in the model's pass cache under ``key``, unless hooks are attached."""
+    if not has_hooks(model):
+        state_of(model).passes.put(key, value)
+
+
+def forget_passes(model) -> None:
+    """Drop every pass cached for ``model`` (to time a probe again, or to free memory)."""
+    state_of(model).passes.clear()
+
+
+def memo(model, key, compute):
+    """``compute()`` once per (model, key) while the model is unhooked."""
+    passes = state_of(model).passes
+    if key in passes and not has_hooks(model):
+        return passes.get(key)
+    value = compute()
+    remember(model, key, value)
+    return value
 
 
 def info_from_config(model, prepended: str | None = None) -> ModelInfo:

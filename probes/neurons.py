@@ -18,9 +18,9 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import batches, final_logits, input_device, memo
+from .forward import batches, final_logits, input_device
 from .linearise import post_norm_gain
-from .model_state import model_name
+from .model_state import memo, model_name
 from .results import Result
 from .sites import hook_of, neuron_label, parse_neuron
 

@@ -14,9 +14,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .forward import at_positions, batches, check_finite, input_device, memo, remember
+from .forward import Stop, at_positions, batches, check_finite, input_device, unembed_final
 from .linearise import scale_hooks
-from .patch_runs import Stop, unembed_final
+from .model_state import memo, remember
 from .sites import hook_of
 from .tokens import Tokenized
 

@@ -23,16 +23,11 @@ import warnings
 import numpy as np
 import torch
 
-from .forward import at_positions, input_device
+from .forward import final_logits_with, input_device
 from .model_state import state_of
-from .linearise import capped
-from .shared_prefix import PrefixKeysValues, agrees, passing_the_cache
+from .shared_prefix import PrefixKeysValues, agrees
 from .sites import hook_of
 from .tokens import Tokenized
-
-
-class Stop(Exception):
-    """Raised at the final norm's input: everything after it is computed by hand."""
 
 
 def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
@@ -42,43 +37,6 @@ def first_differences(clean: Tokenized, corrupted: Tokenized) -> list[int]:
         differ = (a != b).nonzero()
         out.append(int(differ[0]) if len(differ) else len(a))
     return out
-
-
-def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
-    """Final-position logits of a (patched) run, stopping before the full unembedding.
-    With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
-    With ``columns`` (rows × k token ids), only those logits, rows × k. The logits are on
-    ``tokens``' device (a split model computes them on its last GPU)."""
-    captured = {}
-
-    def stop(activation, hook):
-        captured["resid"] = activation
-        raise Stop
-
-    cached = {} if prefix is None else {"past_key_values": prefix}
-    with (torch.inference_mode(), passing_the_cache(model),
-          model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
-        try:
-            model(tokens, return_type="logits", **cached)
-        except Stop:
-            pass
-    resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
-    return unembed_final(model, at_positions(resid, positions), columns).to(tokens.device)
-
-
-def unembed_final(model, resid: torch.Tensor, columns=None) -> torch.Tensor:
-    """Logits (float32) from final-position residual vectors (rows × d_model, read at
-    ``ln_final.hook_in``): the final norm, the unembedding (only ``columns``, rows × k, when
-    given) and the model's soft-cap. Every probe's final logits come from here, so they do
-    not depend on which probe ran first."""
-    with torch.inference_mode():
-        normed = model.ln_final(resid[:, None])[:, 0]
-        if columns is None:
-            return capped(model, model.unembed(normed[:, None])[:, 0].float())
-        w_u, b_u = model.W_U, model.b_U
-        columns = columns.to(w_u.device)
-        picked = torch.einsum("rd,drk->rk", normed.to(w_u.device), w_u[:, columns]) + b_u.to(w_u.device)[columns]
-        return capped(model, picked.float())
 
 
 def _patch_hook(spec, source: torch.Tensor, rows, prompts, where: dict):

@@ -19,17 +19,18 @@ import numpy as np
 import pandas as pd
 
 from .evidence import probe
-from .forward import memo
 from .metrics import resolve_metric
+from .model_state import memo
 from .patch_runs import run_sweep
 from .renamed import older_name
-from .results import Result
+from .results import Result, best_first
 from .self_checks import require_trusted
 from .sites import POST, RESID, SWEEPS, Site, Sweep  # noqa: F401 - the sweep table, re-exported
 from .tokens import Tokenized, tokenize_pair
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of activations one patched forward pass may hold
 DIRECTIONS = ("clean_into_corrupted", "corrupted_into_clean")
+COMPONENT_SWEEPS = ("head_out", "mlp_out_all_pos")  # sweeps whose sites are whole components (heads, MLPs)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -59,6 +60,8 @@ class Patching(Result):
     exact_correlation: float | None = None  # attribution vs exact effects, when both were run
 
     kind = "patching"
+    ranked_by = "score"  # ranking(): components by normalised recovery, largest first (NaN last)
+    score_names = ("recovery", "effect", "abs_effect")  # what `scores_over` can rank by
 
     @property
     def title(self) -> str:
@@ -109,6 +112,80 @@ class Patching(Result):
     def top(self, k: int = 5) -> pd.DataFrame:
         """The k sites with the largest normalised recovery."""
         return self.df.nlargest(k, "recovery").reset_index(drop=True)
+
+    def component_scores(self) -> pd.Series:
+        """Each component's normalised recovery, in the table's order (index: its label); a
+        ValueError for a sweep whose sites are not whole components (only `COMPONENT_SWEEPS`)."""
+        if self.sweep not in COMPONENT_SWEEPS:
+            raise ValueError(f"a {self.sweep} patching sweep ranks sites, not whole components; patch one of "
+                             f"{', '.join(COMPONENT_SWEEPS)} (patch(model, prompts, 'head_out'))")
+        how = "activation patching" if self.method == "exact" else "attribution patching"
+        return pd.Series(np.asarray(self.recovery, float), index=list(self.labels),
+                         name=f"{how} ({self.sweep}, recovery)")
+
+    def ranking(self) -> list[str]:
+        """Every component, by normalised recovery, largest first (ties in table order, NaN last):
+        the order `faithfulness_curve` adds them in."""
+        scores = self.component_scores()
+        return [scores.index[i] for i in best_first(self.recovery)]
+
+    @property
+    def found_with(self):
+        """How a circuit taken from this sweep was found (`probes.circuits.spec.FoundWith`):
+        counterfactual ablation (``"patching"``: each prompt's corrupted twin) for a sweep over
+        prompt pairs; None for one over Gaussian noise, which no circuit criterion runs."""
+        from .ablation_values import COUNTERFACTUAL
+        from .circuits.spec import FoundWith
+
+        how = "activation patching" if self.method == "exact" else "attribution patching"
+        return FoundWith.of_ranking(COUNTERFACTUAL if self.corruption == "prompt pairs" else None, None,
+                                    self.prompt_set, f"{how} of {self.sweep} on {self.prompt_set!r}")
+
+    def circuit(self, k: int):
+        """The `Circuit` of the ``k`` components of largest normalised recovery: heads of a
+        ``head_out`` sweep (every MLP left alone), MLP layers of an ``mlp_out_all_pos`` sweep
+        (every head outside the circuit ablated, as `faithfulness_curve` does). It carries
+        ``found_with`` (counterfactual ablation, for a sweep over prompt pairs), which the
+        circuit criteria judge it with unless given ``ablation=``. A NaN recovery has no rank."""
+        from .circuits.spec import Circuit
+        from .input_errors import check_count
+
+        k = check_count("k", k, 1, "how many components, e.g. 6")
+        scores = self.component_scores()  # refuses a sweep whose sites are not whole components
+        if k > len(scores):
+            raise ValueError(f"k={k}: this {self.sweep} sweep patched {len(scores)} components")
+        picks = best_first(self.recovery)[:k]
+        if np.isnan(scores.to_numpy()[picks]).any():
+            raise ValueError(f"k={k}: the top {k} components include one whose recovery is NaN (undefined: the "
+                             "source and target runs score the same, or a NaN metric), and an undefined score has "
+                             "no rank; .df shows every recovery")
+        sites = [self.sites[i] for i in picks]
+        if self.sweep == "head_out":
+            return Circuit(sites, found_with=self.found_with)
+        return Circuit([], mlps=[site[0] for site in sites], found_with=self.found_with)
+
+    @property
+    def n_prompts(self) -> int:
+        return self.values.shape[1]
+
+    def scores_over(self, prompts=None, by: str = "recovery") -> pd.Series:
+        """Each site's score over the prompts at indices ``prompts`` (all when None; a repeated
+        index counts twice, as in a bootstrap resample), exactly what a sweep on those prompts
+        gives: ``"recovery"`` (mean patched − mean target) / (mean source − mean target) (NaN
+        when the two runs score the same), ``"effect"`` mean patched − mean target, or
+        ``"abs_effect"`` its size. Named by what ranks by what."""
+        if by not in self.score_names:
+            raise ValueError(f"score {by!r}: for a Patching choose one of {', '.join(self.score_names)}")
+        rows = np.arange(self.n_prompts) if prompts is None else np.asarray(prompts)
+        target = self.target_baseline[rows].mean()
+        effect = self.values[:, rows].mean(axis=1) - target
+        if by == "recovery":
+            gap = self.source_baseline[rows].mean() - target
+            scores = effect / gap if gap != 0 else np.full(len(effect), np.nan)
+        else:
+            scores = effect if by == "effect" else np.abs(effect)
+        named = {"recovery": "normalised recovery", "effect": "effect", "abs_effect": "|effect|"}[by]
+        return pd.Series(scores, index=list(self.labels), name=f"{self.sweep} sites by {named}")
 
     def share_of_top(self, k: int) -> float:
         """Fraction of the total absolute effect carried by the k sites with the largest one."""

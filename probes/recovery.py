@@ -18,7 +18,8 @@ a probe returns against it:
 
 What orders the ranking: a ranking with scores (a `Patching` of ``head_out`` or
 ``mlp_out_all_pos``, exact or attribution patching, a `HeadAttribution`, an `EdgeScores` of
-EAP, EAP-IG or exact edge patching, a ``{component: score}`` dict) is ranked by |score|, as
+EAP, EAP-IG or exact edge patching: any Result with ``component_scores()``, `probes.results`;
+a ``{component: score}`` dict) is ranked by |score|, as
 MIB does (a large effect of either sign marks a component that matters; ``by="score"`` ranks
 by the signed score instead); a ranking without scores (a `FaithfulnessCurve`'s order, a list
 best first) by its own order. Node rankings are compared with the truth's nodes, edge rankings
@@ -45,7 +46,6 @@ from .sites import head_label, parse_mlp, parse_site
 
 REGISTRY = "circuitcheck.fixtures.groundtruth"  # known_models(), truth_of(name_or_model) -> dict
 ORDERS = ("abs", "score")  # how a ranking with scores is ordered: by |score| (MIB) or the signed score
-NODE_SWEEPS = ("head_out", "mlp_out_all_pos")  # Patching sweeps whose sites are whole components
 
 
 class NoGroundTruthError(LookupError):
@@ -202,34 +202,8 @@ def _from_dict(truth: dict, heads_per_kv: int | None = None) -> GroundTruth:
 
 def _scores(ranking, heads_per_kv: int) -> tuple[str, str, list[str], np.ndarray | None]:
     """(level "nodes" | "edges", what it is, its components, their scores or None for an order)."""
-    from .attribution import HeadAttribution
-    from .circuits.curve import FaithfulnessCurve
-    from .edges.attribution import EdgeScores
-    from .patching import Patching
-
-    if isinstance(ranking, EdgeScores):
-        return "edges", f"EdgeScores ({ranking.method})", [_edge(l, heads_per_kv) for l in ranking.labels], \
-            np.asarray(ranking.scores, float)
-    if isinstance(ranking, Patching):
-        if ranking.sweep not in NODE_SWEEPS:
-            raise RankingMismatchError(f"a {ranking.sweep} patching sweep ranks sites the ground truth does not "
-                                       f"name; patch whole components: {', '.join(NODE_SWEEPS)}")
-        how = "activation patching" if ranking.method == "exact" else "attribution patching"
-        return "nodes", f"{how} ({ranking.sweep}, recovery)", [_node(l) for l in ranking.labels], \
-            np.asarray(ranking.recovery, float)
-    if isinstance(ranking, HeadAttribution):
-        n_layers, n_heads = ranking.per_head.shape
-        return "nodes", "head attribution (mean direct effect)", \
-            [_node((l, h)) for l in range(n_layers) for h in range(n_heads)], ranking.per_head.flatten().astype(float)
-    if isinstance(ranking, FaithfulnessCurve):
-        ranked = list(ranking.ranking[:ranking.n_ranked])
-        level = "edges" if ranked and _is_edge(ranked[0]) else "nodes"
-        return level, "faithfulness curve's order", [_edge(c, heads_per_kv) if level == "edges" else _node(c)
-                                                     for c in ranked], None
     if isinstance(ranking, Result):
-        raise RankingMismatchError(f"a {type(ranking).__name__} holds no ranking of components; give a Patching "
-                                   "(head_out), a HeadAttribution, an EdgeScores, a FaithfulnessCurve, a "
-                                   "{component: score} dict or a list best first")
+        return _result_scores(ranking, heads_per_kv)
     if isinstance(ranking, str):
         raise ValueError(f"ranking={ranking!r} is one label; give a list best first, e.g. [{ranking!r}, ...]")
     if isinstance(ranking, (dict, pd.Series)):
@@ -242,6 +216,26 @@ def _scores(ranking, heads_per_kv: int) -> tuple[str, str, list[str], np.ndarray
         raise ValueError("ranking is empty: give components best first, or a probe's ranking Result")
     level = "edges" if _is_edge(labels[0]) else "nodes"
     return level, what, [_edge(c, heads_per_kv) if level == "edges" else _node(c) for c in labels], values
+
+
+def _result_scores(ranking: Result, heads_per_kv: int) -> tuple[str, str, list[str], np.ndarray | None]:
+    """`_scores` of a Result: its ``component_scores()`` (the ranking protocol, `probes.results`),
+    or, for a Result whose ``ranking`` is an order without scores (a `FaithfulnessCurve`'s), its
+    first ``n_ranked`` components as given."""
+    if callable(getattr(ranking, "component_scores", None)):
+        try:
+            scores = ranking.component_scores()
+        except ValueError as error:  # it ranks no whole components (a patching sweep of positions)
+            raise RankingMismatchError(str(error)) from None
+        labels, method, values = list(scores.index), str(scores.name), scores.to_numpy(float)
+    elif isinstance(getattr(ranking, "ranking", None), tuple) and hasattr(ranking, "n_ranked"):
+        labels, method, values = list(ranking.ranking[:ranking.n_ranked]), "faithfulness curve's order", None
+    else:
+        raise RankingMismatchError(f"a {type(ranking).__name__} holds no ranking of components; give a Patching "
+                                   "(head_out), a HeadAttribution, an EdgeScores, a FaithfulnessCurve, a "
+                                   "{component: score} dict or a list best first")
+    level = "edges" if labels and _is_edge(labels[0]) else "nodes"
+    return level, method, [_edge(c, heads_per_kv) if level == "edges" else _node(c) for c in labels], values
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -271,7 +265,8 @@ class Recovery(Result):
     last_true_rank: int
 
     kind = "recovery"
-    value_column = "rank"
+    usual = "auroc"
+    extremes_column = "rank"
 
     @property
     def title(self) -> str:

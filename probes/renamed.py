@@ -5,9 +5,15 @@ A probe's options (everything after its subject: ``metric``, ``reference``, ``ab
 passes them by position, or by a keyword's old name (`renamed_keywords`), run as the new
 form, with a DeprecationWarning pointing at the caller's line. `probe` applies it to every
 probe, so the signature (and so the docs) shows only the new form.
+
+A name that moved keeps working the same way: `older_name` (a module's renamed objects) and
+`moved_names` (the names a package's ``__all__`` no longer lists: engine plumbing now imported
+from its own module, a second name of one concept) give a module ``__getattr__`` that warns
+with the name to write now.
 """
 
 import functools
+import importlib
 import inspect
 import warnings
 
@@ -72,3 +78,20 @@ def older_name(module: str, name: str, renamed: dict):
     warnings.warn(f"{module}.{name} is now {new.__module__}.{new.__qualname__}; {LATER}", DeprecationWarning,
                   stacklevel=2)
     return new
+
+
+def moved_names(package: str, homes: dict[str, str], instead: dict[str, str] | None = None):
+    """A ``__getattr__`` for ``package``: each old name in ``homes`` still gives what it gave (looked
+    up in its home module, imported on first use), with a warning naming where to import it now,
+    or, for a second name of one concept, ``instead[name]``: the one name to write now."""
+    instead = instead or {}
+
+    def __getattr__(name: str):
+        if name not in homes:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        now = instead.get(name) or f"`from {homes[name]} import {name}`"
+        warnings.warn(f"{package}.{name} is now {now}; {LATER}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(homes[name]), name)
+
+    __getattr__.homes = homes  # for the tests: every old name and its home
+    return __getattr__

@@ -14,6 +14,21 @@ Figure specs are plain dicts, drawn by the report with plotly:
 ``{"type": "heatmap", "z": [[...]], "x": [...], "y": [...], "diverging": True}`` and
 ``{"type": "graph", "nodes": {"labels", "x", "y"}, "edges": [{"from", "to", "value", "label"}]}``;
 any spec may carry a ``"title"``.
+
+Facts about a Result live on its class: ``usual`` names the number a claim on it is usually
+about (`robustness` judges it when no ``value=`` is given), ``extremes_column`` the column a
+long ``repr`` is ordered by. A *ranking* Result (`Patching` of whole components,
+`HeadAttribution`, `HeadScores`, `EdgeScores`) also implements the ranking protocol the
+criteria read, so they import no probe to use one:
+
+* ``ranking()``: every component it scores, best first, by its rule ``ranked_by``
+  (``"score"``: the signed score, larger first; ``"|score|"``); a ValueError when it ranks
+  no whole components (a patching sweep of positions);
+* ``component_scores()``: a ``pandas.Series`` of each component's score in the table's
+  order (index: labels; name: how they were scored), what `recovery` ranks;
+* with per-prompt values (`Patching`, `HeadAttribution`): ``n_prompts``, ``score_names``
+  (the scores it can rank by) and ``scores_over(prompts, by)``, the scores recomputed over
+  some prompts (a bootstrap resample: `selection_stability`).
 """
 
 import math
@@ -60,6 +75,13 @@ def read_only(value):
     return value
 
 
+def best_first(scores) -> np.ndarray:
+    """Positions of ``scores`` by the signed score, largest first, ties in table order, NaN
+    last: the order of a ranking Result whose ``ranked_by`` is ``"score"``."""
+    scores = np.asarray(scores)
+    return np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+
+
 def figure_list(figure) -> list[dict]:
     return [] if figure is None else [figure] if isinstance(figure, dict) else list(figure)
 
@@ -75,7 +97,12 @@ class Result:
 
     kind = "result"
     title = "Result"
-    value_column = None  # the number a claim is usually about, for ordering extremes
+    # The number a claim on this Result is usually about: the name of an attribute or summary
+    # entry (`robustness` judges it when no value= is given); None when there is no one number.
+    usual = None
+    # The ``.df`` column a long repr is ordered by, to show its extremes. Not ``usual``: that is
+    # one number of the whole Result (a Recovery's AUROC), this a column of its rows (each rank).
+    extremes_column = None
 
     def __post_init__(self):
         for f in fields(self):  # an immutable value: nobody can write into its arrays
@@ -132,10 +159,10 @@ class Result:
 
     def __repr__(self) -> str:
         """The headline and the table: whole up to 60 rows; beyond, its first and last rows
-        ordered by ``value_column`` (the extremes), when the Result names one."""
+        ordered by ``extremes_column`` (the extremes), when the Result names one."""
         frame = self.df
-        if len(frame) > MAX_ROWS_SHOWN and self.value_column in frame.columns:
-            frame = frame.sort_values(self.value_column)
+        if len(frame) > MAX_ROWS_SHOWN and self.extremes_column in frame.columns:
+            frame = frame.sort_values(self.extremes_column)
         return f"{self.headline()}\n{_table_text(frame)}"
 
     def _repr_html_(self) -> str:

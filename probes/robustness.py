@@ -34,9 +34,9 @@ from .results import Result
 
 MAX_VARIANTS = 64  # every combination is run: beyond this, split the claim by axis
 ARGUMENT_AXES = ("model", "prompts")  # axes that replace the claim's arguments, not options
-# The number a claim on a Result is usually about, by the Result's kind.
-OBVIOUS_VALUES = {"circuit_faithfulness": "ratio", "random_circuit_test": "p_value", "logit_diff": "mean"}
-
+# Until Faithfulness, RandomCircuitTest and LogitDiff state their ``usual`` number on the class
+# (`Result.usual`), it is read here by the kind of a class the Result is or inherits from, so
+# their subclasses (the edge criteria's Results) have it too.
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Robustness(Result):
@@ -55,7 +55,7 @@ class Robustness(Result):
     predicate: str
 
     kind = "robustness"
-    value_column = "value"
+    extremes_column = "value"
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -191,10 +191,11 @@ def _number(value, where: str) -> float:
 
 
 def _usual_number(outcome: Result) -> str:
-    """The name of the number a claim on ``outcome`` is usually about."""
+    """The name of the number a claim on ``outcome`` is usually about: its class's ``usual``,
+    else its only summary number."""
     summary = outcome.summary()
     numbers = [k for k, v in summary.items() if isinstance(v, Real) and not isinstance(v, bool)]
-    name = OBVIOUS_VALUES.get(outcome.kind) or (numbers[0] if len(numbers) == 1 else None)
+    name = type(outcome).usual or (numbers[0] if len(numbers) == 1 else None)
     if name is None:
         raise ValueError(f"robustness: which number of {type(outcome).__name__} is the claim about? give value= "
                          f"one of its summary entries {list(summary)}, or a function of the Result")
@@ -204,7 +205,7 @@ def _usual_number(outcome: Result) -> str:
 def value_of(outcome, value) -> float:
     """The number a variant's outcome is judged on: ``value(outcome)`` for a function; the
     attribute or summary entry so named for a string; by default the outcome itself if it is
-    a number, else the Result's usual number (`OBVIOUS_VALUES`, or its only summary number)."""
+    a number, else the Result's usual number (its class's ``usual``, or its only summary number)."""
     if callable(value):
         return _number(value(outcome), "value(...) of the claim's outcome")
     if not isinstance(outcome, Result):

@@ -34,10 +34,9 @@ import pandas as pd
 import torch
 
 from .evidence import probe
-from .forward import input_device, memo, require_plain_model
+from .forward import final_logits_with, input_device, require_plain_model
 from .linearise import post_norm_name
-from .model_state import model_name, state_of
-from .patch_runs import final_logits_with
+from .model_state import memo, model_name, state_of
 from .results import Result
 from .self_check_text import (REFERENCE_KEY, SERIAL_KEY, TEXT, english_ids, keep_hugging_face_reference,
                               require_model, text_tokens)

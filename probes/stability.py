@@ -11,7 +11,8 @@ resamples of the task: a selection that holds on every resample has Jaccard 1.
 
 * `stability`: any selection, ``select(model, prompts) -> labels``, run again per resample;
 * `selection_stability`: the top k of a Result with per-prompt values (`Patching`,
-  `HeadAttribution`), recomputed from its table per resample, with no forward pass.
+  `HeadAttribution`: any Result with ``scores_over``, `probes.results`), recomputed from its
+  table per resample, with no forward pass.
 
 Both draw the same resamples for the same seed and number of prompts (`resamples`), so the
 two agree exactly when ``select`` makes the same selection.
@@ -22,15 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .attribution import HeadAttribution
 from .evidence import probe
 from .input_errors import check_count
 from .model_state import model_name
-from .patching import Patching
-from .results import Result
+from .results import Result, best_first
 from .sites import head_label
-
-SCORES = {Patching: ("recovery", "effect", "abs_effect"), HeadAttribution: ("recovery", "mean", "abs_mean")}
 
 
 def resamples(n_prompts: int, n: int, seed: int) -> np.ndarray:
@@ -64,7 +61,8 @@ class Stability(Result):
     seed: int
 
     kind = "stability"
-    value_column = "frequency"
+    usual = "jaccard"
+    extremes_column = "frequency"
 
     @property
     def title(self) -> str:
@@ -132,7 +130,7 @@ class Stability(Result):
 def _labels(chosen, what: str) -> tuple[str, ...]:
     """What ``select`` returned, as a tuple of labels (a DataFrame gives its head or site column)."""
     if isinstance(chosen, pd.DataFrame):
-        column = next((c for c in ("head", "site", "component") if c in chosen.columns), None)
+        column = next((c for c in ("head", "site", "component", "edge") if c in chosen.columns), None)
         if column is None:
             raise ValueError(f"select returned a table with columns {list(chosen.columns)} {what}; return the "
                              "labels, e.g. patch(...).top(5)['site']")
@@ -181,32 +179,9 @@ def stability(model, prompts, select, *, n: int = 50, seed: int = 0) -> Stabilit
                    selected, selections, indices, seed)
 
 
-def _table(result, score: str):
-    """The result's labels, a function from prompt indices to each label's score on those
-    prompts, and what is ranked by what."""
-    if isinstance(result, Patching):
-        values, target, source = result.values, result.target_baseline, result.source_baseline
-
-        def scores(rows):
-            effect = values[:, rows].mean(axis=1) - target[rows].mean()
-            if score == "recovery":
-                gap = source[rows].mean() - target[rows].mean()
-                return effect / gap if gap != 0 else np.full(len(effect), np.nan)
-            return effect if score == "effect" else np.abs(effect)
-
-        named = {"recovery": "normalised recovery", "effect": "effect", "abs_effect": "|effect|"}[score]
-        return result.labels, scores, f"{result.sweep} sites by {named}"
-    n_layers, n_heads, _ = result.values.shape
-    flat = result.values.reshape(n_layers * n_heads, -1)
-    labels = tuple(head_label(l, h) for l in range(n_layers) for h in range(n_heads))
-    if score == "abs_mean":
-        return labels, lambda rows: np.abs(flat[:, rows].mean(axis=1)), "heads by |direct contribution|"
-    return labels, lambda rows: flat[:, rows].mean(axis=1), "heads by direct contribution"
-
-
 def top_k(scores: np.ndarray, labels, k: int) -> tuple[str, ...]:
     """The ``k`` labels with the largest scores, ties in table order; a NaN score is never chosen."""
-    order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+    order = best_first(scores)
     return tuple(labels[i] for i in order[:k] if not np.isnan(scores[i]))  # as `Patching.top`, NaN dropped
 
 
@@ -220,25 +195,26 @@ def selection_stability(result, *, k: int = 5, n: int = 50, seed: int = 0, score
     exactly what a sweep on those prompts gives. Same resamples as `stability` for the same
     ``seed``."""
     kind = type(result).__name__
-    if not isinstance(result, (Patching, HeadAttribution)):
+    if not callable(getattr(result, "scores_over", None)):
         raise ValueError(f"selection_stability needs a Result with per-prompt values, a Patching or a "
                          f"HeadAttribution, not {kind}; for any other selection use "
                          "stability(model, prompts, select)")
-    choices = SCORES[Patching if isinstance(result, Patching) else HeadAttribution]
+    choices = result.score_names
     if score not in choices:
         raise ValueError(f"score {score!r}: for a {kind} choose one of {', '.join(choices)}")
-    labels, scores, named = _table(result, score)
+    full = result.scores_over(None, score)
+    labels, named = tuple(full.index), full.name
     k = check_count("k", k, 1, f"the number of components selected, at most {len(labels)}, e.g. k=5")
     if k > len(labels):
         raise ValueError(f"k={k}: {kind} has {len(labels)} components; choose k from 1 to {len(labels)}")
-    n_prompts = result.values.shape[-1]
+    n_prompts = result.n_prompts
     n, seed = _check(n, seed, n_prompts)
-    full = scores(np.arange(n_prompts))
+    full = full.to_numpy()
     if np.isnan(full).all():
         raise ValueError("the normalised recovery is undefined on all the prompts (the source and target runs "
                          "score the same); choose score='effect'")
     indices = resamples(n_prompts, n, seed)
     selected = top_k(full, labels, k)
-    selections = [top_k(scores(rows), labels, k) for rows in indices]
+    selections = [top_k(result.scores_over(rows, score).to_numpy(), labels, k) for rows in indices]
     return _result(result.model, result.prompt_set, f"the top {k} {named}",
                    "recomputed from the per-prompt table (no forward pass)", selected, selections, indices, seed)

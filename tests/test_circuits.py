@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from circuitcheck.probes import PromptSet
-from circuitcheck.probes.circuits import (
-    Circuit,
-    completeness,
-    evaluate,
-    faithfulness,
-    minimality,
-    random_circuit_test,
-    setup,
-)
+from circuitcheck.probes.circuits import Circuit, completeness, faithfulness, minimality, random_circuit_test
+from circuitcheck.probes.circuits.engine import evaluate, setup
 
 from .test_patching import PROMPTS
 
@@ -267,7 +260,7 @@ def test_a_position_the_prompts_cannot_name_is_explained(tiny_llama):
 def test_one_random_circuit_cannot_make_a_claim_pass(tiny_llama):
     """With n random circuits the p-value is at least 1/(n+1): n=1 gives 0.5 at best, so
     beats_random(0.95) is refused naming the n needed (20 for p < 0.05), up to n=19."""
-    from circuitcheck.probes.circuits import random_needed
+    from circuitcheck.probes.circuits.faithfulness import random_needed
 
     one = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=1)
     assert one.p_value >= 1 / 2 and one.smallest_p_value == 0.5
@@ -409,7 +402,8 @@ def test_a_node_circuit_under_counterfactual_ablation_is_the_edge_circuit_of_its
     """Node circuit {L1H2} with every MLP judged: L1H2 reads the clean embedding and the corrupted
     layer-0 outputs, and only its direct path reaches the logits (everything after it is
     replaced). That is the edge circuit of those routes under the edge engine's ablation="patching"."""
-    from circuitcheck.probes.edges import EdgeCircuit, edge_faithfulness
+    from circuitcheck.probes.edges import EdgeCircuit
+    from circuitcheck.probes.edges.circuits import edge_faithfulness
 
     node = faithfulness(tiny_llama, PROMPTS, Circuit(["L1H2"], mlps=[]), ablation="patching")
     routes = EdgeCircuit(["embed → L1H2.q", "embed → L1H2.k", "embed → L1H2.v", "L1H2 → logits", "embed → logits"])

@@ -13,10 +13,11 @@ from circuitcheck.probes import PromptSet, faithfulness, faithfulness_curve, ran
 from circuitcheck.probes.circuits.curve import area
 from circuitcheck.probes.edges.attribution import SHOWN_EDGES
 from circuitcheck.probes.figures import plotly_figure
-from circuitcheck.probes.edges import (EdgeCircuit, EdgeGraph, edge_attribution, edge_faithfulness,
-                                       edge_faithfulness_curve, edge_graph, edge_patch, edge_patch_scores,
-                                       edge_random_circuit_test, from_mib, mib_names, n_edges_formula, parse_edge,
-                                       to_mib)
+from circuitcheck.probes.edges import (EdgeCircuit, EdgeGraph, edge_attribution, edge_graph, edge_patch,
+                                       edge_patch_scores, from_mib, parse_edge, to_mib)
+from circuitcheck.probes.edges.circuits import edge_faithfulness, edge_faithfulness_curve, edge_random_circuit_test
+from circuitcheck.probes.edges.graph import n_edges_formula
+from circuitcheck.probes.edges.mib import mib_names
 from circuitcheck.probes.linearise import post_norm_gain, post_norm_name
 from circuitcheck.probes.tokens import tokenize_pair
 
@@ -269,7 +270,7 @@ def test_every_edge_gives_the_clean_run_and_none_the_corrupted(arch_model):
     nothing = edge_patch(model, PROMPTS, [])
     np.testing.assert_allclose(nothing.patched, nothing.corrupted, atol=2e-5)
     # and the circuit view: keeping every edge is the model, keeping none is the corrupted run
-    whole = edge_faithfulness(model, PROMPTS, EdgeCircuit(graph.labels))
+    whole = edge_faithfulness(model, PROMPTS, EdgeCircuit(graph.labels), ablation="patching")
     np.testing.assert_allclose(whole.circuit_metric, whole.model_metric, atol=2e-5)
     np.testing.assert_allclose(whole.empty_metric, nothing.corrupted, atol=2e-5)
 
@@ -451,7 +452,7 @@ def test_a_planted_edge_circuit_is_ranked_first_and_is_faithful(planted):
     assert set(eap_ig.top(2)["edge"]) == set(PLANTED)
     exact = edge_patch_scores(planted, COPY, list(eap_ig.top(10)["edge"]))
     assert set(exact.top(2)["edge"]) == set(PLANTED)
-    test = edge_random_circuit_test(planted, COPY, PLANTED, n=40)
+    test = edge_random_circuit_test(planted, COPY, PLANTED, n=40, ablation="patching")
     [faithful] = test.parts
     assert faithful.normalised == pytest.approx(1.0, abs=0.1), faithful
     assert test.beats_random(0.95) and test.p_value < 0.05
@@ -469,7 +470,7 @@ def test_edge_curve_areas_are_the_trapezoids(planted):
     ranking = eap.ranking()
     by_hand = []
     for k in curve.sizes:
-        f_c = edge_faithfulness(planted, COPY, EdgeCircuit(ranking[:k])).f_circuit
+        f_c = edge_faithfulness(planted, COPY, EdgeCircuit(ranking[:k]), ablation="patching").f_circuit
         by_hand.append((f_c - f_empty) / (f_model - f_empty))
     np.testing.assert_allclose(curve.faithfulness, by_hand, atol=1e-5)
     x = np.array(curve.sizes) / total

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from circuitcheck.fixtures.families import ioi_prompts
-from circuitcheck.probes.edges import edge_attribution, edge_graph, edge_patch, edge_patch_scores, n_edges_formula
+from circuitcheck.probes.edges import edge_attribution, edge_graph, edge_patch, edge_patch_scores
+from circuitcheck.probes.edges.graph import n_edges_formula
 
 
 TOP = 50  # edges patched exactly (about 0.8 s each on SmolLM2's CPU run)

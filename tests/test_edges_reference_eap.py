@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from circuitcheck.probes import PromptSet
-from circuitcheck.probes.edges import edge_attribution, mib_names
+from circuitcheck.probes.edges import edge_attribution
+from circuitcheck.probes.edges.mib import mib_names
 
 DATA = Path(__file__).parent / "data" / "eapig"
 REFERENCE = runpy.run_path(str(DATA / "prompts.py"), run_name="eapig_prompts")  # set A, as EAP-IG ran it

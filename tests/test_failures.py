@@ -43,7 +43,7 @@ def test_wrong_answer(model):
                                 [(" Marigold", " John")]))
 
 def test_a_bug(model):
-    logit_diff(model, "not a prompt set")
+    logit_diff(model, PAIRS, metric=lambda logits, answers, clean_logits: logits.no_such_attribute)
 '''
 
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from circuitcheck.probes import PromptSet
-from circuitcheck.probes.edges import (EdgeCircuit, EdgeScores, edge_attribution, edge_faithfulness,
-                                       edge_faithfulness_curve, edge_patch, edge_patch_scores,
-                                       edge_random_circuit_test)
+from circuitcheck.probes.edges import EdgeCircuit, EdgeScores, edge_attribution, edge_patch, edge_patch_scores
+from circuitcheck.probes.edges.circuits import edge_faithfulness, edge_faithfulness_curve, edge_random_circuit_test
 from circuitcheck.probes.metrics import MetricValueError
 
 from .test_faults import refused_before_any_pass

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from circuitcheck.probes import PromptSet
-from circuitcheck.probes.edges import EdgeCircuit, edge_attribution, edge_graph, from_mib, mib_names, to_mib
+from circuitcheck.probes.edges import EdgeCircuit, edge_attribution, edge_graph, from_mib, to_mib
+from circuitcheck.probes.edges.mib import mib_names
 
 from .tolerances import summed
 

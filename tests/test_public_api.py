@@ -41,9 +41,112 @@ def test_the_top_level_is_a_few_dozen_researcher_names_read_from_the_packages():
     every_probe = {n for n, v in vars(circuitcheck.probes).items() if getattr(v, "is_probe", False)}
     assert every_probe == set(TOP_PROBES), f"put {sorted(every_probe - set(TOP_PROBES))} in probes.__all__"
     assert len(PROBES) - len(TOP_PROBES) >= 9  # robustness, stability, …, edge_attribution, edge_patch, …
-    for name in set(SUBMODULES) - {"strategies"}:
+    for name in SUBMODULES:
         module = getattr(circuitcheck, name)
         assert module.__all__ and all(getattr(module, n) is not None for n in module.__all__)
+
+
+def test_the_top_level_namespace_is_its_all():
+    """``dir(circuitcheck)`` lists the researcher names and nothing else; the machinery that
+    offers them (`circuitcheck.exports`) keeps its helpers out of the package's namespace."""
+    assert dir(circuitcheck) == sorted(circuitcheck.__all__)
+    # (pytest's assertion rewriting adds names that are not identifiers: "@py_builtins")
+    extra = {name for name, value in vars(circuitcheck).items()
+             if name.isidentifier() and not name.startswith("_") and name not in circuitcheck.__all__
+             and not (inspect.ismodule(value) and value.__name__ == f"circuitcheck.{name}")}
+    assert not extra, f"the top-level namespace holds {sorted(extra)} beside its __all__"
+    for helper in ("EXPORTS", "MOVED", "importlib", "warnings"):
+        with pytest.raises(AttributeError):
+            getattr(circuitcheck, helper)
+
+
+# Each public module's ``__all__``: researcher names only, within a budget like the top level's
+# (a name past the budget is engine plumbing until shown otherwise: import that from its module).
+BUDGETS = {"circuitcheck.probes": (30, 40), "circuitcheck.probes.circuits": (6, 8),
+           "circuitcheck.probes.edges": (8, 12), "circuitcheck.fixtures": (2, 4),
+           "circuitcheck.fixtures.strategies": (3, 6), "circuitcheck.fixtures.families": (6, 10),
+           "circuitcheck.edges": (8, 12), "circuitcheck.scrutiny": (8, 12), "circuitcheck.metrics": (3, 6),
+           "circuitcheck.registries": (10, 16), "circuitcheck.errors": (10, 18), "circuitcheck.results": (30, 45)}
+# The engine's plumbing, which the last release's subpackage lists exported: no ``__all__`` lists it.
+PLUMBING = {"Setup", "setup", "evaluate", "masks", "head_hook", "mlp_hook", "TOKENS_PER_PASS", "P_BELOW_005",
+            "random_needed", "as_circuit", "n_edges_formula", "mib_names", "is_edge_circuit"}
+CRITERIA = ("faithfulness", "random_circuit_test", "completeness", "minimality", "faithfulness_curve")
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_each_public_module_lists_a_budget_of_researcher_names(name):
+    import importlib
+
+    module = importlib.import_module(name)
+    low, high = BUDGETS[name]
+    assert low <= len(module.__all__) <= high, f"{name}.__all__ has {len(module.__all__)} names: {module.__all__}"
+    assert len(set(module.__all__)) == len(module.__all__)
+    assert all(getattr(module, n) is not None for n in module.__all__)
+    assert not PLUMBING & set(module.__all__), f"{name}.__all__ lists plumbing {sorted(PLUMBING & set(module.__all__))}"
+    edge_criteria = {f"edge_{c}" for c in CRITERIA} & set(module.__all__)
+    assert not edge_criteria, f"{name}.__all__ lists {sorted(edge_criteria)}: one name per criterion"
+
+
+def test_every_public_module_has_a_budget():
+    assert set(TOP_LEVEL) | set(SUBMODULES.values()) | {"circuitcheck.probes.circuits", "circuitcheck.probes.edges"} \
+        == set(BUDGETS)
+
+
+def test_the_subpackages_offer_one_name_per_concept():
+    """The circuit criteria are one function each, for node and edge circuits, wherever they are
+    offered; circuitcheck.edges is probes.edges' list; the strategies list every strategy."""
+    import circuitcheck.fixtures.strategies as strategies
+    import circuitcheck.probes.circuits as circuits
+    import circuitcheck.probes.edges as edges
+
+    assert set(circuits.__all__) <= set(circuitcheck.__all__)
+    for name in CRITERIA:
+        assert getattr(circuits, name) is getattr(circuitcheck.probes, name) is getattr(circuitcheck, name)
+    assert edges.__all__ == circuitcheck.edges.__all__
+    assert all(getattr(edges, n) is getattr(circuitcheck.edges, n) for n in edges.__all__)
+    drawn = {n for n, v in vars(strategies).items() if n.endswith("_prompt_sets") and callable(v)}
+    assert drawn and drawn <= set(strategies.__all__)
+
+
+# The last release's subpackage lists: each name is still importable from there, the ones no
+# longer listed with a warning that names the one to use now.
+LAST_RELEASE = {
+    "circuitcheck.probes.circuits": [
+        "Circuit", "Completeness", "Faithfulness", "FaithfulnessCurve", "Minimality", "P_BELOW_005",
+        "RandomCircuitTest", "Setup", "TOKENS_PER_PASS", "as_circuit", "completeness", "evaluate", "faithfulness",
+        "faithfulness_curve", "head_hook", "masks", "minimality", "mlp_hook", "random_circuit_test", "random_needed",
+        "setup"],
+    "circuitcheck.probes.edges": [
+        "EdgeCircuit", "EdgeFaithfulness", "EdgeFaithfulnessCurve", "EdgeGraph", "EdgePatching",
+        "EdgeRandomCircuitTest", "EdgeScores", "edge_attribution", "edge_completeness", "edge_faithfulness",
+        "edge_faithfulness_curve", "edge_graph", "edge_minimality", "edge_patch", "edge_patch_scores",
+        "edge_random_circuit_test", "from_mib", "is_edge_circuit", "mib_names", "n_edges_formula", "parse_edge",
+        "to_mib"],
+}
+OLDER = [(package, name) for package, names in LAST_RELEASE.items() for name in names]
+
+
+@pytest.mark.parametrize("package, name", OLDER, ids=[f"{p.rsplit('.', 1)[1]}.{n}" for p, n in OLDER])
+def test_the_last_releases_subpackage_names_still_import(package, name):
+    import importlib
+
+    module = importlib.import_module(package)
+    if name in vars(module):  # still offered here (a Result is also in circuitcheck.results)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert getattr(module, name) is not None
+        return
+    home = module.__getattr__.homes[name]
+    criterion = name.removeprefix("edge_")
+    says = f"`from circuitcheck import {criterion}`" if criterion in CRITERIA else f"`from {home} import {name}`"
+    with pytest.warns(DeprecationWarning, match=f"{package}.{name} is now {says}") as caught:
+        value = getattr(module, name)
+    assert caught[0].filename == __file__, caught[0].filename
+    assert value is getattr(importlib.import_module(home), name)
+    with pytest.warns(DeprecationWarning, match="next release"):
+        exec(f"from {package} import {name}", {})
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        module.nothing
 
 
 def test_importing_circuitcheck_imports_no_torch():

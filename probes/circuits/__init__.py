@@ -7,7 +7,7 @@ head outside it has its output (``hook_z``, per head) replaced by an ablation va
 The metric F (mean logit difference) of the ablated model is F(C); F(M) is the plain model's.
 
 * `spec`: the circuit as researchers write it;
-* `engine`: many circuits evaluated in one batched forward pass;
+* `engine`: many circuits evaluated in one batched forward pass (`setup`, `evaluate`);
 * `faithfulness`: F(C) against F(M), and against random circuits of the same size;
 * `knockouts`: completeness and minimality, over knocked-out subsets K of the circuit;
 * `curve`: faithfulness over circuit sizes (MIB's CPR and CMD), beside a random order.
@@ -15,13 +15,20 @@ The metric F (mean logit difference) of the ablated model is F(C); F(M) is the p
 Compensation (backup heads) is head attribution under ablation: `probes.compensation`.
 """
 
+from ..renamed import moved_names
 from .curve import FaithfulnessCurve, faithfulness_curve
-from .engine import TOKENS_PER_PASS, Setup, evaluate, head_hook, masks, mlp_hook, setup
-from .faithfulness import (P_BELOW_005, Faithfulness, RandomCircuitTest, faithfulness, random_circuit_test,
-                           random_needed)
+from .faithfulness import Faithfulness, RandomCircuitTest, faithfulness, random_circuit_test
 from .knockouts import Completeness, Minimality, completeness, minimality
-from .spec import Circuit, as_circuit
+from .spec import Circuit
 
-__all__ = ["Circuit", "Completeness", "Faithfulness", "FaithfulnessCurve", "Minimality", "P_BELOW_005", "RandomCircuitTest",
-           "Setup", "TOKENS_PER_PASS", "as_circuit", "completeness", "evaluate", "faithfulness", "faithfulness_curve", "head_hook",
-           "masks", "minimality", "mlp_hook", "random_circuit_test", "random_needed", "setup"]
+# The researcher names: the criteria and the circuit they judge (node or edge circuits alike; their
+# Results are importable here and from circuitcheck.results). The engine is imported from its module.
+__all__ = ["Circuit", "completeness", "faithfulness", "faithfulness_curve", "minimality", "random_circuit_test"]
+
+# The last release's plumbing names here, from their modules for one release, with a warning.
+__getattr__ = moved_names(__name__, {
+    **dict.fromkeys(("Setup", "TOKENS_PER_PASS", "evaluate", "head_hook", "masks", "mlp_hook", "setup"),
+                    f"{__name__}.engine"),
+    **dict.fromkeys(("P_BELOW_005", "random_needed"), f"{__name__}.faithfulness"),
+    "as_circuit": f"{__name__}.spec"})
+del moved_names

@@ -31,18 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..attribution import HeadAttribution
 from ..evidence import probe
 from ..input_errors import check_count
-from ..patching import Patching
 from ..results import Result
 from ..sites import head_label, parse_mlp, parse_site
 from .engine import evaluate, prompts_metric, setup
 from .faithfulness import check_enough_random, undefined_reason
-from .spec import Circuit
+from .spec import Circuit, judged_with
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-RANKING_SWEEPS = ("head_out", "mlp_out_all_pos")  # Patching sweeps whose sites are whole components
 
 
 def area(x, y) -> float:
@@ -80,7 +77,8 @@ class FaithfulnessCurve(Result):
     undefined: str = ""  # why f is undefined (F(M) − F(∅) within rounding of the metric), "" when defined
 
     kind = "faithfulness_curve"
-    value_column = "faithfulness"
+    usual = "cmd"
+    extremes_column = "faithfulness"
 
     @property
     def title(self) -> str:
@@ -179,28 +177,22 @@ class FaithfulnessCurve(Result):
 
 
 def _ranked_labels(ranking) -> list[str]:
-    """The ranking as component labels, best first."""
-    if isinstance(ranking, Patching):
-        if ranking.sweep not in RANKING_SWEEPS:
-            raise ValueError(f"ranking: a {ranking.sweep} patching result ranks sites, not whole components; "
-                             f"patch one of {', '.join(RANKING_SWEEPS)} (patch(model, prompts, 'head_out'))")
-        scores, labels = ranking.recovery, ranking.labels
-    elif isinstance(ranking, HeadAttribution):
-        scores = ranking.per_head.flatten()
-        n_heads = ranking.per_head.shape[1]
-        labels = [head_label(i // n_heads, i % n_heads) for i in range(len(scores))]
-    elif isinstance(ranking, Result):
-        raise ValueError(f"ranking: a {type(ranking).__name__} holds no ranking of components; give a list "
-                         "of components best first, a Patching from patch(model, prompts, 'head_out') or a "
-                         "HeadAttribution")
-    elif isinstance(ranking, str):
+    """The ranking as component labels, best first: a ranking Result's own ``ranking()`` (its
+    order rule is its ``ranked_by``: `probes.results`), or the order given."""
+    if isinstance(ranking, Result):
+        if not callable(getattr(ranking, "ranking", None)):
+            raise ValueError(f"ranking: a {type(ranking).__name__} holds no ranking of components; give a list "
+                             "of components best first, a Patching from patch(model, prompts, 'head_out') or a "
+                             "HeadAttribution")
+        try:
+            return list(ranking.ranking())
+        except ValueError as error:  # it ranks no whole components (a patching sweep of positions)
+            raise ValueError(f"ranking: {error}") from None
+    if isinstance(ranking, str):
         raise ValueError(f"ranking={ranking!r} is one label; give a list of components best first, e.g. "
                          f"[{ranking!r}, ...]")
-    else:
-        check_ordered(ranking)
-        return list(ranking)
-    order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")  # best first, NaN last
-    return [labels[i] for i in order]
+    check_ordered(ranking)
+    return list(ranking)
 
 
 def check_ordered(ranking) -> None:
@@ -291,7 +283,7 @@ def _normalised(metric: np.ndarray, f_model: float, f_empty: float, undefined: s
 
 
 @probe
-def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str = "mean",
+def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str | None = None,
                        metric="logit_diff", seed: int = 0, n_random: int = 20,
                        prepend_bos: bool | None = None) -> FaithfulnessCurve:
     """Normalised faithfulness of the top-k components of ``ranking`` at each size, with MIB's
@@ -304,7 +296,10 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
     fewest for p < 0.05: ``.p_value``, ``.beats_random()``); ``random_cmd``/``random_cpr`` are
     their means and ``random_cmds``/``random_cprs`` each. f is NaN, with the reason in
     ``undefined``, when F(M) − F(∅) is within float rounding of the metric.
-    ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders."""
+    ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders.
+    ``ablation=None``: a ranking Result's own ablation (a `Patching` over prompt pairs:
+    counterfactual, ``"patching"``; an `EdgeScores`: its ``ablation``), otherwise mean ablation
+    (`spec.DEFAULT_ABLATION`); the notes say which."""
     from ..edges import circuits as edges  # a ranking of edges (EdgeScores, "U → V" labels): the edge curve
     if edges.is_edge_circuit(ranking):
         return edges.edge_faithfulness_curve(model, prompts, ranking, sizes=sizes, reference=reference,
@@ -313,7 +308,8 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
     n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 20")
     order, n_ranked, mlps = full_order(model, ranking)
     counts = curve_sizes(sizes, len(order))  # every input checked before the reference pass
-    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness_curve", mlps, prepend_bos)
+    judged = judged_with(getattr(ranking, "found_with", None), ablation, reference, prompts)
+    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "faithfulness_curve", mlps, prepend_bos)
     generator = np.random.default_rng(seed)
     shuffled = [[order[i] for i in generator.permutation(len(order))] for _ in range(n_random)]
     circuits = [circuit_of([], mlps)] + [circuit_of(ranked[:k], mlps)
@@ -328,4 +324,5 @@ def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, a
         ablation=s.ablation, reference=s.reference_name, metric=s.metric_name, sizes=np.array(counts),
         fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
         faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
-        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined)
+        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined,
+        notes_text=(judged.note(s.reference_name),))

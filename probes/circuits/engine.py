@@ -23,14 +23,13 @@ import torch
 
 from ..ablation_values import (CIRCUIT_ABLATIONS, COUNTERFACTUAL, AblationValues, ablation_values, check_ablation,
                                check_counterfactual)
-from ..forward import final_logits, input_device
+from ..forward import final_logits, final_logits_with, input_device
 from ..input_errors import check_count
 from ..metrics import resolve_metric
-from ..patch_runs import final_logits_with
 from ..positions import resolve
 from ..self_checks import require_trusted
 from ..sites import hook_of, parse_site
-from .spec import Circuit, as_circuit
+from .spec import DEFAULT_ABLATION, Circuit, as_circuit
 
 TOKENS_PER_PASS = 8192  # bounds the rows × positions of one batched pass
 
@@ -82,7 +81,7 @@ def mlp_hook(layer: int) -> str:
     return hook_of("mlp_out", layer)
 
 
-def setup(model, prompts, reference=None, ablation: str = "mean", metric="logit_diff", seed: int = 0,
+def setup(model, prompts, reference=None, ablation: str = DEFAULT_ABLATION, metric="logit_diff", seed: int = 0,
           probe_name: str = "circuit evaluation", mlps: bool = False, prepend_bos: bool | None = None) -> Setup:
     """Check the inputs and compute the ablation values once (one pass over ``reference``, or
     over the corrupted prompts with ``ablation="patching"``)."""

@@ -8,7 +8,9 @@
 
 The candidate and its random circuits are evaluated in the same batched passes (`engine`).
 Outside the circuit: ``ablation`` mean, resample or zero over a reference, or ``"patching"``
-(counterfactual: each prompt's corrupted twin, the name and meaning edge circuits use).
+(counterfactual: each prompt's corrupted twin, the name and meaning edge circuits use). With
+``ablation=None`` (the default) a circuit taken from a ranking is judged with the ablation it was
+found with, any other with `spec.DEFAULT_ABLATION` (`spec.judged_with`); the notes say which.
 """
 
 import math
@@ -23,7 +25,7 @@ from ..evidence import probe
 from ..input_errors import check_count
 from ..results import Result
 from .engine import Setup, checked, evaluate, prompts_metric, setup
-from .spec import Circuit, as_circuit
+from .spec import Circuit, Judged, as_circuit, judged_with
 
 P_BELOW_005 = 20  # random circuits: the fewest N whose smallest p-value, 1/(1+N) = 1/21, is below 0.05
 
@@ -93,6 +95,7 @@ class Faithfulness(Result):
     rounding: float = 0.0  # how far float rounding alone can move these means (`rounding_floor`)
 
     kind = "circuit_faithfulness"
+    usual = "ratio"
 
     @property
     def title(self) -> str:
@@ -147,7 +150,7 @@ class Faithfulness(Result):
         if abs(self.f_model) <= self.rounding:
             undefined.append(f"F(C)/F(M) is undefined: F(M) = {self.f_model:.3g} is within float rounding of 0 "
                              f"({self.rounding:.2g})")
-        return self._ablation_notes() + undefined
+        return self._ablation_notes() + undefined + list(self.notes_text)
 
     def _ablation_notes(self) -> list[str]:
         if self.ablation == COUNTERFACTUAL:
@@ -163,7 +166,8 @@ class Faithfulness(Result):
                 "xlabel": "model", "ylabel": f"mean {self.metric}"}
 
 
-def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Faithfulness", np.ndarray]:
+def _faithfulness(s: Setup, prompts, circuit: Circuit, judged: Judged,
+                  others=()) -> tuple["Faithfulness", np.ndarray]:
     """The circuit's faithfulness, and the metric of ``others`` circuits from the same passes."""
     empty = Circuit([], None if circuit.mlps is None else [])
     f_c, f_empty, *rest = evaluate(s, [circuit, empty, *others])
@@ -171,25 +175,31 @@ def _faithfulness(s: Setup, prompts, circuit: Circuit, others=()) -> tuple["Fait
                         components=circuit.components, ablation=s.ablation, reference=s.reference_name,
                         metric=s.metric_name, prompts=prompts.prompts, model_metric=prompts_metric(s),
                         circuit_metric=f_c, empty_metric=f_empty,
-                        rounding=rounding_floor(s.model, prompts_metric(s), f_empty)), np.array(rest)
+                        rounding=rounding_floor(s.model, prompts_metric(s), f_empty),
+                        notes_text=(judged.note(s.reference_name),)), np.array(rest)
 
 
 @probe
-def faithfulness(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+def faithfulness(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
                  seed: int = 0, prepend_bos: bool | None = None) -> Faithfulness:
     """F(C) with everything outside ``circuit`` ablated, against F(M) (the plain model).
     ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
     resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
     for IOI the paper's ABC set, ``ioi_abc_prompts(n)``). ``ablation="patching"``:
     counterfactual ablation, each component outside the circuit takes its output on the
-    prompt's corrupted twin (``prompts.corrupted_prompts``; no reference), as for edge circuits."""
+    prompt's corrupted twin (``prompts.corrupted_prompts``; no reference), as for edge circuits.
+    ``ablation=None``: a circuit taken from a ranking (``scores.circuit(k)``, ``sweep.circuit(k)``)
+    is judged with the ablation it was found with, any other with mean ablation (the default of
+    every circuit criterion, `spec.DEFAULT_ABLATION`); the notes say which."""
     from ..edges import circuits as edges  # an EdgeCircuit (edge labels "U → V") is judged edge by edge
     if edges.is_edge_circuit(circuit):
         return edges.edge_faithfulness(model, prompts, circuit, reference=reference, ablation=ablation,
                                        metric=metric, seed=seed, prepend_bos=prepend_bos)
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "faithfulness", circuit.mlps is not None, prepend_bos)
-    return _faithfulness(s, prompts, checked(model, prompts, circuit, s))[0]
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "faithfulness", circuit.mlps is not None,
+              prepend_bos)
+    return _faithfulness(s, prompts, checked(model, prompts, circuit, s), judged)[0]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -210,6 +220,7 @@ class RandomCircuitTest(Result):
     seed: int
 
     kind = "random_circuit_test"
+    usual = "p_value"
 
     @property
     def title(self) -> str:
@@ -257,7 +268,8 @@ class RandomCircuitTest(Result):
         return {"p_value (vs random circuits)": self.p_value}
 
     def notes(self) -> list[str]:
-        return [f"random circuits: same number of heads (and MLPs), uniform without replacement, seed {self.seed}"]
+        return [f"random circuits: same number of heads (and MLPs), uniform without replacement, seed {self.seed}",
+                *self.notes_text]
 
     def figure(self) -> dict:
         gaps = np.sort(self.random_gaps)
@@ -268,23 +280,27 @@ class RandomCircuitTest(Result):
 
 @probe
 def random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int = 0, reference=None,
-                        ablation: str = "mean", metric="logit_diff", prepend_bos: bool | None = None) -> RandomCircuitTest:
+                        ablation: str | None = None, metric="logit_diff",
+                        prepend_bos: bool | None = None) -> RandomCircuitTest:
     """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
     evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
-    p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual)."""
+    p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual). ``ablation=None``: the
+    one the circuit was found with, or the default, as in `faithfulness`."""
     from ..edges import circuits as edges  # an EdgeCircuit: random edge sets of its size
     if edges.is_edge_circuit(circuit):
         return edges.edge_random_circuit_test(model, prompts, circuit, n=n, seed=seed, reference=reference,
                                               ablation=ablation, metric=metric, prepend_bos=prepend_bos)
     n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "random_circuit_test", circuit.mlps is not None,
-              prepend_bos)
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "random_circuit_test",
+              circuit.mlps is not None, prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     generator = np.random.default_rng(seed)
     randoms = [circuit.random_like(model, generator) for _ in range(n)]
-    candidate, values = _faithfulness(s, prompts, circuit, randoms)  # all in the same batched passes
+    candidate, values = _faithfulness(s, prompts, circuit, judged, randoms)  # all in the same batched passes
     return RandomCircuitTest(model=candidate.model, prompt_set=prompts.name, circuit=circuit.label(),
                              f_model=candidate.f_model, f_candidate=candidate.f_circuit,
                              random_circuits=tuple(r.label() for r in randoms),
-                             random_metric=values.mean(axis=1), seed=seed, parts=(candidate,))
+                             random_metric=values.mean(axis=1), seed=seed, parts=(candidate,),
+                             notes_text=candidate.notes_text)

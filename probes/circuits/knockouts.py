@@ -7,7 +7,8 @@
   over the same Ks: a component whose removal never matters is not needed.
 
 Every K of a probe is evaluated in the same batched passes (`engine`). What a component outside
-C \\ K (or in K) carries: the ``ablation`` of `faithfulness`, counterfactual ``"patching"`` included.
+C \\ K (or in K) carries: the ``ablation`` of `faithfulness`, counterfactual ``"patching"`` included;
+by default the one the circuit was found with, or `spec.DEFAULT_ABLATION` (`spec.judged_with`).
 """
 
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ..evidence import probe
 from ..input_errors import check_count
 from ..results import Result
 from .engine import checked, evaluate, setup
-from .spec import Circuit, as_circuit
+from .spec import Circuit, as_circuit, judged_with
 
 
 def _random_subsets(components, n: int, generator, exclude=()) -> list[tuple[str, ...]]:
@@ -99,11 +100,12 @@ def completeness_of(components: tuple, n_random: int, greedy_steps: int | None, 
 
 
 @probe
-def completeness(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+def completeness(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
                  n_random: int = 10, greedy_steps: int | None = None, seed: int = 0, prepend_bos: bool | None = None) -> Completeness:
     """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
     with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
-    default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated."""
+    default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated.
+    ``ablation=None``: the one the circuit was found with, or the default, as in `faithfulness`."""
     from ..edges import knockouts as edges  # an EdgeCircuit: K is a set of its edges
     if edges.is_edge_circuit(circuit):
         return edges.edge_completeness(model, prompts, circuit, reference=reference, ablation=ablation,
@@ -114,12 +116,15 @@ def completeness(model, prompts, circuit, *, reference=None, ablation: str = "me
         greedy_steps = check_count("greedy_steps", greedy_steps, 0,
                                    "the greedy search's additions (0: no search; None: half the circuit)")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "completeness", circuit.mlps is not None, prepend_bos)
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "completeness", circuit.mlps is not None,
+              prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     full = Circuit.full(model, circuit.mlps is not None)
     found = completeness_of(circuit.components, n_random, greedy_steps, np.random.default_rng(seed),
                             lambda ks: evaluate(s, [c for k in ks for c in (circuit.without(k), full.without(k))]))
-    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
+    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found,
+                        notes_text=(judged.note(s.reference_name),))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -191,18 +196,22 @@ def minimality_of(components: tuple, n_random: int, generator, f_without) -> dic
 
 
 @probe
-def minimality(model, prompts, circuit, *, reference=None, ablation: str = "mean", metric="logit_diff",
+def minimality(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
                n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
     """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
-    K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes."""
+    K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes.
+    ``ablation=None``: the one the circuit was found with, or the default, as in `faithfulness`."""
     from ..edges import knockouts as edges  # an EdgeCircuit: v is one of its edges
     if edges.is_edge_circuit(circuit):
         return edges.edge_minimality(model, prompts, circuit, reference=reference, ablation=ablation,
                                      metric=metric, n_random=n_random, seed=seed, prepend_bos=prepend_bos)
     n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
     circuit = as_circuit(circuit)
-    s = setup(model, prompts, reference, ablation, metric, seed, "minimality", circuit.mlps is not None, prepend_bos)
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "minimality", circuit.mlps is not None,
+              prepend_bos)
     circuit = checked(model, prompts, circuit, s)
     found = minimality_of(circuit.components, n_random, np.random.default_rng(seed),
                           lambda ks: evaluate(s, [circuit.without(k) for k in ks]).mean(axis=1))
-    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found)
+    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found,
+                      notes_text=(judged.note(s.reference_name),))

@@ -92,7 +92,8 @@ class EdgeScores(Result):
     kv_copies: np.ndarray | None = None  # kv edges × kv_group: each query head's part (see the class)
 
     kind = "edge_scores"
-    value_column = "score"
+    extremes_column = "score"
+    ranked_by = "|score|"  # ranking(): edges by |score|, largest first (a NaN score is refused)
 
     @property
     def title(self) -> str:
@@ -125,6 +126,10 @@ class EdgeScores(Result):
         """Every scored edge, by |score|."""
         return [self.labels[i] for i in self.ranked()]
 
+    def component_scores(self) -> pd.Series:
+        """Each edge's score, in the table's order (index: its label; NaN kept)."""
+        return pd.Series(np.asarray(self.scores, float), index=list(self.labels), name=f"EdgeScores ({self.method})")
+
     def ranked(self) -> np.ndarray:
         """`order`, refusing NaN scores: an undefined score has no rank, and wherever it was put
         the top k would be arbitrary edges (`top`, `ranking` and `circuit` go through this)."""
@@ -136,8 +141,15 @@ class EdgeScores(Result):
         return self.order()
 
     def circuit(self, k: int) -> EdgeCircuit:
-        """The `EdgeCircuit` of the top ``k`` edges by |score|."""
-        return EdgeCircuit(list(self.top(k)["edge"]))
+        """The `EdgeCircuit` of the top ``k`` edges by |score|. It carries ``found_with``: these
+        scores' ablation (and a reference set other than the scored prompts, by name), which
+        the circuit criteria judge it with unless given ``ablation=``: the top edges of
+        ``edge_attribution(model, prompts)`` are judged with counterfactual ablation, as found."""
+        from ..circuits.spec import FoundWith
+
+        found = FoundWith.of_ranking(self.ablation, self.reference, self.prompt_set,
+                                     f"the top {k} of {self.method} edge scores on {self.prompt_set!r}")
+        return EdgeCircuit(list(self.top(k)["edge"]), found_with=found)
 
     def score_of(self, edge) -> float:
         """One edge's score (a label, ``->`` also read; a query head's ``L1H3.k`` is its key/value

@@ -8,7 +8,10 @@ criteria are those of node circuits (`probes.circuits`): F(C)/F(M), the normalis
 ``(F(C) − F(∅)) / (F(M) − F(∅))``, random edge sets of the same size, and MIB's curve over
 the fraction of edges kept, its area CPR and its distance from 1 CMD (`probes.circuits.curve`:
 the same grid, sizes and trapezoids). Every edge set of a probe is evaluated in the same
-batched passes (`probes.edges.runs.masked_logits`), many masks per pass.
+batched passes (`probes.edges.runs.masked_logits`), many masks per pass. The default ablation is
+that of every circuit criterion (`probes.circuits.spec.judged_with`): the one a circuit taken
+from a ranking (``scores.circuit(k)``, or an `EdgeScores` ranking) was found with, otherwise
+`probes.circuits.spec.DEFAULT_ABLATION`; the notes say which.
 """
 
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ import numpy as np
 from ..circuits.curve import MIB_FRACTIONS, FaithfulnessCurve, _normalised, check_ordered, curve_sizes
 from ..circuits.faithfulness import (P_BELOW_005, Faithfulness, RandomCircuitTest, rounding_floor,
                                      undefined_reason)
+from ..circuits.spec import FoundWith, Judged, judged_with
 from ..evidence import probe
 from ..input_errors import check_count
 from .attribution import EdgeScores
@@ -51,7 +55,7 @@ class EdgeRandomCircuitTest(RandomCircuitTest):
 
     def notes(self) -> list[str]:
         return [f"random edge sets: as many edges, drawn uniformly without replacement from the whole graph, "
-                f"seed {self.seed}"]
+                f"seed {self.seed}", *self.notes_text]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -77,7 +81,15 @@ def _kept(s, circuits) -> np.ndarray:
     return masks
 
 
-def _faithfulness(s, prompts, circuit: EdgeCircuit, others=()):
+def ranking_found_with(ranking) -> FoundWith | None:
+    """How an `EdgeScores` ranking was found (its ablation and reference), as its circuits carry."""
+    if not isinstance(ranking, EdgeScores):
+        return None
+    return FoundWith.of_ranking(ranking.ablation, ranking.reference, ranking.prompt_set,
+                                f"{ranking.method} edge scores on {ranking.prompt_set!r}")
+
+
+def _faithfulness(s, prompts, circuit: EdgeCircuit, judged: Judged, others=()):
     circuit = circuit.on(s.model)
     picks = circuit.indices(s.model)
     if not len(picks):
@@ -87,39 +99,46 @@ def _faithfulness(s, prompts, circuit: EdgeCircuit, others=()):
                               components=circuit.edges, ablation=s.ablation, reference=s.reference,
                               metric=s.metric_name, prompts=prompts.prompts, model_metric=s.clean_metric,
                               circuit_metric=values[0], empty_metric=values[1],
-                              rounding=rounding_floor(s.model, s.clean_metric, values[1]))
+                              rounding=rounding_floor(s.model, s.clean_metric, values[1]),
+                              notes_text=(judged.note(s.reference),))
     return result, values[2:]
 
 
 @probe
-def edge_faithfulness(model, prompts, circuit, *, reference=None, ablation: str = "patching",
+def edge_faithfulness(model, prompts, circuit, *, reference=None, ablation: str | None = None,
                       metric="logit_diff", seed: int = 0, prepend_bos: bool | None = None) -> Faithfulness:
     """F(C) with only the `EdgeCircuit`'s edges carrying the clean run (every other edge its
     replacement: ``ablation`` ``"patching"``, ``"mean"`` over ``reference``, ``"resample"``,
-    ``"zero"``), against F(M) and F(∅); a `Faithfulness` whose components are edges."""
+    ``"zero"``; None: the one the circuit was found with, else the default of every circuit
+    criterion, mean), against F(M) and F(∅); a `Faithfulness` whose components are edges."""
     circuit = as_edge_circuit(circuit)
-    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_faithfulness")
-    return _faithfulness(s, prompts, circuit)[0]
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = edge_setup(model, prompts, judged.ablation, judged.reference, metric, seed, prepend_bos, "edge_faithfulness")
+    return _faithfulness(s, prompts, circuit, judged)[0]
 
 
 @probe
 def edge_random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int = 0, reference=None,
-                             ablation: str = "patching", metric="logit_diff",
+                             ablation: str | None = None, metric="logit_diff",
                              prepend_bos: bool | None = None) -> RandomCircuitTest:
     """The `EdgeCircuit` against ``n`` seeded random edge sets of its size, all in batched
-    passes; ``.p_value``, ``.beats_random(0.95)`` (p < 0.05 needs n ≥ 20)."""
+    passes; ``.p_value``, ``.beats_random(0.95)`` (p < 0.05 needs n ≥ 20); ``ablation`` as in
+    `edge_faithfulness`."""
     n = check_count("n", n, 1, f"compare against random edge sets: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
     circuit = as_edge_circuit(circuit)
-    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_random_circuit_test")
+    judged = judged_with(circuit.found_with, ablation, reference, prompts)
+    s = edge_setup(model, prompts, judged.ablation, judged.reference, metric, seed, prepend_bos,
+                   "edge_random_circuit_test")
     circuit = circuit.on(model)  # two names of one edge are one edge: random sets of its true size
     generator = np.random.default_rng(seed)
     total = s.graph.n_edges
     randoms = [np.sort(generator.choice(total, size=len(circuit), replace=False)) for _ in range(n)]
-    candidate, values = _faithfulness(s, prompts, circuit, randoms)
+    candidate, values = _faithfulness(s, prompts, circuit, judged, randoms)
     labels = tuple(EdgeCircuit.from_indices(s.graph, r).label() for r in randoms)
     return EdgeRandomCircuitTest(model=candidate.model, prompt_set=prompts.name, circuit=circuit.label(),
                                  f_model=candidate.f_model, f_candidate=candidate.f_circuit, random_circuits=labels,
-                                 random_metric=values.mean(axis=1), seed=seed, parts=(candidate,))
+                                 random_metric=values.mean(axis=1), seed=seed, parts=(candidate,),
+                                 notes_text=candidate.notes_text)
 
 
 def edge_order(graph, ranking) -> tuple[list[int], int]:
@@ -142,15 +161,18 @@ def edge_order(graph, ranking) -> tuple[list[int], int]:
 
 
 @probe
-def edge_faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str = "patching",
+def edge_faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str | None = None,
                             metric="logit_diff", seed: int = 0, n_random: int = 20,
                             prepend_bos: bool | None = None) -> FaithfulnessCurve:
     """Normalised faithfulness of the top-k edges of ``ranking`` (an `EdgeScores`, by |score|, or
     edge labels best first) at each size (fractions of all edges, default MIB's grid, or
     counts), with CPR (area under f) and CMD (area under |1 − f|) over the fraction of edges,
-    and the same for ``n_random`` seeded random orders; every circuit in batched passes."""
+    and the same for ``n_random`` seeded random orders; every circuit in batched passes.
+    ``ablation=None``: an `EdgeScores` ranking's own ablation, else the default (mean)."""
     n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 20")
-    s = edge_setup(model, prompts, ablation, reference, metric, seed, prepend_bos, "edge_faithfulness_curve")
+    judged = judged_with(ranking_found_with(ranking), ablation, reference, prompts)
+    s = edge_setup(model, prompts, judged.ablation, judged.reference, metric, seed, prepend_bos,
+                   "edge_faithfulness_curve")
     graph = s.graph
     order, n_ranked = edge_order(graph, ranking)
     counts = curve_sizes(sizes, len(order))
@@ -168,4 +190,5 @@ def edge_faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=No
         n_ranked=n_ranked, ablation=s.ablation, reference=s.reference, metric=s.metric_name,
         sizes=np.array(counts), fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
         faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
-        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined)
+        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined,
+        notes_text=(judged.note(s.reference),))

@@ -11,9 +11,8 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from ..forward import at_positions
+from ..forward import Stop, at_positions
 from ..linearise import capped
-from ..patch_runs import Stop
 from ..sites import hook_of
 from .runs import end_groups, end_hook, wide
 

@@ -20,11 +20,11 @@ models such as GPT-NeoX, where the MLP reads the layer's input); ``logits`` from
 Labels are written ``sender → end`` (``->`` is accepted) and parse through `probes.sites`.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..forward import memo
+from ..model_state import memo
 from ..sites import Site, head_label, parse_site, units_per_layer
 
 ARROW = "→"
@@ -267,10 +267,13 @@ def n_edges_formula(n_layers: int, n_heads: int, n_kv: int, parallel: bool = Fal
 @dataclass(frozen=True)
 class EdgeCircuit:
     """A set of edges (labels, ``"L5H5 → L9H6.q"``), kept in a canonical form and order.
-    ``nodes``: the senders and receiving ends the edges need. Judged by `edge_faithfulness`
-    (and by `faithfulness`, which hands an EdgeCircuit to it)."""
+    ``nodes``: the senders and receiving ends the edges need. Judged by `faithfulness` and the
+    other circuit criteria. ``found_with`` (`probes.circuits.spec.FoundWith`; not compared): how a
+    circuit taken from a ranking (``scores.circuit(k)``) was found, the ablation the criteria
+    judge it with unless given ``ablation=``."""
 
     edges: tuple = ()
+    found_with: object = field(default=None, compare=False, kw_only=True)
 
     def __post_init__(self):
         if not hasattr(self.edges, "__iter__"):  # None, a number, an EdgeScores (a ranking)
@@ -311,15 +314,15 @@ class EdgeCircuit:
         has its own key/value head), so two names of one edge count once: what the probes
         judge (and the size random edge sets are drawn at). A clear error for an edge the
         model lacks."""
-        return EdgeCircuit.from_indices(edge_graph(model), self.indices(model))
+        return EdgeCircuit.from_indices(edge_graph(model), self.indices(model), self.found_with)
 
     def check(self, model) -> "EdgeCircuit":
         return self.on(model)
 
     @staticmethod
-    def from_indices(graph: EdgeGraph, indices) -> "EdgeCircuit":
+    def from_indices(graph: EdgeGraph, indices, found_with=None) -> "EdgeCircuit":
         labels = graph.labels
-        return EdgeCircuit([labels[i] for i in indices])
+        return EdgeCircuit([labels[i] for i in indices], found_with=found_with)
 
 
 def is_edge_circuit(value) -> bool:

@@ -34,8 +34,8 @@ from contextlib import contextmanager
 
 import torch
 
+from ..forward import Stop, final_logits_with
 from ..linearise import post_norm_gain, post_norm_name
-from ..patch_runs import Stop, final_logits_with
 from ..sites import hook_of
 
 BYTES_PER_PASS = 2 ** 30  # bounds the stored sender differences (rows × pos × senders × d_model) of one pass

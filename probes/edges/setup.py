@@ -5,8 +5,10 @@
 * ``"patching"``: the sender's output on the corrupted prompt (the prompt set's
   ``corrupted_prompts``): the edge is patched, as in EAP and MIB;
 * ``"mean"``: the sender's output averaged over ``reference`` (default the prompts), position
-  by position; ``"resample"``: on a reference prompt drawn per prompt (seeded); ``"zero"``: 0
-  (`probes.ablation_values`: the same choices, and the same draw, as node circuits).
+  by position; ``"resample"``: on a reference prompt drawn per prompt (seeded); ``"zero"``: 0.
+  The choices, the reference check, the mean and the draw are node circuits'
+  (`probes.ablation_values`: `reference_tokens`, `replacement`, `resample_rows`), so one seed
+  draws the same reference prompts for node and edge resample ablation.
 
 Mean and resample average each *sender's output* (on Gemma, after its post-norm, with each
 reference prompt's own scale), not ``hook_z``, so replacements add up like outputs do.
@@ -17,17 +19,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..ablation_values import ABLATIONS, check_ablation
-from ..forward import at_positions, final_norm_device, input_device, memo
+from ..ablation_values import CIRCUIT_ABLATIONS, check_ablation, reference_tokens, replacement
+from ..forward import at_positions, final_norm_device, input_device, unembed_final
 from ..metrics import metric_values, resolve_metric
-from ..patch_runs import unembed_final
+from ..model_state import memo
 from ..self_checks import require_trusted
 from ..sites import hook_of
 from ..tokens import tokenize_pair
 from .graph import EdgeGraph, edge_graph
 from .runs import capture, constants, masked_logits, sender_outputs, split_inputs, wide
 
-EDGE_ABLATIONS = ("patching", *ABLATIONS)
+EDGE_ABLATIONS = CIRCUIT_ABLATIONS  # patching, mean, resample, zero: node circuits' choices
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,10 +114,7 @@ def _run(model, tokenized):
 def edge_setup(model, prompts, ablation: str = "patching", reference=None, metric="logit_diff", seed: int = 0,
                prepend_bos: bool | None = None, probe_name: str = "edge probe") -> EdgeSetup:
     """Check the inputs; run the clean prompts and what replaces them; check the senders add up."""
-    if ablation not in EDGE_ABLATIONS:
-        raise ValueError(f"ablation {ablation!r}: choose one of {', '.join(EDGE_ABLATIONS)} ('patching': the "
-                         "corrupted prompts' outputs)")
-    seed = 0 if ablation == "patching" else check_ablation(ablation, seed)
+    seed = check_ablation(ablation, seed, EDGE_ABLATIONS)
     relies_on = {"edge_attribution": ("gradients",), "edge_patch": ("clean_patch",),
                  "edge_patch_scores": ("clean_patch",)}.get(probe_name, ())
     require_trusted(model, probe_name, "hooks", *relies_on)
@@ -129,7 +128,6 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
     else:
         clean, corrupted = prompts.tokenize(model, prepend_bos), None
     clean.require_single_token(probe_name)
-    width = clean.tokens.shape[1]
     clean_acts, clean_outs, clean_final = memo(model, ("edge run", clean.key), lambda: _run(model, clean))
     consts = constants(model, graph, clean_acts, clean_outs)
     target_logits, name = None, "corrupted prompts"
@@ -140,21 +138,11 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
     elif ablation == "zero":
         target_outs, start, name = torch.zeros_like(clean_outs), torch.zeros_like(clean_outs[:, :, 0]), "zero"
     else:
-        reference = reference if reference is not None else prompts
-        ref = reference.tokenize(model, prepend_bos)
-        if ref.tokens.shape[1] != width:
-            raise ValueError(f"{ablation} ablation reads the reference at the prompts' positions, but reference "
-                             f"{reference.name!r} is {ref.tokens.shape[1]} tokens wide and {prompts.name!r} is "
-                             f"{width}; use a reference set made from the same template (IOI: ioi_abc_prompts(n))")
+        reference, ref = reference_tokens(model, prompts, clean, ablation, reference, prepend_bos)
         acts, ref_outs, _ = memo(model, ("edge run", ref.key), lambda: _run(model, ref))
         constants(model, graph, acts, ref_outs)
         n, name = len(clean.lengths), reference.name
-        first = wide(acts[hook_of("resid_pre", 0)])
-        if ablation == "mean":
-            target_outs = ref_outs.mean(0, keepdim=True).expand_as(clean_outs).contiguous()
-            start = first.mean(0, keepdim=True).expand(n, *first.shape[1:]).contiguous()
-        else:  # the draw `ablation_values` makes
-            draw = torch.randint(len(ref.lengths), (n,), generator=torch.Generator().manual_seed(seed))
-            target_outs, start = ref_outs[draw], first[draw]
+        target_outs = replacement(ablation, ref_outs, n, seed).contiguous()  # node circuits' mean and draw
+        start = replacement(ablation, wide(acts[hook_of("resid_pre", 0)]), n, seed).contiguous()
     return EdgeSetup(model, graph, clean, corrupted, metric_name, metric_fn, ablation, name, clean_outs,
                      target_outs, start, consts, clean_final, target_logits)
