@@ -1,7 +1,7 @@
 # Two commands set up a fresh machine and run everything:
 #   make check   the hypotheses on both embedded models (SmolLM2-135M, Gemma 3 270M), writing
 #                reports/out/latest/index.html (MODELS="smollm2-135m gpt2" chooses others)
-#   make test    the toolkit's fast tests: unit and plugin tests on tiny models (~2 min)
+#   make test    the toolkit's fast tests: unit and plugin tests on tiny models (~5 min)
 #   make test-all  every toolkit test, with the slow ones and those on the real model (CI)
 # Both create .venv on first use. TORCH picks the torch build installed first:
 # the CPU wheel by default; for a GPU, `make TORCH=torch check` (or install CUDA
