@@ -81,9 +81,8 @@ def test_a_reference_can_be_kept_as_numbers(fresh):
     assert self_checks(fresh, hugging_face=reference).failed == ("hugging_face",)  # a new reference: run again
 
 
-def test_inert_hooks_fail_the_hooks_check(fresh, monkeypatch):
-    """Every hook sees a copy of its activation, so its edit goes nowhere (as with a hook point
-    that observes a copy): the hooks check fails, and so do gradients, which hooks start."""
+def make_hooks_inert(monkeypatch) -> None:
+    """Every hook sees a copy of its activation, so its edit goes nowhere."""
     add_hook = HookPoint.add_hook
 
     def inert(self, hook, *args, **kwargs):
@@ -92,6 +91,12 @@ def test_inert_hooks_fail_the_hooks_check(fresh, monkeypatch):
         return add_hook(self, edits_a_copy, *args, **kwargs)
 
     monkeypatch.setattr(HookPoint, "add_hook", inert)
+
+
+def test_inert_hooks_fail_the_hooks_check(fresh, monkeypatch):
+    """Every hook sees a copy of its activation, so its edit goes nowhere (as with a hook point
+    that observes a copy): the hooks check fails, and so do gradients, which hooks start."""
+    make_hooks_inert(monkeypatch)
     checks = self_checks(fresh)
     assert checks.failed == ("hooks", "gradients") and checks.check("hooks").measured == 0
     assert checks.check("gradients").detail.startswith("raised RuntimeError")  # a check that cannot run fails

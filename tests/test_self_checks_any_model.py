@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformer_lens.hook_points import HookPoint
 
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.loading import boot_bridge
@@ -17,6 +16,8 @@ from circuitcheck.probes.model_state import state_of
 from circuitcheck.probes.self_check_text import (DRAWN_LENGTH, REFERENCE_KEY, TEXT, english_ids, self_check_ids,
                                                  text_tokens, vocabulary_ids)
 from circuitcheck.probes.self_checks import SelfCheckFailed, require_self_check, require_trusted, self_checks
+
+from .test_self_checks import make_hooks_inert
 
 PLANTED = Path(__file__).resolve().parents[1] / "fixtures" / "groundtruth" / "models" / "planted-induction"
 WORDS = ["a", "b", "c", "d", "e"]
@@ -126,14 +127,7 @@ def test_an_english_model_with_a_short_context_gets_the_sentence_cut_to_fit():
 def test_broken_hooks_still_fail_on_a_small_vocabulary(monkeypatch):
     """The check still catches what it is for: inert hooks, on the planted model."""
     model = load_model(str(PLANTED), device="cpu")
-    add_hook = HookPoint.add_hook
-
-    def inert(self, hook, *args, **kwargs):
-        def edits_a_copy(activation, *a, **k):
-            hook(activation.clone(), *a, **k)
-        return add_hook(self, edits_a_copy, *args, **kwargs)
-
-    monkeypatch.setattr(HookPoint, "add_hook", inert)
+    make_hooks_inert(monkeypatch)
     checks = self_checks(model)
     assert "hooks" in checks.failed and checks.check("hooks").measured == 0
     with pytest.raises(SelfCheckFailed, match="self-check 'hooks' failed on"):
