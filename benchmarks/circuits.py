@@ -25,7 +25,7 @@ import torch
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.families import ioi_abc_prompts, ioi_prompts
 from circuitcheck.probes.circuits import Circuit
-from circuitcheck.probes.circuits.engine import evaluate, head_hook, masks, setup
+from circuitcheck.probes.circuits.engine import head_hook, masks, setup
 from circuitcheck.probes.sites import head_label
 
 TOLERANCE = 1e-4
@@ -65,7 +65,7 @@ def timed(call):
 
 def edges(model, name: str, n_prompts: int, top: int, n_random: int) -> None:
     """EAP, EAP-IG and exact edge patching on the IOI prompts, and the batched edge curve."""
-    from circuitcheck.probes.circuits import faithfulness, faithfulness_curve
+    from circuitcheck.probes import faithfulness, faithfulness_curve
     from circuitcheck.probes.circuits.curve import curve_sizes
     from circuitcheck.probes.edges import EdgeCircuit, edge_attribution, edge_graph, edge_patch_scores
 
@@ -107,14 +107,14 @@ def edges(model, name: str, n_prompts: int, top: int, n_random: int) -> None:
 def nodes(model, name: str, n_prompts: int, n_circuits: int, sample: int | None) -> bool:
     """Random head circuits, batched against one run_with_hooks each; True when they agree."""
     prompts = ioi_prompts(n_prompts)
-    s = setup(model, prompts, ioi_abc_prompts(n_prompts), "mean")
+    s = setup(model, prompts, "mean", ioi_abc_prompts(n_prompts))
     generator = np.random.default_rng(0)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     candidate = Circuit([head_label(i, i % n_heads) for i in range(min(6, n_layers))])  # L0H0 … L5H5
     circuits = [candidate.random_like(model, generator) for _ in range(n_circuits)]
-    evaluate(s, circuits[:1])  # warm up
+    s.evaluate(circuits[:1])  # warm up
 
-    batched, t_batched = timed(lambda: evaluate(s, circuits))
+    batched, t_batched = timed(lambda: s.evaluate(circuits))
     sample = min(sample or n_circuits, n_circuits)
     plain, t_sample = timed(lambda: one_run_each(s, circuits[:sample]))
     t_plain = t_sample * n_circuits / sample

@@ -27,8 +27,7 @@ import torch
 from circuitcheck.fixtures import load_model
 from circuitcheck.fixtures.families import ioi_abc_prompts, ioi_prompts
 from circuitcheck.probes import logit_diff, patch
-from circuitcheck.probes.circuits import faithfulness
-from circuitcheck.probes.circuits.curve import faithfulness_curve
+from circuitcheck.probes import faithfulness, faithfulness_curve
 from circuitcheck.probes.forward import forget_passes
 from circuitcheck.probes.stability import selection_stability, stability
 

@@ -11,10 +11,12 @@ are keyword-only and named alike everywhere (``metric``, ``reference``, ``ablati
   patching engine), `shared_prefix`, `linearise` (post-sublayer norms), `model_state`;
 * probes: `logits`, `attribution`, `attention`, `head_scores`, `neurons`, `corruption`,
   `ablation` (with `ablation_values`), `patching`, `attribution_patching`,
-  `path_patching`, `circuits`, `compensation`, `feasibility`, `recovery` (against a known circuit);
+  `path_patching`, `compensation`, `feasibility`, `recovery` (against a known circuit);
+* circuits judged: `criteria` (faithfulness, random circuits, completeness, minimality, the
+  curve), written once over `circuits.protocol` and run by the node engine (`circuits`) or
+  the edge engine (`edges`);
 * edge circuits (exported as `circuitcheck.edges`): `edges` (the edge graph, EAP and EAP-IG
-  attribution, exact edge patching, MIB's circuit JSON); an edge circuit is judged by the
-  criteria of `circuits`;
+  attribution, exact edge patching, MIB's circuit JSON);
 * scrutiny of a claim (exported as `circuitcheck.scrutiny`): `robustness`, `stability`,
   `p_values` and `statistics` (Holm, Clopper–Pearson), `published`, `self_checks`;
 * results and evidence: `results` (Result), `evidence` (the sink), `figures`, `notebook`.
@@ -33,19 +35,8 @@ from .attribution import (
     layer_attribution,
     logit_lens,
 )
-from .circuits import (
-    Circuit,
-    Completeness,
-    Faithfulness,
-    FaithfulnessCurve,
-    Minimality,
-    RandomCircuitTest,
-    completeness,
-    faithfulness,
-    faithfulness_curve,
-    minimality,
-    random_circuit_test,
-)
+from .circuits import Circuit, Completeness, Faithfulness, FaithfulnessCurve, Minimality, RandomCircuitTest
+from .criteria import completeness, faithfulness, faithfulness_curve, minimality, random_circuit_test
 from .compensation import Compensation, compensation
 from .corruption import CorruptionCheck, corruption_check
 from .head_scores import HeadScores, head_scores

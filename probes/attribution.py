@@ -32,7 +32,7 @@ from .forward import final_norm_device
 from .linearise import capped, post_norm_note, soft_cap_note, through_post_norm
 from .observe import Observation, observe
 from .results import Result, best_first
-from .sites import head_label, hook_of
+from .sites import head_label, hook_of, layer_label
 
 
 def answer_directions(model, observation: Observation) -> Float[Tensor, "batch d_model"]:
@@ -328,7 +328,7 @@ class HeadAttribution(Result):
     def figure(self) -> dict:
         n_layers, n_heads = self.per_head.shape
         return {"type": "heatmap", "z": self.per_head.tolist(), "x": [f"H{h}" for h in range(n_heads)],
-                "y": [f"L{l}" for l in range(n_layers)], "xlabel": "head", "ylabel": "layer"}
+                "y": [layer_label(l) for l in range(n_layers)], "xlabel": "head", "ylabel": "layer"}
 
 
 def head_results(model, observation: Observation) -> Float[Tensor, "layer head batch d_model"]:

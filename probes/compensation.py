@@ -23,7 +23,7 @@ from .linearise import scale_hooks
 from .observe import Observation
 from .results import Result
 from .self_checks import require_trusted
-from .sites import head_label, head_order, hook_of, parse_head
+from .sites import head_label, head_order, hook_of, layer_label, parse_head
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -78,7 +78,7 @@ class Compensation(Result):
     def figure(self) -> dict:
         n_layers, n_heads = self.before.shape
         return {"type": "heatmap", "z": self.change.tolist(), "x": [f"H{h}" for h in range(n_heads)],
-                "y": [f"L{l}" for l in range(n_layers)], "xlabel": "head", "ylabel": "layer", "diverging": True,
+                "y": [layer_label(l) for l in range(n_layers)], "xlabel": "head", "ylabel": "layer", "diverging": True,
                 "title": "change in direct effect (after − before)"}
 
 

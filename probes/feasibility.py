@@ -49,7 +49,8 @@ import pandas as pd
 
 from .ablation_values import check_ablation
 from .attribution import head_attribution, logit_lens
-from .circuits import Circuit, random_circuit_test
+from .circuits.spec import Circuit
+from .criteria import random_circuit_test
 from .corruption import corruption_check
 from .evidence import probe
 from .forward import final_logits

@@ -27,7 +27,7 @@ from .evidence import probe
 from .forward import input_device
 from .model_state import model_info, model_name
 from .results import Result, best_first
-from .sites import head_label, hook_of
+from .sites import head_label, hook_of, layer_label
 from .tokens import PromptTooLongError
 
 KINDS = ("previous_token", "duplicate_token", "induction")
@@ -113,7 +113,7 @@ class HeadScores(Result):
     def figure(self) -> dict:
         n_layers, n_heads = self.values.shape
         return {"type": "heatmap", "z": self.values.tolist(), "x": [f"H{h}" for h in range(n_heads)],
-                "y": [f"L{l}" for l in range(n_layers)], "xlabel": "head", "ylabel": "layer",
+                "y": [layer_label(l) for l in range(n_layers)], "xlabel": "head", "ylabel": "layer",
                 "diverging": False, "title": self.title}
 
 

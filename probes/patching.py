@@ -25,7 +25,7 @@ from .patch_runs import run_sweep
 from .renamed import older_name
 from .results import Result, best_first
 from .self_checks import require_trusted
-from .sites import POST, RESID, SWEEPS, Site, Sweep  # noqa: F401 - the sweep table, re-exported
+from .sites import POST, RESID, SWEEPS, Site, Sweep, layer_label  # noqa: F401 - the sweep table, re-exported
 from .tokens import Tokenized, tokenize_pair
 
 DEFAULT_MEMORY_BUDGET = 2 * 2**30  # bytes of activations one patched forward pass may hold
@@ -224,7 +224,7 @@ class Patching(Result):
         x = ([f"{prefix}{u}" for u in values[unit]] if unit else
              [self.position_labels[p] for p in values["pos"]] if "pos" in values else ["all positions"])
         return {"type": "heatmap", "z": np.where(np.isfinite(grid), grid, None).tolist(), "x": x,
-                "y": [f"L{layer}" for layer in values["layer"]],
+                "y": [layer_label(layer) for layer in values["layer"]],
                 "xlabel": unit or "position", "ylabel": "layer",
                 "title": f"normalised recovery, {self.sweep}"}
 

@@ -28,7 +28,7 @@ from .forward import at_positions, input_device
 from .metrics import resolve_metric
 from .results import Result
 from .self_checks import require_trusted
-from .sites import head_label, hook_of, parse_head
+from .sites import head_label, hook_of, layer_label, parse_head
 from .tokens import tokenize_pair
 
 INPUTS = ("q", "k", "v", "resid")
@@ -209,7 +209,7 @@ def path_patch(model, prompts, senders, receivers, *, receiver_input: str = "q",
     score = lambda logits: metric_fn(logits, answers, clean_final).numpy()  # noqa: E731
     return PathPatching(model=clean.model_name, prompt_set=prompts.name,
                         senders=tuple(head_label(*s) for s in sent),
-                        receivers=tuple(head_label(l, h) if h is not None else f"L{l}" for l, h in targets),
+                        receivers=tuple(head_label(l, h) if h is not None else layer_label(l) for l, h in targets),
                         receiver_input=receiver_input, positions="every position" if positions is None
                         else "the final position", freeze_mlps=freeze_mlps, metric=metric_name,
                         prompts=prompts.prompts, clean=score(clean_final), corrupted=score(corrupt_final),

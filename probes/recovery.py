@@ -42,7 +42,7 @@ import pandas as pd
 
 from .evidence import probe
 from .results import Result
-from .sites import head_label, parse_mlp, parse_site
+from .sites import head_label, mlp_label, parse_mlp, parse_site
 
 REGISTRY = "circuitcheck.fixtures.groundtruth"  # known_models(), truth_of(name_or_model) -> dict
 ORDERS = ("abs", "score")  # how a ranking with scores is ordered: by |score| (MIB) or the signed score
@@ -119,7 +119,7 @@ def _node(item) -> str:
         if site.unit == "head" and not site.activation:
             return site.label
         if site.unit is None and site.activation == "mlp_out":
-            return f"MLP{site.layer}"
+            return mlp_label(site.layer)
     raise RankingMismatchError(f"{item!r} is not a component the ground truth names: it names heads ('L0H0'), "
                                "MLPs ('MLP1') and edges ('L0H0 → L1H0.k'), not neurons, positions or "
                                "residual layers")

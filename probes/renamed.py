@@ -82,8 +82,9 @@ def older_name(module: str, name: str, renamed: dict):
 
 def moved_names(package: str, homes: dict[str, str], instead: dict[str, str] | None = None):
     """A ``__getattr__`` for ``package``: each old name in ``homes`` still gives what it gave (looked
-    up in its home module, imported on first use), with a warning naming where to import it now,
-    or, for a second name of one concept, ``instead[name]``: the one name to write now."""
+    up in its home module, imported on first use; ``"module:name"`` where it is called otherwise
+    there), with a warning naming where to import it now, or, for a second name of one concept,
+    ``instead[name]``: the one name to write now."""
     instead = instead or {}
 
     def __getattr__(name: str):
@@ -91,7 +92,8 @@ def moved_names(package: str, homes: dict[str, str], instead: dict[str, str] | N
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         now = instead.get(name) or f"`from {homes[name]} import {name}`"
         warnings.warn(f"{package}.{name} is now {now}; {LATER}", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(homes[name]), name)
+        home, _, now_called = homes[name].partition(":")
+        return getattr(importlib.import_module(home), now_called or name)
 
     __getattr__.homes = homes  # for the tests: every old name and its home
     return __getattr__

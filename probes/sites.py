@@ -176,6 +176,16 @@ def neuron_label(layer: int, index: int) -> str:
     return Site(layer, "neuron", index).label
 
 
+def layer_label(layer: int) -> str:
+    """A layer as figures' axes name it: ``L5``."""
+    return Site(layer).label
+
+
+def mlp_label(layer: int) -> str:
+    """A whole MLP layer as circuits and edges name it: ``MLP5`` (`parse_mlp` reads it back)."""
+    return f"MLP{layer}"
+
+
 def head_order(label: str) -> tuple[int, int]:
     """``"L9H6"`` → ``(9, 6)``: sorts head labels by layer, then head."""
     site = parse_site(label)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from circuitcheck.probes import PromptSet
-from circuitcheck.probes.circuits import Circuit, completeness, faithfulness, minimality, random_circuit_test
-from circuitcheck.probes.circuits.engine import evaluate, setup
+from circuitcheck.probes import Circuit, completeness, faithfulness, minimality, random_circuit_test
+from circuitcheck.probes.circuits.engine import setup
 
 from .test_patching import PROMPTS
 
@@ -62,9 +62,9 @@ def test_batched_circuits_equal_one_hooked_run_each(tiny_llama, kind):
     circuits = [Circuit(["L0H1", "L1H2"]), Circuit(["L1H0"], positions={"L1H0": "end"}),
                 Circuit(["L0H0", "L0H3", "L1H3"], positions={"L0H0": [2, 5]}),
                 Circuit(["L0H2"], mlps=[1]), Circuit([], mlps=[])]
-    s = setup(tiny_llama, PROMPTS, OTHER, kind, mlps=True)
-    batched = evaluate(s, circuits)
-    one_by_one = evaluate(s, circuits, tokens_per_pass=1)  # one circuit per pass
+    s = setup(tiny_llama, PROMPTS, kind, OTHER)
+    batched = s.evaluate(circuits)
+    one_by_one = s.evaluate(circuits, tokens_per_pass=1)  # one circuit per pass
     for circuit, row, single in zip(circuits, batched, one_by_one):
         expected = reference_metric(tiny_llama, PROMPTS, circuit, OTHER, kind)
         np.testing.assert_allclose(row, expected, atol=1e-4)
@@ -216,15 +216,15 @@ def test_a_named_position_ablates_exactly_that_position_in_each_prompt(tiny_llam
     s2 = second_mention(tiny_llama, VARIED)
     assert VARIED.token_positions(tiny_llama, "S2") == s2 and len(set(s2)) == 3
     named = Circuit(["L0H1", "L1H2"], positions={"L0H1": "S2", "L1H2": ["S2", "end"]})
-    s = setup(tiny_llama, VARIED, None, kind)
-    [row] = evaluate(s, [named])
+    s = setup(tiny_llama, VARIED, kind)
+    [row] = s.evaluate([named])
     finals = VARIED.tokenize(tiny_llama).final_positions.tolist()
     for i, position in enumerate(s2):
         explicit = Circuit(["L0H1", "L1H2"], positions={"L0H1": [position], "L1H2": [position, finals[i]]})
         expected = reference_metric(tiny_llama, VARIED, explicit, VARIED, kind)[i]
         assert row[i] == pytest.approx(expected, abs=1e-4)
     fixed = Circuit(["L0H1", "L1H2"], positions={"L0H1": [s2[0]], "L1H2": [s2[0], finals[0]]})
-    assert not np.allclose(evaluate(s, [fixed])[0][1:], row[1:], atol=1e-4)
+    assert not np.allclose(s.evaluate([fixed])[0][1:], row[1:], atol=1e-4)
 
 
 def test_ioi_prompts_name_io_s1_and_s2(tiny_llama):
@@ -260,7 +260,7 @@ def test_a_position_the_prompts_cannot_name_is_explained(tiny_llama):
 def test_one_random_circuit_cannot_make_a_claim_pass(tiny_llama):
     """With n random circuits the p-value is at least 1/(n+1): n=1 gives 0.5 at best, so
     beats_random(0.95) is refused naming the n needed (20 for p < 0.05), up to n=19."""
-    from circuitcheck.probes.circuits.faithfulness import random_needed
+    from circuitcheck.probes.circuits.faithful import random_needed
 
     one = random_circuit_test(tiny_llama, PROMPTS, ["L0H1"], n=1)
     assert one.p_value >= 1 / 2 and one.smallest_p_value == 0.5
@@ -304,7 +304,7 @@ def test_negative_counts_are_refused_before_any_pass(tiny_llama):
     with pytest.raises(ValueError, match="^seed=-1: give a whole number of at least 0"):
         compensation(tiny_llama, PROMPTS, ["L0H1"], seed=-1)
     with pytest.raises(ValueError, match="^tokens_per_pass=0: give a whole number of at least 1"):
-        evaluate(setup(tiny_llama, PROMPTS, None, "zero"), [Circuit(["L0H1"])], tokens_per_pass=0)
+        setup(tiny_llama, PROMPTS, "zero").evaluate([Circuit(["L0H1"])], tokens_per_pass=0)
     zero = completeness(tiny_llama, PROMPTS, ["L0H1", "L1H2"], n_random=0, greedy_steps=0)
     assert zero.ks == ((),) and zero.sources == ("empty",)  # 0 is a count: only K = ∅
 
@@ -369,9 +369,9 @@ def test_counterfactual_ablation_is_one_hooked_run_with_the_corrupted_outputs(ti
     circuits = [Circuit(["L0H1", "L1H2"]), Circuit(["L1H0"], positions={"L1H0": "end"}),
                 Circuit(["L0H0", "L0H3", "L1H3"], positions={"L0H0": [2, 5]}),
                 Circuit(["L0H2"], mlps=[1]), Circuit([], mlps=[])]
-    s = setup(tiny_llama, PROMPTS, None, "patching", mlps=True)
-    assert s.ablation == "patching" and s.reference_name == "IOI pair (corrupted)"
-    batched, one_by_one = evaluate(s, circuits), evaluate(s, circuits, tokens_per_pass=1)
+    s = setup(tiny_llama, PROMPTS, "patching")
+    assert s.ablation == "patching" and s.reference == "IOI pair (corrupted)"
+    batched, one_by_one = s.evaluate(circuits), s.evaluate(circuits, tokens_per_pass=1)
     for circuit, row, single in zip(circuits, batched, one_by_one):
         expected = counterfactual_reference(tiny_llama, PROMPTS, circuit)
         np.testing.assert_allclose(row, expected, atol=1e-4, err_msg=circuit.label())
@@ -403,11 +403,10 @@ def test_a_node_circuit_under_counterfactual_ablation_is_the_edge_circuit_of_its
     layer-0 outputs, and only its direct path reaches the logits (everything after it is
     replaced). That is the edge circuit of those routes under the edge engine's ablation="patching"."""
     from circuitcheck.probes.edges import EdgeCircuit
-    from circuitcheck.probes.edges.circuits import edge_faithfulness
 
     node = faithfulness(tiny_llama, PROMPTS, Circuit(["L1H2"], mlps=[]), ablation="patching")
     routes = EdgeCircuit(["embed → L1H2.q", "embed → L1H2.k", "embed → L1H2.v", "L1H2 → logits", "embed → logits"])
-    edge = edge_faithfulness(tiny_llama, PROMPTS, routes, ablation="patching")
+    edge = faithfulness(tiny_llama, PROMPTS, routes, ablation="patching")
     np.testing.assert_allclose(node.circuit_metric, edge.circuit_metric, rtol=0, atol=1e-5)
     np.testing.assert_allclose(node.empty_metric, edge.empty_metric, rtol=0, atol=1e-5)
 
@@ -424,7 +423,7 @@ def test_every_circuit_criterion_takes_counterfactual_ablation():
     needed = minimality(model, PROMPTS, ["L0H3", "L1H1"], ablation="patching", n_random=2)
     change = dict(zip(needed.components, needed.change))
     assert change["L0H3"] > 10 * change["L1H1"], needed
-    from circuitcheck.probes.circuits import faithfulness_curve
+    from circuitcheck.probes import faithfulness_curve
 
     curve = faithfulness_curve(model, PROMPTS, planted, ablation="patching", sizes=[1, 2])
     assert curve.ablation == "patching" and curve.faithfulness[-1] == pytest.approx(1.0, abs=1e-4)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from circuitcheck.probes import PromptSet, head_attribution, logit_diff, patch
-from circuitcheck.probes.circuits import Circuit, faithfulness
-from circuitcheck.probes.circuits.curve import MIB_FRACTIONS, curve_sizes, faithfulness_curve
+from circuitcheck.probes import Circuit, faithfulness, faithfulness_curve
+from circuitcheck.probes.circuits.curve import MIB_FRACTIONS, curve_sizes
 
 from .test_circuits import OTHER, planted_model
 from .test_patching import PROMPTS

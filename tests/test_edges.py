@@ -15,7 +15,6 @@ from circuitcheck.probes.edges.attribution import SHOWN_EDGES
 from circuitcheck.probes.figures import plotly_figure
 from circuitcheck.probes.edges import (EdgeCircuit, EdgeGraph, edge_attribution, edge_graph, edge_patch,
                                        edge_patch_scores, from_mib, parse_edge, to_mib)
-from circuitcheck.probes.edges.circuits import edge_faithfulness, edge_faithfulness_curve, edge_random_circuit_test
 from circuitcheck.probes.edges.graph import n_edges_formula
 from circuitcheck.probes.edges.mib import mib_names
 from circuitcheck.probes.linearise import post_norm_gain, post_norm_name
@@ -109,9 +108,9 @@ def test_bad_edge_labels_are_clear_errors(tiny_llama, label, match):
 
 def test_an_edge_circuit_is_checked_against_the_model(tiny_llama):
     with pytest.raises(ValueError, match="has layers 0–1"):
-        edge_faithfulness(tiny_llama, PROMPTS, ["L3H0 → logits"])
+        faithfulness(tiny_llama, PROMPTS, ["L3H0 → logits"])
     with pytest.raises(ValueError, match="edge circuit is empty"):
-        edge_faithfulness(tiny_llama, PROMPTS, [])
+        faithfulness(tiny_llama, PROMPTS, EdgeCircuit([]))
     with pytest.raises(ValueError, match="ablation 'nope'"):
         edge_attribution(tiny_llama, PROMPTS, ablation="nope")
 
@@ -270,7 +269,7 @@ def test_every_edge_gives_the_clean_run_and_none_the_corrupted(arch_model):
     nothing = edge_patch(model, PROMPTS, [])
     np.testing.assert_allclose(nothing.patched, nothing.corrupted, atol=2e-5)
     # and the circuit view: keeping every edge is the model, keeping none is the corrupted run
-    whole = edge_faithfulness(model, PROMPTS, EdgeCircuit(graph.labels), ablation="patching")
+    whole = faithfulness(model, PROMPTS, EdgeCircuit(graph.labels), ablation="patching")
     np.testing.assert_allclose(whole.circuit_metric, whole.model_metric, atol=2e-5)
     np.testing.assert_allclose(whole.empty_metric, nothing.corrupted, atol=2e-5)
 
@@ -290,7 +289,7 @@ def test_subtracting_and_rebuilding_an_input_agree(arch_model, monkeypatch):
     both = []
     for threshold in (2.0, -1.0):  # never rebuild, always rebuild
         monkeypatch.setattr(runs, "REBUILD_ABOVE", threshold)
-        both.append(s.evaluate(masks))
+        both.append(s.metric_with(masks))
     scale = float(s.clean_outs.abs().amax(dim=(0, 1, 3)).sum())  # Σ over senders of max |out|
     np.testing.assert_allclose(both[0], both[1], rtol=0, atol=through_model(model, scale), err_msg=arch)
     assert np.abs(both[0] - s.clean_metric).max() > 1e-2  # the masks change the metric: the test can fail
@@ -322,7 +321,7 @@ def test_eap_is_the_first_order_change_of_exact_edge_patching(arch_model):
             shifted = type(s)(**{**s.__dict__, "clean_outs": moved})
             mask = np.zeros((1, graph.n_edges), dtype=bool)
             mask[0, i] = True
-            values.append(shifted.evaluate(mask, on="corrupted").mean())
+            values.append(shifted.metric_with(mask, on="corrupted").mean())
         derivative = (values[0] - values[1]) / 2e-2
         assert eap.score_of(label) == pytest.approx(derivative, rel=2e-2, abs=2e-5), f"{arch}: {label}"
 
@@ -348,7 +347,7 @@ def test_eap_on_the_clean_run_is_the_first_order_change_of_corrupting_an_edge(ar
             shifted = type(s)(**{**s.__dict__, "target_outs": moved})
             mask = np.zeros((1, graph.n_edges), dtype=bool)
             mask[0, i] = True
-            values.append(shifted.evaluate(mask).mean())
+            values.append(shifted.metric_with(~mask).mean())  # every edge but this one kept
         derivative = -(values[0] - values[1]) / 2e-2
         assert eap.score_of(label) == pytest.approx(derivative, rel=2e-2, abs=2e-5), f"{arch}: {label}"
     corrupted = edge_attribution(model, PROMPTS, method="eap-corrupted")
@@ -435,7 +434,7 @@ def test_edge_scores_result(tiny_llama):
 def test_mean_ablation_scores_and_faithfulness(tiny_llama):
     eap = edge_attribution(tiny_llama, PROMPTS, ablation="mean")
     assert np.isfinite(eap.scores).all() and np.isfinite(eap.f_target)
-    kept = edge_faithfulness(tiny_llama, PROMPTS, EdgeCircuit(edge_graph(tiny_llama).labels), ablation="mean")
+    kept = faithfulness(tiny_llama, PROMPTS, EdgeCircuit(edge_graph(tiny_llama).labels), ablation="mean")
     np.testing.assert_allclose(kept.circuit_metric, kept.model_metric, atol=2e-5)
     assert kept.f_empty == pytest.approx(eap.f_target, abs=1e-6)
     # the node probes hand an EdgeCircuit over
@@ -452,7 +451,7 @@ def test_a_planted_edge_circuit_is_ranked_first_and_is_faithful(planted):
     assert set(eap_ig.top(2)["edge"]) == set(PLANTED)
     exact = edge_patch_scores(planted, COPY, list(eap_ig.top(10)["edge"]))
     assert set(exact.top(2)["edge"]) == set(PLANTED)
-    test = edge_random_circuit_test(planted, COPY, PLANTED, n=40, ablation="patching")
+    test = random_circuit_test(planted, COPY, PLANTED, n=40, ablation="patching")
     [faithful] = test.parts
     assert faithful.normalised == pytest.approx(1.0, abs=0.1), faithful
     assert test.beats_random(0.95) and test.p_value < 0.05
@@ -463,14 +462,14 @@ def test_a_planted_edge_circuit_is_ranked_first_and_is_faithful(planted):
 def test_edge_curve_areas_are_the_trapezoids(planted):
     eap = edge_attribution(planted, COPY)
     total = edge_graph(planted).n_edges
-    curve = edge_faithfulness_curve(planted, COPY, eap, sizes=[1, 2, 5, total // 2], n_random=2)
+    curve = faithfulness_curve(planted, COPY, eap, sizes=[1, 2, 5, total // 2], n_random=2)
     assert list(curve.sizes) == [1, 2, 5, total // 2, total]
     # by hand: each top-k circuit's normalised faithfulness, then the trapezoids
     f_model, f_empty = curve.f_model, curve.f_empty
     ranking = eap.ranking()
     by_hand = []
     for k in curve.sizes:
-        f_c = edge_faithfulness(planted, COPY, EdgeCircuit(ranking[:k]), ablation="patching").f_circuit
+        f_c = faithfulness(planted, COPY, EdgeCircuit(ranking[:k]), ablation="patching").f_circuit
         by_hand.append((f_c - f_empty) / (f_model - f_empty))
     np.testing.assert_allclose(curve.faithfulness, by_hand, atol=1e-5)
     x = np.array(curve.sizes) / total
@@ -575,7 +574,7 @@ def test_two_names_of_one_key_edge_are_one_edge_on_the_model(tiny_gpt2):
 
     circuit = EdgeCircuit(["L0H0 → L1H3.k", "L0H0 → L1KV3.k"])
     assert len(circuit) == 2 and circuit.on(tiny_gpt2) == EdgeCircuit(["L0H0 → L1KV3.k"])
-    test = edge_random_circuit_test(tiny_gpt2, PROMPTS, circuit, n=3)
+    test = random_circuit_test(tiny_gpt2, PROMPTS, circuit, n=3)
     assert test.parts[0].components == ("L0H0 → L1KV3.k",)
     assert [label.count("→") for label in test.random_circuits] == [1, 1, 1]
     scores = edge_attribution(tiny_gpt2, PROMPTS)
@@ -602,7 +601,7 @@ def test_nan_scores_are_not_ranked(tiny_llama):
         with pytest.raises(ValueError, match=refusal):
             call()
     with pytest.raises(ValueError, match="edge scores are NaN"):
-        edge_faithfulness_curve(tiny_llama, PROMPTS, broken, sizes=[1, 2])
+        faithfulness_curve(tiny_llama, PROMPTS, broken, sizes=[1, 2])
     assert broken.summary()["edges scored"] == 110 and json.dumps(broken.evidence())
 
 

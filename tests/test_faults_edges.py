@@ -8,7 +8,7 @@ import torch
 
 from circuitcheck.probes import PromptSet
 from circuitcheck.probes.edges import EdgeCircuit, EdgeScores, edge_attribution, edge_patch, edge_patch_scores
-from circuitcheck.probes.edges.circuits import edge_faithfulness, edge_faithfulness_curve, edge_random_circuit_test
+from circuitcheck.probes import faithfulness, faithfulness_curve, random_circuit_test
 from circuitcheck.probes.metrics import MetricValueError
 
 from .test_faults import refused_before_any_pass
@@ -33,14 +33,14 @@ AS_SET = "not a list of 2 strings; wrap them with their answers (and, to patch, 
     (lambda m: edge_patch(m, fresh(), None), "edges=None: give edge labels such as ['L0H1 → L1H2.q'], an EdgeCirc"),
     (lambda m: EdgeCircuit(None), "EdgeCircuit takes edge labels, not None: EdgeCircuit(['L0H1 → L1H2.q', "),
     (lambda m: EdgeCircuit(SCORES), "EdgeCircuit takes edge labels, not an EdgeScores: "),
-    (lambda m: edge_faithfulness(m, fresh(), SCORES), "an EdgeScores is a ranking, not a circuit: take its top k"),
+    (lambda m: faithfulness(m, fresh(), SCORES), "an EdgeScores is a ranking, not a circuit: take its top k"),
     (lambda m: edge_attribution(m, STRINGS), f"edge_attribution takes prompts as a PromptSet, {AS_SET}"),
     (lambda m: edge_patch(m, STRINGS, []), f"edge_patch takes prompts as a PromptSet, {AS_SET}"),
     (lambda m: edge_patch_scores(m, STRINGS, ["embed → logits"]), "edge_patch_scores takes prompts as a PromptSet, "),
-    (lambda m: edge_faithfulness(m, STRINGS, ["embed → logits"]), "edge_faithfulness takes prompts as a PromptSet, "),
-    (lambda m: edge_random_circuit_test(m, STRINGS, ["embed → logits"], n=2), "edge_random_circuit_test takes prom"),
-    (lambda m: edge_faithfulness_curve(m, PROMPTS.prompts, ["embed → logits"]),
-     "edge_faithfulness_curve takes prompts as a PromptSet, not a tuple of 2 strings; "),
+    (lambda m: faithfulness(m, STRINGS, ["embed → logits"]), "faithfulness takes prompts as a PromptSet, "),
+    (lambda m: random_circuit_test(m, STRINGS, ["embed → logits"], n=2), "random_circuit_test takes prom"),
+    (lambda m: faithfulness_curve(m, PROMPTS.prompts, ["embed → logits"]),
+     "faithfulness_curve takes prompts as a PromptSet, not a tuple of 2 strings; "),
     (lambda m: edge_attribution(m, fresh(), ablation="mean", reference=STRINGS),
      f"edge_attribution takes reference as a PromptSet, {AS_SET}"),
     (lambda m: edge_attribution(m, fresh(), method="EAP"), "method 'EAP': choose one of eap, eap-corrupted, eap-ig "),
@@ -68,12 +68,12 @@ ONE = "metric 'mean_logit_diff' returned shape () for "
 @pytest.mark.parametrize("call, message", [
     (lambda m: edge_attribution(m, fresh(), metric=mean_logit_diff), ONE + "2 rows of logits; a metric returns "),
     (lambda m: edge_attribution(m, fresh(), ablation="mean", metric=mean_logit_diff), ONE),
-    (lambda m: edge_faithfulness(m, fresh(), ["embed → logits"], metric=mean_logit_diff), ONE),
+    (lambda m: faithfulness(m, fresh(), ["embed → logits"], metric=mean_logit_diff), ONE),
     (lambda m: edge_patch(m, fresh(), ["embed → logits"], metric=mean_logit_diff), ONE),
     (lambda m: edge_attribution(m, fresh(), metric=undefined_on_the_second), NAN),
     (lambda m: edge_attribution(m, fresh(), method="eap-ig", ig_steps=2, metric=undefined_on_the_second), NAN),
     (lambda m: edge_patch_scores(m, fresh(), ["embed → logits"], metric=undefined_on_the_second), NAN),
-    (lambda m: edge_faithfulness_curve(m, fresh(), ["embed → logits"], sizes=[0.5], metric=undefined_on_the_second),
+    (lambda m: faithfulness_curve(m, fresh(), ["embed → logits"], sizes=[0.5], metric=undefined_on_the_second),
      NAN),
 ])
 def test_a_metric_that_is_not_one_finite_number_per_prompt_is_refused(tiny_llama, call, message):

@@ -15,18 +15,14 @@ import pytest
 from circuitcheck.edges import EdgeCircuit, edge_attribution
 from circuitcheck.probes import PromptSet, patch
 from circuitcheck.probes.ablation_values import MissingCorruptedPromptsError
-from circuitcheck.probes.circuits import (Circuit, completeness, faithfulness, faithfulness_curve, minimality,
-                                          random_circuit_test)
+from circuitcheck.probes import (Circuit, completeness, faithfulness, faithfulness_curve, minimality,
+                                 random_circuit_test)
 from circuitcheck.probes.circuits.spec import DEFAULT_ABLATION, FoundWith, ReferenceNeededError
-from circuitcheck.probes.edges import circuits as edge_circuits
-from circuitcheck.probes.edges import knockouts as edge_knockouts
 
 from .test_circuits import OTHER
 from .test_patching import PROMPTS
 
-CRITERIA = [faithfulness, random_circuit_test, completeness, minimality, faithfulness_curve,
-            edge_circuits.edge_faithfulness, edge_circuits.edge_random_circuit_test,
-            edge_circuits.edge_faithfulness_curve, edge_knockouts.edge_completeness, edge_knockouts.edge_minimality]
+CRITERIA = [faithfulness, random_circuit_test, completeness, minimality, faithfulness_curve]
 
 
 def judged_note(result) -> str:
@@ -64,7 +60,7 @@ def test_an_explicit_ablation_always_wins(tiny_llama, eap):
     note = judged_note(asked)
     assert note.startswith("judged with mean ablation over 'IOI pair', as asked (ablation='mean')")
     assert "found with counterfactual ablation (ablation='patching')" in note
-    zero = edge_circuits.edge_faithfulness(tiny_llama, PROMPTS, circuit, ablation="zero")
+    zero = faithfulness(tiny_llama, PROMPTS, circuit, ablation="zero")
     assert zero.ablation == "zero" and "as asked (ablation='zero')" in judged_note(zero)
 
 
@@ -130,7 +126,7 @@ def test_the_one_default_judges_a_plain_circuit_node_or_edge(tiny_llama):
         assert inspect.signature(criterion).parameters["ablation"].default is None, criterion.__name__
     node = faithfulness(tiny_llama, PROMPTS, ["L0H1", "L1H2"])
     edge = faithfulness(tiny_llama, PROMPTS, ["L0H1 → logits", "L1H2 → logits"])
-    direct = edge_circuits.edge_faithfulness(tiny_llama, PROMPTS, EdgeCircuit(["L0H1 → logits", "L1H2 → logits"]))
+    direct = faithfulness(tiny_llama, PROMPTS, EdgeCircuit(["L0H1 → logits", "L1H2 → logits"]))
     for result in (node, edge, direct):
         assert result.ablation == "mean"
         assert judged_note(result).startswith("judged with mean ablation over 'IOI pair': the default ablation of "

@@ -62,10 +62,12 @@ def test_a_probe_module_is_one_a_reader_can_hold(path):
 
 def test_site_labels_are_parsed_in_one_place():
     """Only probes/sites.py holds a pattern for labels such as ``L9H6``, and only it spells out a
-    hook name per layer (``blocks.{layer}...``): every other module asks it (`parse_site`, `hook_of`)."""
+    hook name per layer (``blocks.{layer}...``) or writes a label (``MLP{layer}``, ``L{layer}H{head}``):
+    every other module asks it (`parse_site`, `hook_of`, `mlp_label`, `head_label`)."""
     import re
 
     hand_built = re.compile(r"^f['\"]blocks\.\{[^}]+\}\.(attn\.|mlp\.)?hook_")
+    hand_written = re.compile(r"^f['\"](MLP|L)\{[^}]+\}(H|KV|N)?(\{|['\"])")
     label_pattern = re.compile(r"L\(\\d\+\)|\^L\\d|L\\d\+[HN]")
     for path in PROBE_FILES:
         if path.name == "sites.py":
@@ -76,6 +78,9 @@ def test_site_labels_are_parsed_in_one_place():
             if isinstance(node, ast.JoinedStr) and hand_built.match(ast.unparse(node)):
                 raise AssertionError(f"{path.name} builds a hook name by hand: {ast.unparse(node)}; "
                                      "use sites.hook_of")
+            if isinstance(node, ast.JoinedStr) and hand_written.match(ast.unparse(node)):
+                raise AssertionError(f"{path.name} writes a label by hand: {ast.unparse(node)}; "
+                                     "use sites.mlp_label, head_label or Site(...).label")
 
 
 def test_fixtures_do_not_import_reports():
@@ -125,14 +130,6 @@ def test_one_import_line_gives_a_hypothesis_what_it_needs():
 # Import edges that close a cycle among probes modules today, each to go in the step of issue 31
 # named beside it: the cycle test below leaves these out and fails on any other cycle.
 KNOWN_CYCLE_IMPORTS = {
-    # issue 31 step 1 (one criteria module, dispatch above both engines): imports are to run
-    # edges → circuits only, but the node criteria hand edge circuits over at call time.
-    ("probes.circuits.curve", "probes.edges.circuits"),
-    ("probes.circuits.faithfulness", "probes.edges.circuits"),
-    ("probes.circuits.knockouts", "probes.edges.knockouts"),
-    # issue 31 step 3 (edges as sites, EdgeCircuit keeping index arrays): the graph builds an
-    # EdgeScores at call time, and edges.attribution sits above edges.graph.
-    ("probes.edges.graph", "probes.edges.attribution"),
     # issue 31 step 5 (Results own their facts): a Result reaches the notebook renderer, which
     # reads results.figure_list; attribution's logit lens reaches logits.token_lens, which is
     # built on attribution.
@@ -229,13 +226,25 @@ def test_probes_modules_import_one_another_without_cycles():
     graph = probe_import_graph()
     assert {"probes.forward", "probes.patch_runs", "probes.edges.setup"} <= graph.keys()
     assert "probes.forward" in graph["probes.patch_runs"] and "probes.circuits" in graph["probes"]  # it reads imports
-    assert "probes.edges.circuits" in graph["probes.circuits.faithfulness"]  # function-level ones too
+    assert "probes.circuits.spec" in graph["probes.patching"]  # function-level ones too
     pruned = {v: {w: line for w, line in targets.items() if (v, w) not in KNOWN_CYCLE_IMPORTS}
               for v, targets in graph.items()}
     cycles = import_cycles(pruned)
     shown = ["  " + " → ".join(f"{v} (line {pruned[v][w]})" for v, w in itertools.pairwise(cycle)) + f" → {cycle[0]}"
              for cycle in cycles]
     assert not cycles, "import cycles among probes modules:\n" + "\n".join(shown)
+
+
+def test_imports_run_from_edges_to_circuits_only():
+    """The node engine and the criteria's Results know nothing of edges; the criteria that judge
+    both (`probes.criteria`) sit above the two packages, which import neither it nor each other
+    backwards."""
+    graph = probe_import_graph()
+    circuits = {m for m in graph if m.startswith("probes.circuits")}
+    edges = {m for m in graph if m.startswith("probes.edges")}
+    assert not {(v, w) for v in circuits for w in graph[v] if w in edges | {"probes.criteria"}}
+    assert not {(v, w) for v in edges for w in graph[v] if w == "probes.criteria"}
+    assert {"probes.circuits.spec", "probes.edges.setup", "probes.circuits.engine"} <= graph["probes.criteria"].keys()
 
 
 def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function():

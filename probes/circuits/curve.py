@@ -31,13 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..evidence import probe
-from ..input_errors import check_count
 from ..results import Result
-from ..sites import head_label, parse_mlp, parse_site
-from .engine import evaluate, prompts_metric, setup
-from .faithfulness import check_enough_random, undefined_reason
-from .spec import Circuit, judged_with
+from ..sites import head_label, mlp_label, parse_mlp, parse_site
+from .faithful import check_enough_random
+from .spec import Circuit
 
 MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -222,14 +219,15 @@ def _component(item) -> str:
     if site is not None and site.unit == "head" and site.pos is None and not site.activation:
         return site.label
     try:
-        return f"MLP{parse_mlp(text)}"
+        return mlp_label(parse_mlp(text))
     except ValueError:
         raise ValueError(f"ranking: {item!r} is not a component; write heads as 'L9H6' and MLPs as 'MLP5'") from None
 
 
-def full_order(model, ranking) -> tuple[list[str], int, bool]:
-    """Every component, the ranked ones first (then the rest in the model's order); how many were
-    ranked; whether MLPs are judged (the ranking names one)."""
+def full_order(model, ranking) -> tuple[tuple[str, ...], np.ndarray, int]:
+    """Every component in the model's order (heads by layer, then MLPs, when the ranking names
+    one: only then are MLPs judged), the ranking over them as indices (the ranked ones first,
+    then the rest in the model's order), and how many were ranked (`CircuitRun.order`)."""
     ranked = [_component(c) for c in _ranked_labels(ranking)]
     if not ranked:
         raise ValueError("ranking is empty: give components best first, e.g. ['L9H6', 'L10H0', ...], or a "
@@ -239,8 +237,10 @@ def full_order(model, ranking) -> tuple[list[str], int, bool]:
         raise ValueError(f"ranking names {', '.join(twice)} more than once; list each component once")
     mlps = any(c.startswith("MLP") for c in ranked)
     circuit_of(ranked).check(model, 1)  # a clear error for a head or MLP the model does not have
-    everything = Circuit.full(model, with_mlps=mlps).components
-    return ranked + [c for c in everything if c not in set(ranked)], len(ranked), mlps
+    universe = Circuit.full(model, with_mlps=mlps).components
+    index = {c: i for i, c in enumerate(universe)}
+    first = [index[c] for c in ranked]
+    return universe, np.array(first + sorted(set(range(len(universe))) - set(first))), len(ranked)
 
 
 def circuit_of(components, mlps: bool = True) -> Circuit:
@@ -280,49 +280,3 @@ def curve_sizes(sizes, total: int) -> list[int]:
 
 def _normalised(metric: np.ndarray, f_model: float, f_empty: float, undefined: str) -> np.ndarray:
     return np.full(metric.shape, np.nan) if undefined else (metric - f_empty) / (f_model - f_empty)
-
-
-@probe
-def faithfulness_curve(model, prompts, ranking, *, sizes=None, reference=None, ablation: str | None = None,
-                       metric="logit_diff", seed: int = 0, n_random: int = 20,
-                       prepend_bos: bool | None = None) -> FaithfulnessCurve:
-    """Normalised faithfulness of the top-k components of ``ranking`` at each size, with MIB's
-    CPR (area under f) and CMD (area under |1 − f|), and the same for a seeded random order.
-    ``ranking``: components best first (``["L9H6", "L10H0", "MLP9", ...]``; components it
-    leaves out follow in the model's order), a `Patching` of ``head_out`` (by recovery) or a
-    `HeadAttribution` (by mean contribution). ``sizes``: fractions of all components (default
-    MIB's grid, 0.001 to 1) or counts; the full model is always the last point. MLPs are
-    judged only when the ranking names one. ``n_random``: random orders (20 by default, the
-    fewest for p < 0.05: ``.p_value``, ``.beats_random()``); ``random_cmd``/``random_cpr`` are
-    their means and ``random_cmds``/``random_cprs`` each. f is NaN, with the reason in
-    ``undefined``, when F(M) − F(∅) is within float rounding of the metric.
-    ``reference``, ``ablation``, ``seed`` as in `faithfulness`; ``seed`` also draws the orders.
-    ``ablation=None``: a ranking Result's own ablation (a `Patching` over prompt pairs:
-    counterfactual, ``"patching"``; an `EdgeScores`: its ``ablation``), otherwise mean ablation
-    (`spec.DEFAULT_ABLATION`); the notes say which."""
-    from ..edges import circuits as edges  # a ranking of edges (EdgeScores, "U → V" labels): the edge curve
-    if edges.is_edge_circuit(ranking):
-        return edges.edge_faithfulness_curve(model, prompts, ranking, sizes=sizes, reference=reference,
-                                             ablation=ablation, metric=metric, seed=seed, n_random=n_random,
-                                             prepend_bos=prepend_bos)
-    n_random = check_count("n_random", n_random, 1, "the random orders the curve is compared with, e.g. 20")
-    order, n_ranked, mlps = full_order(model, ranking)
-    counts = curve_sizes(sizes, len(order))  # every input checked before the reference pass
-    judged = judged_with(getattr(ranking, "found_with", None), ablation, reference, prompts)
-    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "faithfulness_curve", mlps, prepend_bos)
-    generator = np.random.default_rng(seed)
-    shuffled = [[order[i] for i in generator.permutation(len(order))] for _ in range(n_random)]
-    circuits = [circuit_of([], mlps)] + [circuit_of(ranked[:k], mlps)
-                                         for ranked in [order, *shuffled] for k in counts]
-    per_prompt = evaluate(s, circuits).astype(float)  # every circuit in the same batched passes
-    values, clean = per_prompt.mean(axis=1), prompts_metric(s)
-    f_model, f_empty = float(clean.mean()), float(values[0])
-    undefined = undefined_reason(model, f_model, f_empty, clean, per_prompt[0])
-    curves = _normalised(values[1:], f_model, f_empty, undefined).reshape(1 + n_random, len(counts))
-    return FaithfulnessCurve(
-        model=s.tokenized.model_name, prompt_set=prompts.name, ranking=tuple(order), n_ranked=n_ranked,
-        ablation=s.ablation, reference=s.reference_name, metric=s.metric_name, sizes=np.array(counts),
-        fractions=np.array(counts) / len(order), circuit_metric=values[1:1 + len(counts)],
-        faithfulness=curves[0], random_faithfulness=curves[1:].mean(axis=0), random_runs=curves[1:],
-        f_model=f_model, f_empty=f_empty, seed=seed, undefined=undefined,
-        notes_text=(judged.note(s.reference_name),))

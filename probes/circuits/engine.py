@@ -28,15 +28,38 @@ from ..input_errors import check_count
 from ..metrics import resolve_metric
 from ..positions import resolve
 from ..self_checks import require_trusted
-from ..sites import hook_of, parse_site
+from ..sites import hook_of, mlp_label, parse_site
+from .curve import FaithfulnessCurve, circuit_of, full_order
+from .faithful import Faithfulness, RandomCircuitTest
+from .protocol import Kinds
 from .spec import DEFAULT_ABLATION, Circuit, as_circuit
 
 TOKENS_PER_PASS = 8192  # bounds the rows × positions of one batched pass
 
 
+def setup(model, prompts, ablation: str = DEFAULT_ABLATION, reference=None, metric="logit_diff", seed: int = 0,
+          prepend_bos: bool | None = None, probe_name: str = "circuit evaluation") -> "Setup":
+    """Check the inputs and compute the ablation values of every head and MLP once (one pass
+    over ``reference``, or over the corrupted prompts with ``ablation="patching"``)."""
+    check_ablation(ablation, seed, CIRCUIT_ABLATIONS)
+    if ablation == COUNTERFACTUAL:
+        check_counterfactual(prompts, reference)
+    require_trusted(model, probe_name, "hooks")
+    metric_name, metric_fn = resolve_metric(metric)
+    tokenized = prompts.tokenize(model, prepend_bos)
+    tokenized.require_single_token(probe_name)
+    n_layers = model.cfg.n_layers
+    names = [head_hook(l) for l in range(n_layers)] + [mlp_hook(l) for l in range(n_layers)]
+    values = ablation_values(model, prompts, names, ablation, reference, seed, prepend_bos)
+    # the reference is often the prompts themselves: then its pass gave the clean logits too
+    clean = values.reference_logits if values.reference_logits is not None else final_logits(model, tokenized)
+    return Setup(model, tokenized, metric_name, metric_fn, values, clean)
+
+
 @dataclass(frozen=True, eq=False)
 class Setup:
-    """Everything `evaluate` needs for one model, prompt set, reference and ablation."""
+    """Everything `evaluate` needs for one model, prompt set, reference and ablation: the node
+    engine's `CircuitRun` (`probes.circuits.protocol`), its circuits `Circuit`s."""
 
     model: object
     tokenized: object
@@ -46,17 +69,23 @@ class Setup:
     clean_logits: torch.Tensor
     named: dict = field(default_factory=dict)  # named position -> token index per prompt
 
+    results = Kinds(Faithfulness, RandomCircuitTest, FaithfulnessCurve)
+
     @property
     def ablation(self) -> str:
         return self.replacements.ablation
 
     @property
-    def reference_name(self) -> str:
+    def reference(self) -> str:
         return self.replacements.reference
 
     @property
     def seed(self) -> int | None:
         return self.replacements.seed
+
+    @property
+    def model_name(self) -> str:
+        return self.tokenized.model_name
 
     def positions_of(self, name: str) -> torch.Tensor:
         """Each prompt's token index of a named position (``"end"``, ``"S2"``, ``"S1+1"``)."""
@@ -72,6 +101,50 @@ class Setup:
     def n_prompts(self) -> int:
         return len(self.tokenized.lengths)
 
+    # the run protocol (`probes.circuits.protocol.CircuitRun`)
+    @property
+    def model_metric(self) -> np.ndarray:
+        return self.metric_fn(self.clean_logits, self.tokenized.answer_ids, self.clean_logits).numpy()
+
+    start = staticmethod(setup)  # the protocol's one constructor signature
+    order = staticmethod(full_order)
+
+    def circuit(self, circuit) -> Circuit:
+        circuit = as_circuit(circuit)
+        if not circuit.components:
+            raise ValueError("the circuit is empty: name at least one head, e.g. Circuit(['L9H6']); "
+                             "F of the fully ablated model is reported as 'F(empty)' by faithfulness")
+        circuit.check(self.model, self.width)
+        for _, where in circuit.positions:  # resolve named positions now: a clear error before any pass
+            for item in (where,) if isinstance(where, str) else where:
+                if isinstance(item, str):
+                    self.positions_of(item)
+        return circuit
+
+    def parts(self, circuit: Circuit) -> tuple[str, ...]:
+        return circuit.components
+
+    def label(self, circuit: Circuit) -> str:
+        return circuit.label()
+
+    def empty(self, circuit: Circuit) -> Circuit:
+        return Circuit([], None if circuit.mlps is None else [])
+
+    def without(self, circuit: Circuit, removed) -> Circuit:
+        return circuit.without(removed)
+
+    def model_without(self, circuit: Circuit, removed) -> Circuit:
+        return Circuit.full(self.model, circuit.mlps is not None).without(removed)
+
+    def random_like(self, circuit: Circuit, generator) -> Circuit:
+        return circuit.random_like(self.model, generator)
+
+    def top(self, universe, indices) -> Circuit:
+        return circuit_of([universe[i] for i in indices], any(c.startswith("MLP") for c in universe))
+
+    def evaluate(self, circuits: list[Circuit], tokens_per_pass: int = TOKENS_PER_PASS) -> np.ndarray:
+        return evaluate(self, circuits, tokens_per_pass)
+
 
 def head_hook(layer: int) -> str:
     return hook_of("head_out", layer)
@@ -79,25 +152,6 @@ def head_hook(layer: int) -> str:
 
 def mlp_hook(layer: int) -> str:
     return hook_of("mlp_out", layer)
-
-
-def setup(model, prompts, reference=None, ablation: str = DEFAULT_ABLATION, metric="logit_diff", seed: int = 0,
-          probe_name: str = "circuit evaluation", mlps: bool = False, prepend_bos: bool | None = None) -> Setup:
-    """Check the inputs and compute the ablation values once (one pass over ``reference``, or
-    over the corrupted prompts with ``ablation="patching"``)."""
-    check_ablation(ablation, seed, CIRCUIT_ABLATIONS)
-    if ablation == COUNTERFACTUAL:
-        check_counterfactual(prompts, reference)
-    require_trusted(model, probe_name, "hooks")
-    metric_name, metric_fn = resolve_metric(metric)
-    tokenized = prompts.tokenize(model, prepend_bos)
-    tokenized.require_single_token(probe_name)
-    n_layers = model.cfg.n_layers
-    names = [head_hook(l) for l in range(n_layers)] + ([mlp_hook(l) for l in range(n_layers)] if mlps else [])
-    values = ablation_values(model, prompts, names, ablation, reference, seed, prepend_bos)
-    # the reference is often the prompts themselves: then its pass gave the clean logits too
-    clean = values.reference_logits if values.reference_logits is not None else final_logits(model, tokenized)
-    return Setup(model, tokenized, metric_name, metric_fn, values, clean)
 
 
 def masks(s: Setup, circuit: Circuit) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -125,7 +179,7 @@ def masks(s: Setup, circuit: Circuit) -> tuple[torch.Tensor, torch.Tensor | None
         return heads, None
     mlps = torch.zeros(n, model.cfg.n_layers, width, dtype=torch.bool)
     for layer in circuit.mlps:
-        mlps[:, layer] = position_mask(f"MLP{layer}")
+        mlps[:, layer] = position_mask(mlp_label(layer))
     return heads, mlps
 
 
@@ -175,22 +229,3 @@ def evaluate(s: Setup, circuits: list[Circuit], tokens_per_pass: int = TOKENS_PE
         values = s.metric_fn(logits, metric_answers, s.clean_logits.repeat(len(chunk), 1))
         out.append(values.reshape(len(chunk), n).numpy())
     return np.concatenate(out)
-
-
-def prompts_metric(s: Setup) -> np.ndarray:
-    """F(M) per prompt: the plain model."""
-    answers = s.tokenized.answer_ids
-    return s.metric_fn(s.clean_logits, answers, s.clean_logits).numpy()
-
-
-def checked(model, prompts, circuit, s: Setup) -> Circuit:
-    circuit = as_circuit(circuit)
-    if not circuit.components:
-        raise ValueError("the circuit is empty: name at least one head, e.g. Circuit(['L9H6']); "
-                         "F of the fully ablated model is reported as 'F(empty)' by faithfulness")
-    circuit.check(model, s.width)
-    for _, where in circuit.positions:  # resolve named positions now: a clear error before any pass
-        for item in (where,) if isinstance(where, str) else where:
-            if isinstance(item, str):
-                s.positions_of(item)
-    return circuit

@@ -16,12 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..ablation_values import CIRCUIT_ABLATIONS  # noqa: F401 - the ablations it takes (docs)
-from ..evidence import probe
-from ..input_errors import check_count
 from ..results import Result
-from .engine import checked, evaluate, setup
-from .spec import Circuit, as_circuit, judged_with
 
 
 def _random_subsets(components, n: int, generator, exclude=()) -> list[tuple[str, ...]]:
@@ -99,34 +94,6 @@ def completeness_of(components: tuple, n_random: int, greedy_steps: int | None, 
     return dict(ks=tuple(ks), sources=tuple(sources), f_circuit=np.array(f_c), f_model=np.array(f_m))
 
 
-@probe
-def completeness(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
-                 n_random: int = 10, greedy_steps: int | None = None, seed: int = 0, prepend_bos: bool | None = None) -> Completeness:
-    """|F(C \\ K) − F(M \\ K)| for K = ∅, ``n_random`` random subsets of C (each component in
-    with probability ½, seeded) and a greedy search for the worst K (``greedy_steps`` additions,
-    default up to half the circuit), as in the IOI paper. M \\ K is the model with K ablated.
-    ``ablation=None``: the one the circuit was found with, or the default, as in `faithfulness`."""
-    from ..edges import knockouts as edges  # an EdgeCircuit: K is a set of its edges
-    if edges.is_edge_circuit(circuit):
-        return edges.edge_completeness(model, prompts, circuit, reference=reference, ablation=ablation,
-                                       metric=metric, n_random=n_random, greedy_steps=greedy_steps, seed=seed,
-                                       prepend_bos=prepend_bos)
-    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (10 is the default)")
-    if greedy_steps is not None:
-        greedy_steps = check_count("greedy_steps", greedy_steps, 0,
-                                   "the greedy search's additions (0: no search; None: half the circuit)")
-    circuit = as_circuit(circuit)
-    judged = judged_with(circuit.found_with, ablation, reference, prompts)
-    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "completeness", circuit.mlps is not None,
-              prepend_bos)
-    circuit = checked(model, prompts, circuit, s)
-    full = Circuit.full(model, circuit.mlps is not None)
-    found = completeness_of(circuit.components, n_random, greedy_steps, np.random.default_rng(seed),
-                            lambda ks: evaluate(s, [c for k in ks for c in (circuit.without(k), full.without(k))]))
-    return Completeness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found,
-                        notes_text=(judged.note(s.reference_name),))
-
-
 @dataclass(frozen=True, eq=False, repr=False)
 class Minimality(Result):
     """For each component v, the largest change |F(C \\ K) − F(C \\ (K ∪ {v}))| over the Ks
@@ -193,25 +160,3 @@ def minimality_of(components: tuple, n_random: int, generator, f_without) -> dic
         without_v.append(values[index[ks[i] + (v,)]])
     return dict(f_circuit=float(values[index[()]]), components=components, change=np.array(change),
                 best_k=tuple(best_k), with_v=np.array(with_v), without_v=np.array(without_v))
-
-
-@probe
-def minimality(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
-               n_random: int = 5, seed: int = 0, prepend_bos: bool | None = None) -> Minimality:
-    """For each component v of ``circuit``: the largest |F(C \\ K) − F(C \\ (K ∪ {v}))| over
-    K = ∅ and ``n_random`` random subsets of C \\ {v} (seeded), all in batched passes.
-    ``ablation=None``: the one the circuit was found with, or the default, as in `faithfulness`."""
-    from ..edges import knockouts as edges  # an EdgeCircuit: v is one of its edges
-    if edges.is_edge_circuit(circuit):
-        return edges.edge_minimality(model, prompts, circuit, reference=reference, ablation=ablation,
-                                     metric=metric, n_random=n_random, seed=seed, prepend_bos=prepend_bos)
-    n_random = check_count("n_random", n_random, 0, "the number of random subsets K to try (5 is the default)")
-    circuit = as_circuit(circuit)
-    judged = judged_with(circuit.found_with, ablation, reference, prompts)
-    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "minimality", circuit.mlps is not None,
-              prepend_bos)
-    circuit = checked(model, prompts, circuit, s)
-    found = minimality_of(circuit.components, n_random, np.random.default_rng(seed),
-                          lambda ks: evaluate(s, [circuit.without(k) for k in ks]).mean(axis=1))
-    return Minimality(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(), **found,
-                      notes_text=(judged.note(s.reference_name),))

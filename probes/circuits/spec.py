@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ablation_values import CIRCUIT_ABLATIONS, COUNTERFACTUAL, MissingCorruptedPromptsError
-from ..sites import Site, head_label, head_order, parse_mlp, parse_site, unit_site
+from ..sites import Site, head_label, head_order, mlp_label, parse_mlp, parse_site, unit_site
 
 # The one default ablation of every circuit criterion (faithfulness, random_circuit_test,
 # completeness, minimality, faithfulness_curve), node and edge circuits alike, for a circuit
@@ -164,7 +164,7 @@ class Circuit:
     @property
     def components(self) -> tuple[str, ...]:
         """Head labels, then ``MLP{layer}`` labels."""
-        return self.heads + tuple(f"MLP{m}" for m in (self.mlps or ()))
+        return self.heads + tuple(mlp_label(m) for m in (self.mlps or ()))
 
     def __len__(self) -> int:
         return len(self.components)
@@ -173,7 +173,7 @@ class Circuit:
         """The circuit minus the components labelled in ``removed`` (C \\ K)."""
         removed = set(removed)
         return Circuit([h for h in self.heads if h not in removed],
-                       None if self.mlps is None else [m for m in self.mlps if f"MLP{m}" not in removed],
+                       None if self.mlps is None else [m for m in self.mlps if mlp_label(m) not in removed],
                        [(k, v) for k, v in self.positions if k not in removed], found_with=self.found_with)
 
     def label(self) -> str:

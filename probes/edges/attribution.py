@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..circuits.spec import FoundWith
 from ..evidence import probe
 from ..forward import input_device
 from ..input_errors import check_count
@@ -140,13 +141,18 @@ class EdgeScores(Result):
                              "come from (a NaN metric or model output) and score again; .df shows every score")
         return self.order()
 
+    @property
+    def found_with(self) -> FoundWith | None:
+        """How these scores were found: their ablation (and a reference set other than the scored
+        prompts, by name), what the curve over them is judged with unless given ``ablation=``."""
+        return FoundWith.of_ranking(self.ablation, self.reference, self.prompt_set,
+                                    f"{self.method} edge scores on {self.prompt_set!r}")
+
     def circuit(self, k: int) -> EdgeCircuit:
         """The `EdgeCircuit` of the top ``k`` edges by |score|. It carries ``found_with``: these
         scores' ablation (and a reference set other than the scored prompts, by name), which
         the circuit criteria judge it with unless given ``ablation=``: the top edges of
         ``edge_attribution(model, prompts)`` are judged with counterfactual ablation, as found."""
-        from ..circuits.spec import FoundWith
-
         found = FoundWith.of_ranking(self.ablation, self.reference, self.prompt_set,
                                      f"the top {k} of {self.method} edge scores on {self.prompt_set!r}")
         return EdgeCircuit(list(self.top(k)["edge"]), found_with=found)
@@ -257,7 +263,7 @@ def edge_attribution(model, prompts, *, method: str = "eap", ig_steps: int = 5, 
             if copies and kind in ("k", "v"):  # end × sender × query head of the group, in graph order
                 parts = torch.einsum("nsud,nsegd->eug", deltas[:, :, :available], copies[(layer, kind)] / steps) / n
                 kv_copies.append(parts.reshape(count * available, -1).double().numpy())
-    target = s.target_metric if s.target_metric is not None else s.evaluate(np.ones((1, graph.n_edges), bool))
+    target = s.target_metric if s.target_metric is not None else s.metric_with(np.zeros((1, graph.n_edges), bool))
     return EdgeScores(model=s.tokenized.model_name, prompt_set=prompts.name, method=method, ablation=s.ablation,
                       reference=s.reference, metric=s.metric_name, labels=graph.labels, scores=scores,
                       f_clean=float(s.clean_metric.mean()), f_target=float(np.mean(target)),

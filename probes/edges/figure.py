@@ -6,6 +6,7 @@ thicker for a larger |score|."""
 
 import math
 
+from ..sites import Site, head_label, mlp_label
 from .graph import parse_edge
 
 MLP_ROW = -1.5  # MLPs sit below head 0
@@ -19,10 +20,10 @@ def _position(node: tuple, last_layer: int, middle: float) -> tuple[str, float, 
     if kind == "logits":
         return "logits", last_layer + 1.0, middle
     if kind == "mlp":
-        return f"MLP{node[1]}", node[1] + 0.5, MLP_ROW
+        return mlp_label(node[1]), node[1] + 0.5, MLP_ROW
     if kind in ("head", "q"):
-        return f"L{node[1]}H{node[2]}", float(node[1]), float(node[2])
-    return f"L{node[1]}KV{node[2]}", node[1] - KV_SHIFT, float(node[2])  # a key or value end
+        return head_label(node[1], node[2]), float(node[1]), float(node[2])
+    return Site(node[1], "kv", node[2]).label, node[1] - KV_SHIFT, float(node[2])  # a key or value end
 
 
 def edge_graph_figure(labels, scores, title: str) -> dict:

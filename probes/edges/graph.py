@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model_state import memo
-from ..sites import Site, head_label, parse_site, units_per_layer
+from ..sites import Site, head_label, mlp_label, parse_site, units_per_layer
 
 ARROW = "→"
 ENDS = ("q", "k", "v")
@@ -101,14 +101,14 @@ def sender_label(sender: tuple) -> str:
         return "embed"
     if sender[0] == "head":
         return head_label(sender[1], sender[2])
-    return f"MLP{sender[1]}"
+    return mlp_label(sender[1])
 
 
 def end_label(end: tuple) -> str:
     if end[0] == "logits":
         return "logits"
     if end[0] == "mlp":
-        return f"MLP{end[1]}"
+        return mlp_label(end[1])
     unit = "head" if end[0] == "q" or len(end) == 4 else "kv"  # ("k", 9, 6, "head"): head 6's key
     return f"{Site(end[1], unit, end[2]).label}.{end[0]}"
 
@@ -323,14 +323,3 @@ class EdgeCircuit:
     def from_indices(graph: EdgeGraph, indices, found_with=None) -> "EdgeCircuit":
         labels = graph.labels
         return EdgeCircuit([labels[i] for i in indices], found_with=found_with)
-
-
-def is_edge_circuit(value) -> bool:
-    """True for an `EdgeCircuit`, an edge-scoring result, or a list of edge labels (``"U → V"``)."""
-    from .attribution import EdgeScores
-
-    if isinstance(value, (EdgeCircuit, EdgeScores)):
-        return True
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return all(ARROW in v or "->" in v for v in value)
-    return False

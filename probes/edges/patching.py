@@ -83,9 +83,9 @@ def edge_patch(model, prompts, edges, *, metric="logit_diff", prepend_bos: bool 
     edges = _edge_list(edges)
     s = edge_setup(model, prompts, "patching", None, metric, 0, prepend_bos, "edge_patch")
     picks = s.graph.indices(edges)
-    replaced = np.zeros((1, s.graph.n_edges), dtype=bool)
-    replaced[0, picks] = True
-    patched = s.evaluate(replaced, on="corrupted")[0]
+    kept = np.zeros((1, s.graph.n_edges), dtype=bool)  # the edges carrying the clean run's signal
+    kept[0, picks] = True
+    patched = s.metric_with(kept, on="corrupted")[0]
     labels = tuple(s.graph.labels[i] for i in sorted(set(picks.tolist())))
     return EdgePatching(model=s.tokenized.model_name, prompt_set=prompts.name, edges=labels, metric=s.metric_name,
                         prompts=prompts.prompts, clean=s.clean_metric, corrupted=s.target_metric, patched=patched)
@@ -109,9 +109,9 @@ def edge_patch_scores(model, prompts, edges=None, *, metric="logit_diff",
     picks = np.array(list(dict.fromkeys(picks.tolist())), dtype=int)  # two names of one edge: scored once
     if not len(picks):
         raise ValueError("edges=[] names no edge; give labels such as ['L0H1 → L1H0.q'], or None for every edge")
-    replaced = np.zeros((len(picks), graph.n_edges), dtype=bool)
-    replaced[np.arange(len(picks)), picks] = True
-    patched = s.evaluate(replaced, on="corrupted").mean(axis=1)
+    kept = np.zeros((len(picks), graph.n_edges), dtype=bool)
+    kept[np.arange(len(picks)), picks] = True
+    patched = s.metric_with(kept, on="corrupted").mean(axis=1)
     f_clean, f_corrupted = float(s.clean_metric.mean()), float(s.target_metric.mean())
     return EdgeScores(model=s.tokenized.model_name, prompt_set=prompts.name, method="exact", ablation="patching",
                       reference="corrupted prompts", metric=s.metric_name,

@@ -26,10 +26,60 @@ from ..model_state import memo
 from ..self_checks import require_trusted
 from ..sites import hook_of
 from ..tokens import tokenize_pair
-from .graph import EdgeGraph, edge_graph
+from ..circuits.protocol import Kinds
+from .circuits import (EdgeFaithfulness, EdgeFaithfulnessCurve, EdgeRandomCircuitTest, as_edge_circuit,
+                       edge_order)
+from .graph import EdgeCircuit, EdgeGraph, edge_graph
 from .runs import capture, constants, masked_logits, sender_outputs, split_inputs, wide
 
 EDGE_ABLATIONS = CIRCUIT_ABLATIONS  # patching, mean, resample, zero: node circuits' choices
+
+
+def _run(model, tokenized):
+    device = input_device(model)
+    with split_inputs(model):
+        acts = capture(model, tokenized.tokens.to(device))
+    outs = sender_outputs(model, acts)
+    final = unembed_final(model, at_positions(acts["ln_final.hook_in"], tokenized.final_positions)
+                          .to(final_norm_device(model))).cpu()
+    return acts, outs, final
+
+
+def edge_setup(model, prompts, ablation: str = "patching", reference=None, metric="logit_diff", seed: int = 0,
+               prepend_bos: bool | None = None, probe_name: str = "edge probe") -> "EdgeSetup":
+    """Check the inputs; run the clean prompts and what replaces them; check the senders add up."""
+    seed = check_ablation(ablation, seed, EDGE_ABLATIONS)
+    relies_on = {"edge_attribution": ("gradients",), "edge_patch": ("clean_patch",),
+                 "edge_patch_scores": ("clean_patch",)}.get(probe_name, ())
+    require_trusted(model, probe_name, "hooks", *relies_on)
+    metric_name, metric_fn = resolve_metric(metric)
+    graph = edge_graph(model)
+    if ablation == "patching":
+        if reference is not None:
+            raise ValueError("reference= is read by mean and resample ablation; with ablation='patching' the "
+                             "replacement is the prompt set's corrupted prompts")
+        clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
+    else:
+        clean, corrupted = prompts.tokenize(model, prepend_bos), None
+    clean.require_single_token(probe_name)
+    clean_acts, clean_outs, clean_final = memo(model, ("edge run", clean.key), lambda: _run(model, clean))
+    consts = constants(model, graph, clean_acts, clean_outs)
+    target_logits, name = None, "corrupted prompts"
+    if ablation == "patching":
+        acts, target_outs, target_logits = memo(model, ("edge run", corrupted.key), lambda: _run(model, corrupted))
+        constants(model, graph, acts, target_outs)  # the corrupted run must add up too
+        start = wide(acts[hook_of("resid_pre", 0)])
+    elif ablation == "zero":
+        target_outs, start, name = torch.zeros_like(clean_outs), torch.zeros_like(clean_outs[:, :, 0]), "zero"
+    else:
+        reference, ref = reference_tokens(model, prompts, clean, ablation, reference, prepend_bos)
+        acts, ref_outs, _ = memo(model, ("edge run", ref.key), lambda: _run(model, ref))
+        constants(model, graph, acts, ref_outs)
+        n, name = len(clean.lengths), reference.name
+        target_outs = replacement(ablation, ref_outs, n, seed).contiguous()  # node circuits' mean and draw
+        start = replacement(ablation, wide(acts[hook_of("resid_pre", 0)]), n, seed).contiguous()
+    return EdgeSetup(model, graph, clean, corrupted, metric_name, metric_fn, ablation, name, clean_outs,
+                     target_outs, start, consts, clean_final, target_logits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,15 +128,16 @@ class EdgeSetup:
     def target_metric(self) -> np.ndarray | None:
         return None if self.target_logits is None else self.metric(self.target_logits)
 
-    def evaluate(self, replaced: np.ndarray, on: str = "clean") -> np.ndarray:
-        """The metric (edge set × prompt) with each row of ``replaced`` (a boolean mask over the
-        graph's edges) given the replacement, in batched passes over the ``on`` prompts: on the
-        clean run the edges carry the ablation's values (circuits); on the ``corrupted`` run,
-        the clean outputs (edge patching)."""
+    def metric_with(self, kept: np.ndarray, on: str = "clean") -> np.ndarray:
+        """The metric (edge set × prompt) with each row of ``kept`` (a boolean mask over the
+        graph's edges) carrying the clean run's signal, in batched passes over the ``on``
+        prompts: on the clean run every other edge carries the ablation's value (circuits); on
+        the ``corrupted`` run every other edge is left corrupted (edge patching)."""
         tokenized = self.tokenized if on == "clean" else self.corrupted
         replacement = self.target_outs if on == "clean" else self.clean_outs
+        kept = torch.as_tensor(np.asarray(kept, dtype=bool).reshape(-1, self.graph.n_edges))
+        replaced = ~kept if on == "clean" else kept
         device = input_device(self.model)
-        replaced = torch.as_tensor(np.asarray(replaced, dtype=bool).reshape(-1, self.graph.n_edges))
         answers_only = getattr(self.metric_fn, "reads_answers_only", False)
         rows = []
         step = 256  # blocks handed to the pass builder at a time
@@ -100,49 +151,53 @@ class EdgeSetup:
                 rows.append(self.metric_of(logits, pair).numpy())
         return np.concatenate(rows).reshape(len(replaced), self.n_prompts)
 
+    # the run protocol (`probes.circuits.protocol.CircuitRun`): circuits are `EdgeCircuit`s, and
+    # index arrays for the ones the criteria make (Ks removed, random sets, the curve's top k)
+    results = Kinds(EdgeFaithfulness, EdgeRandomCircuitTest, EdgeFaithfulnessCurve)
 
-def _run(model, tokenized):
-    device = input_device(model)
-    with split_inputs(model):
-        acts = capture(model, tokenized.tokens.to(device))
-    outs = sender_outputs(model, acts)
-    final = unembed_final(model, at_positions(acts["ln_final.hook_in"], tokenized.final_positions)
-                          .to(final_norm_device(model))).cpu()
-    return acts, outs, final
+    @property
+    def model_name(self) -> str:
+        return self.tokenized.model_name
 
+    @property
+    def model_metric(self) -> np.ndarray:
+        return self.clean_metric
 
-def edge_setup(model, prompts, ablation: str = "patching", reference=None, metric="logit_diff", seed: int = 0,
-               prepend_bos: bool | None = None, probe_name: str = "edge probe") -> EdgeSetup:
-    """Check the inputs; run the clean prompts and what replaces them; check the senders add up."""
-    seed = check_ablation(ablation, seed, EDGE_ABLATIONS)
-    relies_on = {"edge_attribution": ("gradients",), "edge_patch": ("clean_patch",),
-                 "edge_patch_scores": ("clean_patch",)}.get(probe_name, ())
-    require_trusted(model, probe_name, "hooks", *relies_on)
-    metric_name, metric_fn = resolve_metric(metric)
-    graph = edge_graph(model)
-    if ablation == "patching":
-        if reference is not None:
-            raise ValueError("reference= is read by mean and resample ablation; with ablation='patching' the "
-                             "replacement is the prompt set's corrupted prompts")
-        clean, corrupted = tokenize_pair(model, prompts, prepend_bos)
-    else:
-        clean, corrupted = prompts.tokenize(model, prepend_bos), None
-    clean.require_single_token(probe_name)
-    clean_acts, clean_outs, clean_final = memo(model, ("edge run", clean.key), lambda: _run(model, clean))
-    consts = constants(model, graph, clean_acts, clean_outs)
-    target_logits, name = None, "corrupted prompts"
-    if ablation == "patching":
-        acts, target_outs, target_logits = memo(model, ("edge run", corrupted.key), lambda: _run(model, corrupted))
-        constants(model, graph, acts, target_outs)  # the corrupted run must add up too
-        start = wide(acts[hook_of("resid_pre", 0)])
-    elif ablation == "zero":
-        target_outs, start, name = torch.zeros_like(clean_outs), torch.zeros_like(clean_outs[:, :, 0]), "zero"
-    else:
-        reference, ref = reference_tokens(model, prompts, clean, ablation, reference, prepend_bos)
-        acts, ref_outs, _ = memo(model, ("edge run", ref.key), lambda: _run(model, ref))
-        constants(model, graph, acts, ref_outs)
-        n, name = len(clean.lengths), reference.name
-        target_outs = replacement(ablation, ref_outs, n, seed).contiguous()  # node circuits' mean and draw
-        start = replacement(ablation, wide(acts[hook_of("resid_pre", 0)]), n, seed).contiguous()
-    return EdgeSetup(model, graph, clean, corrupted, metric_name, metric_fn, ablation, name, clean_outs,
-                     target_outs, start, consts, clean_final, target_logits)
+    start = staticmethod(edge_setup)  # the protocol's one constructor signature
+    order = staticmethod(edge_order)
+
+    def circuit(self, circuit) -> EdgeCircuit:
+        circuit = as_edge_circuit(circuit).on(self.model)  # two names of one edge are one edge
+        if not len(circuit):
+            raise ValueError("the edge circuit is empty: name at least one edge, e.g. EdgeCircuit(['L0H1 → logits'])")
+        return circuit
+
+    def _indices(self, circuit) -> np.ndarray:
+        return circuit.indices(self.model) if isinstance(circuit, EdgeCircuit) else np.asarray(circuit, dtype=int)
+
+    def parts(self, circuit) -> tuple[str, ...]:
+        return circuit.edges
+
+    def label(self, circuit) -> str:
+        return (circuit if isinstance(circuit, EdgeCircuit) else EdgeCircuit.from_indices(self.graph, circuit)).label()
+
+    def empty(self, circuit) -> np.ndarray:
+        return np.array([], dtype=int)
+
+    def without(self, circuit, removed) -> np.ndarray:
+        return np.setdiff1d(self._indices(circuit), self.graph.indices(removed))
+
+    def model_without(self, circuit, removed) -> np.ndarray:
+        return np.setdiff1d(np.arange(self.graph.n_edges), self.graph.indices(removed))
+
+    def random_like(self, circuit, generator) -> np.ndarray:
+        return np.sort(generator.choice(self.graph.n_edges, size=len(circuit), replace=False))
+
+    def top(self, universe, indices) -> np.ndarray:
+        return np.asarray(indices, dtype=int)
+
+    def evaluate(self, circuits: list) -> np.ndarray:
+        kept = np.zeros((len(circuits), self.graph.n_edges), dtype=bool)
+        for row, circuit in enumerate(circuits):
+            kept[row, self._indices(circuit)] = True
+        return self.metric_with(kept)

@@ -20,12 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..ablation_values import CIRCUIT_ABLATIONS, COUNTERFACTUAL  # noqa: F401 - the ablations it takes (docs)
-from ..evidence import probe
-from ..input_errors import check_count
+from ..ablation_values import COUNTERFACTUAL
 from ..results import Result
-from .engine import Setup, checked, evaluate, prompts_metric, setup
-from .spec import Circuit, Judged, as_circuit, judged_with
 
 P_BELOW_005 = 20  # random circuits: the fewest N whose smallest p-value, 1/(1+N) = 1/21, is below 0.05
 
@@ -166,42 +162,6 @@ class Faithfulness(Result):
                 "xlabel": "model", "ylabel": f"mean {self.metric}"}
 
 
-def _faithfulness(s: Setup, prompts, circuit: Circuit, judged: Judged,
-                  others=()) -> tuple["Faithfulness", np.ndarray]:
-    """The circuit's faithfulness, and the metric of ``others`` circuits from the same passes."""
-    empty = Circuit([], None if circuit.mlps is None else [])
-    f_c, f_empty, *rest = evaluate(s, [circuit, empty, *others])
-    return Faithfulness(model=s.tokenized.model_name, prompt_set=prompts.name, circuit=circuit.label(),
-                        components=circuit.components, ablation=s.ablation, reference=s.reference_name,
-                        metric=s.metric_name, prompts=prompts.prompts, model_metric=prompts_metric(s),
-                        circuit_metric=f_c, empty_metric=f_empty,
-                        rounding=rounding_floor(s.model, prompts_metric(s), f_empty),
-                        notes_text=(judged.note(s.reference_name),)), np.array(rest)
-
-
-@probe
-def faithfulness(model, prompts, circuit, *, reference=None, ablation: str | None = None, metric="logit_diff",
-                 seed: int = 0, prepend_bos: bool | None = None) -> Faithfulness:
-    """F(C) with everything outside ``circuit`` ablated, against F(M) (the plain model).
-    ``circuit``: a `Circuit` or a list of heads. ``reference``: the prompt set mean and
-    resample ablation read (same token width as ``prompts``; default ``prompts`` itself;
-    for IOI the paper's ABC set, ``ioi_abc_prompts(n)``). ``ablation="patching"``:
-    counterfactual ablation, each component outside the circuit takes its output on the
-    prompt's corrupted twin (``prompts.corrupted_prompts``; no reference), as for edge circuits.
-    ``ablation=None``: a circuit taken from a ranking (``scores.circuit(k)``, ``sweep.circuit(k)``)
-    is judged with the ablation it was found with, any other with mean ablation (the default of
-    every circuit criterion, `spec.DEFAULT_ABLATION`); the notes say which."""
-    from ..edges import circuits as edges  # an EdgeCircuit (edge labels "U → V") is judged edge by edge
-    if edges.is_edge_circuit(circuit):
-        return edges.edge_faithfulness(model, prompts, circuit, reference=reference, ablation=ablation,
-                                       metric=metric, seed=seed, prepend_bos=prepend_bos)
-    circuit = as_circuit(circuit)
-    judged = judged_with(circuit.found_with, ablation, reference, prompts)
-    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "faithfulness", circuit.mlps is not None,
-              prepend_bos)
-    return _faithfulness(s, prompts, checked(model, prompts, circuit, s), judged)[0]
-
-
 @dataclass(frozen=True, eq=False, repr=False)
 class RandomCircuitTest(Result):
     """The circuit against ``N`` random circuits of the same size (circuitry's test).
@@ -276,31 +236,3 @@ class RandomCircuitTest(Result):
         return {"type": "line", "x": list(range(1, len(gaps) + 1)), "xlabel": "random circuit (sorted)",
                 "ylabel": "|F(M) − F|", "series": {"random circuits": gaps.tolist(),
                                                   "candidate": [self.candidate_gap] * len(gaps)}}
-
-
-@probe
-def random_circuit_test(model, prompts, circuit, *, n: int = 100, seed: int = 0, reference=None,
-                        ablation: str | None = None, metric="logit_diff",
-                        prepend_bos: bool | None = None) -> RandomCircuitTest:
-    """Faithfulness of ``circuit`` against ``n`` seeded random circuits of the same size, all
-    evaluated in batched passes; ``.p_value``, ``.quantile``, ``.beats_random(0.95)``. The
-    p-value is at least 1/(1 + n): p < 0.05 needs n ≥ 20 (100 is usual). ``ablation=None``: the
-    one the circuit was found with, or the default, as in `faithfulness`."""
-    from ..edges import circuits as edges  # an EdgeCircuit: random edge sets of its size
-    if edges.is_edge_circuit(circuit):
-        return edges.edge_random_circuit_test(model, prompts, circuit, n=n, seed=seed, reference=reference,
-                                              ablation=ablation, metric=metric, prepend_bos=prepend_bos)
-    n = check_count("n", n, 1, f"compare against random circuits: 100 is usual, and p < 0.05 needs n >= {P_BELOW_005}")
-    circuit = as_circuit(circuit)
-    judged = judged_with(circuit.found_with, ablation, reference, prompts)
-    s = setup(model, prompts, judged.reference, judged.ablation, metric, seed, "random_circuit_test",
-              circuit.mlps is not None, prepend_bos)
-    circuit = checked(model, prompts, circuit, s)
-    generator = np.random.default_rng(seed)
-    randoms = [circuit.random_like(model, generator) for _ in range(n)]
-    candidate, values = _faithfulness(s, prompts, circuit, judged, randoms)  # all in the same batched passes
-    return RandomCircuitTest(model=candidate.model, prompt_set=prompts.name, circuit=circuit.label(),
-                             f_model=candidate.f_model, f_candidate=candidate.f_circuit,
-                             random_circuits=tuple(r.label() for r in randoms),
-                             random_metric=values.mean(axis=1), seed=seed, parts=(candidate,),
-                             notes_text=candidate.notes_text)

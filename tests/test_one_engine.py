@@ -1,0 +1,64 @@
+"""One set of circuit criteria over one run protocol (issue 31, step 1): node and edge circuits are
+judged by the same functions, through two engines that implement `CircuitRun` with one
+constructor signature and one mask polarity (a circuit is what is *kept*)."""
+
+import ast
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import circuitcheck
+from circuitcheck.probes import Circuit, criteria, faithfulness, random_circuit_test
+from circuitcheck.probes.circuits.engine import Setup
+from circuitcheck.probes.circuits.protocol import CircuitRun
+from circuitcheck.probes.edges import EdgeCircuit, edge_graph
+from circuitcheck.probes.edges.setup import EdgeSetup
+
+from .test_patching import PROMPTS
+
+PROBES = Path(circuitcheck.probes.__file__).parent
+
+
+def test_each_criterion_is_written_once_for_node_and_edge_circuits():
+    defined = {}
+    for path in PROBES.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.removeprefix("edge_") in criteria.__all__:
+                defined.setdefault(node.name, []).append(path.relative_to(PROBES).as_posix())
+    assert defined == {name: ["criteria.py"] for name in criteria.__all__}
+
+
+@pytest.mark.parametrize("engine", [Setup, EdgeSetup], ids=["node", "edge"])
+def test_both_engines_start_with_the_protocols_signature(engine):
+    assert inspect.signature(engine.start).parameters.keys() == \
+        inspect.signature(CircuitRun.start).parameters.keys()
+
+
+def test_both_runs_keep_what_a_circuit_names(tiny_llama):
+    """One polarity: evaluating the empty circuit is F(∅) and the whole model is F(M), on both engines."""
+    node = Setup.start(tiny_llama, PROMPTS, "mean", None, "logit_diff", 0, None, "test")
+    edge = EdgeSetup.start(tiny_llama, PROMPTS, "mean", None, "logit_diff", 0, None, "test")
+    assert isinstance(node, CircuitRun) and isinstance(edge, CircuitRun)
+    everything = edge_graph(tiny_llama).labels
+    full_node, full_edge = Circuit.full(tiny_llama, with_mlps=True), node.circuit(Circuit.full(tiny_llama, True))
+    [f_node, f_empty_node] = node.evaluate([full_node, node.empty(full_node)])
+    [f_edge, f_empty_edge] = edge.evaluate([np.arange(len(everything)), edge.empty(None)])
+    np.testing.assert_allclose(f_node, node.model_metric, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(f_edge, edge.model_metric, rtol=0, atol=1e-4)
+    assert np.abs(f_empty_node - f_node).max() > 1e-2 and np.abs(f_empty_edge - f_edge).max() > 1e-2
+    assert node.parts(full_edge) == full_node.components
+
+
+def test_the_same_draws_for_node_and_edge_random_circuits(tiny_llama):
+    """The random-circuit test's steps are one body: the seed draws the random circuits through the
+    run, and both Results say how they were drawn."""
+    node = random_circuit_test(tiny_llama, PROMPTS, ["L0H1", "L1H2"], n=3, ablation="zero")
+    edge = random_circuit_test(tiny_llama, PROMPTS, EdgeCircuit(["L0H1 → logits", "L1H2 → logits"]), n=3,
+                               ablation="zero")
+    assert type(node).__name__ == "RandomCircuitTest" and type(edge).__name__ == "EdgeRandomCircuitTest"
+    assert len(node.random_circuits) == len(edge.random_circuits) == 3
+    assert all(" → " in label for label in edge.random_circuits)
+    assert node.parts[0].notes_text == (faithfulness(tiny_llama, PROMPTS, ["L0H1", "L1H2"], ablation="zero")
+                                        .notes_text)
