@@ -19,6 +19,8 @@ moved to the activation's device where they meet (`at_positions`), and results c
 back to the CPU.
 """
 
+from contextlib import contextmanager
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -83,11 +85,13 @@ class Stop(Exception):
     """Raised at the final norm's input: everything after it is computed by hand."""
 
 
-def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None) -> torch.Tensor:
+def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None, start: int = 0) -> torch.Tensor:
     """Final-position logits of a (patched) run, stopping before the full unembedding.
     With ``prefix`` (`probes.shared_prefix`), ``tokens`` continue the prefix's tokens.
-    With ``columns`` (rows × k token ids), only those logits, rows × k. The logits are on
-    ``tokens``' device (a split model computes them on its last GPU)."""
+    With ``columns`` (rows × k token ids), only those logits, rows × k. With ``start`` > 0,
+    ``tokens`` is the residual stream entering block ``start`` (rows × pos × d_model) and only
+    the blocks from it run (`resuming_at`). The logits are on ``tokens``' device (a split model
+    computes them on its last GPU)."""
     captured = {}
 
     def stop(activation, hook):
@@ -95,14 +99,60 @@ def final_logits_with(model, tokens, positions, hooks, prefix=None, columns=None
         raise Stop
 
     cached = {} if prefix is None else {"past_key_values": prefix}
-    with (torch.inference_mode(), passing_the_cache(model),
+    resumed = {} if not start else {"start_at_layer": start}
+    with (torch.inference_mode(), passing_the_cache(model), resuming_at(model, start),
           model.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", stop)])):
         try:
-            model(tokens, return_type="logits", **cached)
+            model(tokens, return_type="logits", **cached, **resumed)
         except Stop:
             pass
     resid = captured["resid"]  # more rows than ``tokens`` when the batch grew mid-pass
     return unembed_final(model, at_positions(resid, positions), columns).to(tokens.device)
+
+
+def _block_returns_tuple(model) -> bool:
+    """Whether the model's loop over blocks receives a tuple from each block (a tensor on
+    Hugging Face's current decoders), seen once on a one-token pass without hooks."""
+    def seen():
+        form = {}
+
+        def note(module, inputs, out):  # returns None: the output is left as it is
+            form.setdefault("tuple", isinstance(out, tuple))
+
+        handle = model.blocks[0].register_forward_hook(note)
+        try:
+            with torch.inference_mode():
+                model(torch.zeros((1, 1), dtype=torch.long, device=input_device(model)), return_type="logits")
+        finally:
+            handle.remove()
+        return form["tuple"]
+
+    return memo(model, ("block output is a tuple",), seen)
+
+
+@contextmanager
+def resuming_at(model, start: int):
+    """A pass resumed at block ``start`` (the bridge's ``start_at_layer``: ``start``'s input is
+    replaced by the residual given) that runs only the blocks from ``start``: each block before
+    it hands its input on untouched (the bridge would run them and drop their output), so
+    their hooks do not fire. The numbers are those of the whole pass, bit for bit (tested)."""
+    if not start:
+        yield
+        return
+    wrap = _block_returns_tuple(model)
+
+    def hand_on(*args, **kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        return (hidden,) if wrap else hidden
+
+    skipped = list(model.blocks)[:start]
+    for block in skipped:  # the instance's own forward; the bridge's __setattr__ would reach inside
+        object.__setattr__(block, "forward", hand_on)
+    try:
+        yield
+    finally:
+        for block in skipped:
+            object.__delattr__(block, "forward")
 
 
 def unembed_final(model, resid: torch.Tensor, columns=None) -> torch.Tensor:

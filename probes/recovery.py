@@ -42,7 +42,7 @@ import pandas as pd
 
 from .evidence import probe
 from .results import Result
-from .sites import head_label, mlp_label, parse_mlp, parse_site
+from .sites import Site, edge_label, head_label, mlp_label, parse_edge, parse_mlp, parse_site
 
 REGISTRY = "circuitcheck.fixtures.groundtruth"  # known_models(), truth_of(name_or_model) -> dict
 ORDERS = ("abs", "score")  # how a ranking with scores is ordered: by |score| (MIB) or the signed score
@@ -127,11 +127,9 @@ def _node(item) -> str:
 
 def _edge(item, heads_per_kv: int) -> str:
     """An edge label as the edge graph writes it: a head's own key/value end as its KV head's."""
-    from .edges.graph import edge_label, parse_edge
-
     sender, end = parse_edge(item)
-    if len(end) == 4:  # ("k", layer, head, "head"): the key/value head it reads through
-        end = (end[0], end[1], end[2] // heads_per_kv)
+    if end.unit == "head" and end.activation in ("k", "v"):  # the key/value head it reads through
+        end = Site(end.layer, "kv", end.index // heads_per_kv, activation=end.activation)
     return edge_label(sender, end)
 
 

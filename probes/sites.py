@@ -16,6 +16,7 @@ tests it against a model, so a site that does not exist is a clear error naming 
 range, not an IndexError deep inside a forward pass.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -159,11 +160,8 @@ def parse_mlp(mlp) -> int:
     text = str(mlp).strip()
     if number := re.fullmatch(r"(?:MLP\s*)?(\d+)", text, re.IGNORECASE):
         return int(number[1])
-    try:
-        site = parse_site(text)
-    except ValueError:
-        site = None
-    if site is None or site.unit or site.pos is not None or site.activation not in (None, "mlp_out"):
+    site = _plain(text)  # with no position
+    if site is None or site.unit or site.activation not in (None, "mlp_out"):
         raise ValueError(f"MLP {mlp!r}: write MLP layers as 'MLP5' or as the layer number 5")
     return site.layer
 
@@ -177,13 +175,112 @@ def neuron_label(layer: int, index: int) -> str:
 
 
 def layer_label(layer: int) -> str:
-    """A layer as figures' axes name it: ``L5``."""
-    return Site(layer).label
+    return Site(layer).label  # a layer as figures' axes name it: L5
 
 
 def mlp_label(layer: int) -> str:
     """A whole MLP layer as circuits and edges name it: ``MLP5`` (`parse_mlp` reads it back)."""
     return f"MLP{layer}"
+
+
+# --- the edge graph's nodes (`probes.edges.graph`): senders and receiving ends are sites --------
+ARROW = "→"
+EMBED = Site(0, activation="embed")  # the stream entering layer 0 (positions included): a sender
+LOGITS = Site(0, activation="logits")  # the final residual stream the unembedding reads: an end
+EDGE_FORMS = ("write edges as 'sender → receiving end', e.g. 'L5H5 → L9H6.q', 'MLP0 → L3KV0.v', "
+              "'embed → MLP0', 'L9H6 → logits'; senders: 'embed', heads 'L5H5', MLPs 'MLP0'; receiving "
+              "ends: a head's query 'L9H6.q', a key/value head's key or value 'L9KV1.k' / 'L9KV1.v', "
+              "an MLP's input 'MLP3', 'logits'")
+
+
+def node_label(site: Site) -> str:
+    """An edge graph node's name: senders ``embed``, ``L5H5``, ``MLP0`` (its output); receiving ends
+    ``L9H6.q``, ``L9KV1.k``, ``MLP3`` (its input: activation ``mlp_in``), ``logits``."""
+    if site in (EMBED, LOGITS):
+        return site.activation
+    if site.unit is None:
+        return mlp_label(site.layer)
+    unit = Site(site.layer, site.unit, site.index).label
+    return unit if site.activation is None else f"{unit}.{site.activation}"
+
+
+def edge_label(sender: Site, end: Site) -> str:
+    return f"{node_label(sender)} {ARROW} {node_label(end)}"
+
+
+def edge_parts(label: str) -> tuple[str, str]:
+    """The sender's and end's labels of a label `edge_label` wrote (unchecked: `parse_edge` checks)."""
+    sender, _, end = label.partition(f" {ARROW} ")
+    return sender, end
+
+
+def is_kv_label(label: str) -> bool:
+    """Whether an edge label, as `edge_label` writes it, ends at a key/value head's key or value."""
+    return bool(re.fullmatch(rf".+ {ARROW} L\d+KV\d+\.[kv]", label))
+
+
+def _plain(text: str) -> Site | None:
+    """The site a label names, if it parses and names no position."""
+    try:
+        site = parse_site(text)
+    except ValueError:
+        return None
+    return site if site.pos is None else None
+
+
+def parse_sender(text: str) -> Site:
+    """``"embed"`` → `EMBED`, ``"L5H5"`` → the head, ``"MLP0"`` → the MLP's output."""
+    text = text.strip()
+    site = EMBED if text == "embed" else _plain(text)
+    if site == EMBED or site is not None and (site.unit == "head" and not site.activation
+                                              or site.unit is None and site.activation == "mlp_out"):
+        return site
+    raise ValueError(f"sender {text!r}: a sender is 'embed', a head 'L5H5' or an MLP 'MLP0'")
+
+
+def parse_end(text: str) -> Site:
+    """``"L9H6.q"``, ``"L9KV1.k"``, ``"MLP3"`` (its input), ``"logits"`` as sites; a query head's
+    ``.k``/``.v`` stays a head site, for the edge graph to resolve (`probes.edges.graph.kv_end`)."""
+    text = text.strip()
+    if text == "logits":
+        return LOGITS
+    node, dot, kind = text.rpartition(".")
+    site = _plain(node) if dot else None
+    if site is not None and not site.activation and kind in ("q", "k", "v") \
+            and (site.unit == "head" or site.unit == "kv" and kind != "q"):
+        return Site(site.layer, site.unit, site.index, activation=kind)
+    site = _plain(text)
+    if site is not None and site.unit is None and site.activation == "mlp_out":
+        return Site(site.layer, activation="mlp_in")
+    raise ValueError(f"receiving end {text!r}: a receiving end is a head's query 'L9H6.q', a key/value "
+                     "head's key or value 'L9KV1.k' / 'L9KV1.v', an MLP's input 'MLP3' or 'logits'")
+
+
+def canonical_edge(label) -> str:
+    """An edge (a label or a ``(sender, end)`` pair) as `edge_label` writes it; a label is parsed
+    once per process, however many circuits name it."""
+    return _canonical_label(label) if isinstance(label, str) else edge_label(*parse_edge(label))
+
+
+@functools.lru_cache(maxsize=2 ** 18)
+def _canonical_label(label: str) -> str:
+    return edge_label(*parse_edge(label))
+
+
+def parse_edge(label) -> tuple[Site, Site]:
+    """``"L5H5 → L9H6.q"`` (or ``->``, or a ``(sender, end)`` pair of labels) → its two sites."""
+    if isinstance(label, tuple) and len(label) == 2 and all(isinstance(p, str) for p in label):
+        parts = list(label)
+    elif isinstance(label, str):
+        parts = label.replace("->", ARROW).split(ARROW)
+    else:
+        raise ValueError(f"edge {label!r}: {EDGE_FORMS}")
+    if len(parts) != 2:
+        raise ValueError(f"edge {label!r}: {EDGE_FORMS}")
+    try:
+        return parse_sender(parts[0]), parse_end(parts[1])
+    except ValueError as error:
+        raise ValueError(f"edge {label!r}: {error}; {EDGE_FORMS}") from None
 
 
 def head_order(label: str) -> tuple[int, int]:

@@ -125,11 +125,11 @@ def _sender_outputs(model, tokens, sender):
             _, cache = model.run_with_cache(tokens)
     finally:
         model.set_use_attn_result(False)
-    if sender[0] == "embed":
+    if sender.activation == "embed":
         return cache["blocks.0.hook_resid_pre"]
-    if sender[0] == "mlp":
-        return cache[f"blocks.{sender[1]}.hook_mlp_out"]
-    layer, head = sender[1], sender[2]
+    if sender.unit is None:  # an MLP's output
+        return cache[f"blocks.{sender.layer}.hook_mlp_out"]
+    layer, head = sender.layer, sender.index
     out = cache[f"blocks.{layer}.attn.hook_result"][:, :, head]
     norm = post_norm_name(model, layer, "attn")
     if norm:  # sandwich norm: g ⊙ x_h / rms(x), the scale of the same pass
@@ -162,13 +162,13 @@ def reference_edge_patch(model, prompts, label):
     sender, end = parse_edge(label)
     delta = _sender_outputs(model, clean.tokens, sender) - _sender_outputs(model, corrupted.tokens, sender)
     hooks, flags = [], []
-    if end[0] == "logits":
+    if end.activation == "logits":
         hooks.append(("ln_final.hook_in", lambda x, hook: x + delta))
-    elif end[0] == "mlp":
+    elif end.unit is None:  # an MLP's input
         flags.append(model.set_use_hook_mlp_in)
-        hooks.append((f"blocks.{end[1]}.hook_mlp_in", lambda x, hook: x + delta))
+        hooks.append((f"blocks.{end.layer}.hook_mlp_in", lambda x, hook: x + delta))
     else:
-        kind, layer, index = end[:3]
+        kind, layer, index = end.activation, end.layer, end.index
         attn = model.blocks[layer].attn.original_component
         if hasattr(attn, "c_attn") or hasattr(attn, "q_proj"):
             kept = {}

@@ -62,13 +62,16 @@ def test_a_probe_module_is_one_a_reader_can_hold(path):
 
 def test_site_labels_are_parsed_in_one_place():
     """Only probes/sites.py holds a pattern for labels such as ``L9H6``, and only it spells out a
-    hook name per layer (``blocks.{layer}...``) or writes a label (``MLP{layer}``, ``L{layer}H{head}``):
-    every other module asks it (`parse_site`, `hook_of`, `mlp_label`, `head_label`)."""
+    hook name per layer (``blocks.{layer}...``), writes a label (``MLP{layer}``, ``L{layer}H{head}``)
+    or splits an edge label at its arrow: every other module asks it (`parse_site`, `hook_of`,
+    `mlp_label`, `head_label`, `parse_edge`, `edge_parts`). MIB's own names (``a0.h1->m0``) are
+    `probes.edges.mib`'s."""
     import re
 
     hand_built = re.compile(r"^f['\"]blocks\.\{[^}]+\}\.(attn\.|mlp\.)?hook_")
     hand_written = re.compile(r"^f['\"](MLP|L)\{[^}]+\}(H|KV|N)?(\{|['\"])")
-    label_pattern = re.compile(r"L\(\\d\+\)|\^L\\d|L\\d\+[HN]")
+    label_pattern = re.compile(r"L\(\\d\+\)|\^L\\d|L\\d\+(H|N|KV)")
+    splitters = {"split", "rsplit", "partition", "rpartition"}
     for path in PROBE_FILES:
         if path.name == "sites.py":
             continue
@@ -78,6 +81,10 @@ def test_site_labels_are_parsed_in_one_place():
             if isinstance(node, ast.JoinedStr) and hand_built.match(ast.unparse(node)):
                 raise AssertionError(f"{path.name} builds a hook name by hand: {ast.unparse(node)}; "
                                      "use sites.hook_of")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in splitters \
+                    and any("→" in ast.unparse(a) or "ARROW" in ast.unparse(a) for a in node.args):
+                raise AssertionError(f"{path.name} splits an edge label by hand: {ast.unparse(node)}; "
+                                     "use sites.parse_edge")
             if isinstance(node, ast.JoinedStr) and hand_written.match(ast.unparse(node)):
                 raise AssertionError(f"{path.name} writes a label by hand: {ast.unparse(node)}; "
                                      "use sites.mlp_label, head_label or Site(...).label")

@@ -62,3 +62,16 @@ def test_the_same_draws_for_node_and_edge_random_circuits(tiny_llama):
     assert all(" → " in label for label in edge.random_circuits)
     assert node.parts[0].notes_text == (faithfulness(tiny_llama, PROMPTS, ["L0H1", "L1H2"], ablation="zero")
                                         .notes_text)
+
+
+def test_one_seed_draws_the_same_random_orders_for_every_ranking(tiny_llama):
+    """The curve's random orders are permutations of the model's own order of components, not of
+    the ranking: two rankings with one seed are compared against one baseline (the same circuits,
+    in the same rows of the same batched passes, so the same numbers)."""
+    from circuitcheck.probes import faithfulness_curve
+
+    first = faithfulness_curve(tiny_llama, PROMPTS, ["L0H1", "L1H2"], sizes=[1, 3], n_random=2, ablation="zero")
+    other = faithfulness_curve(tiny_llama, PROMPTS, ["L1H3", "L0H0", "L1H0"], sizes=[1, 3], n_random=2,
+                               ablation="zero")
+    np.testing.assert_array_equal(first.random_runs, other.random_runs)
+    assert not np.array_equal(first.faithfulness, other.faithfulness)

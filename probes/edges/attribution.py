@@ -32,7 +32,6 @@ the score EAP-IG gives that query head's own k or v end on MIB's ungrouped graph
 writes them).
 """
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,21 +43,16 @@ from ..evidence import probe
 from ..forward import input_device
 from ..input_errors import check_count
 from ..results import Result
+from ..sites import edge_parts, is_kv_label
 from .figure import edge_graph_figure
-from .graph import EdgeCircuit, end_label, sender_label
+from .graph import EdgeCircuit, edge_label, is_query_heads_kv, kv_end, parse_edge
 from .gradients import gradients
 from .runs import end_groups, split_inputs
 from .setup import EDGE_ABLATIONS, edge_setup  # noqa: F401 - the ablations it takes (docs)
 
 METHODS = ("eap", "eap-corrupted", "eap-ig")
-KV_END = re.compile(r"L\d+KV\d+\.[kv]")  # a shared key or value end, as `end_label` writes it
 SHOWN_EDGES = 40  # the figure shows the senders and ends of the top edges
 EVIDENCE_ROWS = 200  # the report's table: the top edges
-
-
-def is_kv_label(label: str) -> bool:
-    """Whether an edge label (``sender → end``) ends at a key/value head's key or value."""
-    return bool(KV_END.fullmatch(label.rpartition(" → ")[2]))
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -160,10 +154,8 @@ class EdgeScores(Result):
     def score_of(self, edge) -> float:
         """One edge's score (a label, ``->`` also read; a query head's ``L1H3.k`` is its key/value
         head's ``L1KV3.k`` where each query head has its own, as in the model's `EdgeGraph`)."""
-        from .graph import edge_label, kv_end, parse_edge
-
         sender, end = parse_edge(edge)
-        if len(end) == 4 and self.kv_group:
+        if is_query_heads_kv(end) and self.kv_group:
             end = kv_end(end, self.kv_group, self.model, repr(edge))
         label = edge_label(sender, end)
         if label not in self.labels:
@@ -172,7 +164,7 @@ class EdgeScores(Result):
 
     @property
     def df(self) -> pd.DataFrame:
-        senders, ends = zip(*(label.split(" → ") for label in self.labels)) if self.labels else ((), ())
+        senders, ends = zip(*(edge_parts(label) for label in self.labels)) if self.labels else ((), ())
         return pd.DataFrame({"edge": self.labels, "sender": senders, "receiver": ends, "score": self.scores,
                              "normalised": self.normalised})
 
@@ -207,7 +199,7 @@ class EdgeScores(Result):
         picks = self.order()[:SHOWN_EDGES]
         graph = edge_graph_figure([self.labels[i] for i in picks], self.scores[picks],
                                   f"top {len(picks)} edges by |score|: green helps the metric, red hurts it")
-        pairs = [self.labels[i].split(" → ") for i in picks]
+        pairs = [edge_parts(self.labels[i]) for i in picks]
         senders = list(dict.fromkeys(s for s, _ in pairs))
         ends = list(dict.fromkeys(e for _, e in pairs))
         z = [[None] * len(ends) for _ in senders]
@@ -271,4 +263,4 @@ def edge_attribution(model, prompts, *, method: str = "eap", ig_steps: int = 5, 
                       kv_copies=np.concatenate(kv_copies) if kv_copies else None)
 
 
-__all__ = ["EdgeScores", "edge_attribution", "sender_label", "end_label"]
+__all__ = ["EdgeScores", "edge_attribution"]

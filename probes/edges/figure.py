@@ -6,24 +6,23 @@ thicker for a larger |score|."""
 
 import math
 
-from ..sites import Site, head_label, mlp_label
-from .graph import parse_edge
+from ..sites import EMBED, LOGITS, Site, mlp_label, parse_edge
 
 MLP_ROW = -1.5  # MLPs sit below head 0
 KV_SHIFT = 0.3  # a key/value head sits just left of its layer's query heads
 
 
-def _position(node: tuple, last_layer: int, middle: float) -> tuple[str, float, float]:
-    kind = node[0]
-    if kind == "embed":
+def _position(node: Site, last_layer: int, middle: float) -> tuple[str, float, float]:
+    """A node's name in the figure (a head and its query end are one node, as are a key/value
+    head's key and value ends) and its place."""
+    if node == EMBED:
         return "embed", -1.0, middle
-    if kind == "logits":
+    if node == LOGITS:
         return "logits", last_layer + 1.0, middle
-    if kind == "mlp":
-        return mlp_label(node[1]), node[1] + 0.5, MLP_ROW
-    if kind in ("head", "q"):
-        return head_label(node[1], node[2]), float(node[1]), float(node[2])
-    return Site(node[1], "kv", node[2]).label, node[1] - KV_SHIFT, float(node[2])  # a key or value end
+    if node.unit is None:
+        return mlp_label(node.layer), node.layer + 0.5, MLP_ROW
+    shift = KV_SHIFT if node.unit == "kv" else 0.0  # a key/value head sits just left of its layer
+    return Site(node.layer, node.unit, node.index).label, node.layer - shift, float(node.index)
 
 
 def edge_graph_figure(labels, scores, title: str) -> dict:
@@ -31,8 +30,8 @@ def edge_graph_figure(labels, scores, title: str) -> dict:
     kept = [(label, score) for label, score in zip(labels, scores) if math.isfinite(score)]
     labels, scores = [label for label, _ in kept], [score for _, score in kept]
     pairs = [parse_edge(label) for label in labels]
-    layers = [n[1] for pair in pairs for n in pair if len(n) > 1]
-    heads = [n[2] for pair in pairs for n in pair if n[0] in ("head", "q", "k", "v")]
+    layers = [n.layer for pair in pairs for n in pair if n not in (EMBED, LOGITS)]
+    heads = [n.index for pair in pairs for n in pair if n.unit is not None]
     last, middle = max(layers, default=0), (max(heads, default=0)) / 2
     nodes: dict[str, tuple[float, float]] = {}
     edges = []

@@ -25,107 +25,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..model_state import memo
-from ..sites import Site, head_label, mlp_label, parse_site, units_per_layer
-
-ARROW = "→"
-ENDS = ("q", "k", "v")
-FORMS = ("write edges as 'sender → receiving end', e.g. 'L5H5 → L9H6.q', 'MLP0 → L3KV0.v', "
-         "'embed → MLP0', 'L9H6 → logits'; senders: 'embed', heads 'L5H5', MLPs 'MLP0'; receiving "
-         "ends: a head's query 'L9H6.q', a key/value head's key or value 'L9KV1.k' / 'L9KV1.v', "
-         "an MLP's input 'MLP3', 'logits'")
+from ..sites import (ARROW, EMBED, LOGITS, Site, canonical_edge, edge_label, node_label, parse_edge,  # noqa: F401
+                     parse_end, parse_sender, units_per_layer)
 
 
-def _site(text: str):
-    try:
-        return parse_site(text)
-    except ValueError:
-        return None
-
-
-def parse_sender(text: str) -> tuple:
-    """``"embed"`` → ``("embed",)``, ``"L5H5"`` → ``("head", 5, 5)``, ``"MLP0"`` → ``("mlp", 0)``."""
-    text = text.strip()
-    if text == "embed":
-        return ("embed",)
-    site = _site(text)
-    if site is not None and site.pos is None:
-        if site.unit == "head" and not site.activation:
-            return ("head", site.layer, site.index)
-        if site.unit is None and site.activation == "mlp_out":
-            return ("mlp", site.layer)
-    raise ValueError(f"sender {text!r}: a sender is 'embed', a head 'L5H5' or an MLP 'MLP0'")
-
-
-def parse_end(text: str) -> tuple:
-    """``"L9H6.q"`` → ``("q", 9, 6)``, ``"L9KV1.k"`` → ``("k", 9, 1)``, ``"MLP3"`` → ``("mlp", 3)``,
-    ``"logits"`` → ``("logits",)``. A head's ``.k``/``.v`` gives ``("k", layer, head, "head")``,
-    resolved against the model by `EdgeGraph` (only where heads do not share key/value heads)."""
-    text = text.strip()
-    if text == "logits":
-        return ("logits",)
-    node, dot, kind = text.rpartition(".")
-    if dot:
-        site = _site(node)
-        if site is not None and site.pos is None and not site.activation and kind in ENDS:
-            if site.unit == "head" and kind == "q":
-                return ("q", site.layer, site.index)
-            if site.unit == "kv" and kind in ("k", "v"):
-                return (kind, site.layer, site.index)
-            if site.unit == "head":
-                return (kind, site.layer, site.index, "head")
-    site = _site(text)
-    if site is not None and site.unit is None and site.activation == "mlp_out" and site.pos is None:
-        return ("mlp", site.layer)
-    raise ValueError(f"receiving end {text!r}: a receiving end is a head's query 'L9H6.q', a key/value "
-                     "head's key or value 'L9KV1.k' / 'L9KV1.v', an MLP's input 'MLP3' or 'logits'")
-
-
-def parse_edge(label) -> tuple[tuple, tuple]:
-    """``"L5H5 → L9H6.q"`` (or ``->``, or a ``(sender, end)`` pair) → ``(sender, end)`` tuples."""
-    if isinstance(label, tuple) and len(label) == 2 and all(isinstance(p, str) for p in label):
-        parts = list(label)
-    elif isinstance(label, str):
-        parts = label.replace("->", ARROW).split(ARROW)
-    else:
-        raise ValueError(f"edge {label!r}: {FORMS}")
-    if len(parts) != 2:
-        raise ValueError(f"edge {label!r}: {FORMS}")
-    try:
-        return parse_sender(parts[0]), parse_end(parts[1])
-    except ValueError as error:
-        raise ValueError(f"edge {label!r}: {error}; {FORMS}") from None
-
-
-def sender_label(sender: tuple) -> str:
-    if sender[0] == "embed":
-        return "embed"
-    if sender[0] == "head":
-        return head_label(sender[1], sender[2])
-    return mlp_label(sender[1])
-
-
-def end_label(end: tuple) -> str:
-    if end[0] == "logits":
-        return "logits"
-    if end[0] == "mlp":
-        return mlp_label(end[1])
-    unit = "head" if end[0] == "q" or len(end) == 4 else "kv"  # ("k", 9, 6, "head"): head 6's key
-    return f"{Site(end[1], unit, end[2]).label}.{end[0]}"
-
-
-def edge_label(sender: tuple, end: tuple) -> str:
-    return f"{sender_label(sender)} {ARROW} {end_label(end)}"
-
-
-def kv_end(end: tuple, group: int, model_name: str, text: str) -> tuple:
-    """A query head's key or value end, ``("k", 9, 6, "head")``, as its key/value head's,
-    ``("k", 9, 6)``, where each query head has its own (``group``, the query heads per key/value
-    head, is 1); otherwise the error that names the shared key/value head."""
+def kv_end(end: Site, group: int, model_name: str, text: str) -> Site:
+    """A query head's key or value end (a head site with activation ``k``/``v``) as its key/value
+    head's, where each query head has its own (``group``, the query heads per key/value head, is
+    1); otherwise the error that names the shared key/value head."""
     if group != 1:
+        shared = Site(end.layer, "kv", end.index // group, activation=end.activation)
         raise ValueError(f"{text}: {model_name} shares each key/value head among {group} query "
                          f"heads, so keys and values are read once per key/value head; write "
-                         f"{end_label((end[0], end[1], end[2] // group))} (head {end[2]}'s)")
-    return end[:3]
+                         f"{node_label(shared)} (head {end.index}'s)")
+    return Site(end.layer, "kv", end.index, activation=end.activation)
+
+
+def is_query_heads_kv(end: Site) -> bool:
+    """A query head's ``.k``/``.v`` (``L9H6.k``), which names its key/value head's end."""
+    return end.unit == "head" and end.activation in ("k", "v")
 
 
 class EdgeGraph:
@@ -141,20 +59,22 @@ class EdgeGraph:
         self.parallel = bool(getattr(cfg, "parallel_attn_mlp", False))
         self.model_name = getattr(cfg, "model_name", "the model")
         layers, heads = self.n_layers, self.n_heads
-        self.senders = [("embed",)]
+        self.senders = [EMBED]  # Sites: `probes.sites.node_label` names them
         for layer in range(layers):
-            self.senders += [("head", layer, h) for h in range(heads)] + [("mlp", layer)]
+            self.senders += [Site(layer, "head", h) for h in range(heads)] + [Site(layer, activation="mlp_out")]
         self.ends, available = [], []
         for layer in range(layers):
-            for kind, count in (("q", heads), ("k", self.n_kv), ("v", self.n_kv)):
-                self.ends += [(kind, layer, i) for i in range(count)]
+            for kind, unit, count in (("q", "head", heads), ("k", "kv", self.n_kv), ("v", "kv", self.n_kv)):
+                self.ends += [Site(layer, unit, i, activation=kind) for i in range(count)]
                 available += [self.first_sender(layer)] * count
-            self.ends.append(("mlp", layer))
+            self.ends.append(Site(layer, activation="mlp_in"))
             available.append(self.first_sender(layer) + (0 if self.parallel else heads))
-        self.ends.append(("logits",))
+        self.ends.append(LOGITS)
         available.append(len(self.senders))
         self.available = np.array(available)  # senders reaching each end: the first `available`
         self.end_of = np.repeat(np.arange(len(self.ends)), self.available)
+        read = np.array([layers if end == LOGITS else end.layer for end in self.ends])
+        self.read_at = read[self.end_of]  # the block whose input each edge enters (n_layers: the logits)
         self.sender_of = np.concatenate([np.arange(a) for a in self.available])
         self.offsets = np.concatenate([[0], np.cumsum(self.available)])  # first edge of each end
         self._sender_index = {s: i for i, s in enumerate(self.senders)}
@@ -176,8 +96,7 @@ class EdgeGraph:
     @property
     def labels(self) -> tuple[str, ...]:
         if self._labels is None:
-            s_labels = [sender_label(s) for s in self.senders]
-            e_labels = [end_label(e) for e in self.ends]
+            s_labels, e_labels = self.sender_labels, self.end_labels
             self._labels = tuple(f"{s_labels[s]} {ARROW} {e_labels[e]}" for s, e in zip(self.sender_of, self.end_of))
         return self._labels
 
@@ -189,31 +108,31 @@ class EdgeGraph:
 
     @property
     def sender_labels(self) -> list[str]:
-        return [sender_label(s) for s in self.senders]
+        return [node_label(s) for s in self.senders]
 
     @property
     def end_labels(self) -> list[str]:
-        return [end_label(e) for e in self.ends]
+        return [node_label(e) for e in self.ends]
 
     def _check_layer(self, layer: int, text: str) -> None:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"{text}: {self.model_name} has layers 0–{self.n_layers - 1}")
 
-    def sender_index(self, sender: tuple, text: str) -> int:
-        if sender[0] != "embed":
-            self._check_layer(sender[1], text)
-        if sender[0] == "head" and not 0 <= sender[2] < self.n_heads:
+    def sender_index(self, sender: Site, text: str) -> int:
+        if sender != EMBED:
+            self._check_layer(sender.layer, text)
+        if sender.unit == "head" and not 0 <= sender.index < self.n_heads:
             raise ValueError(f"{text}: {self.model_name} has heads H0–H{self.n_heads - 1} per layer")
         return self._sender_index[sender]
 
-    def end_index(self, end: tuple, text: str) -> int:
-        if len(end) == 4:  # a query head's .k/.v: only where it has its own key/value head
+    def end_index(self, end: Site, text: str) -> int:
+        if is_query_heads_kv(end):  # only where the query head has its own key/value head
             end = kv_end(end, self.n_heads // self.n_kv, self.model_name, text)
-        if end[0] != "logits":
-            self._check_layer(end[1], text)
-        count = {"q": self.n_heads, "k": self.n_kv, "v": self.n_kv}.get(end[0])
-        if count is not None and not 0 <= end[2] < count:
-            unit = "heads H" if end[0] == "q" else "key/value heads KV"
+        if end != LOGITS:
+            self._check_layer(end.layer, text)
+        count = {"q": self.n_heads, "k": self.n_kv, "v": self.n_kv}.get(end.activation)
+        if count is not None and not 0 <= end.index < count:
+            unit = "heads H" if end.activation == "q" else "key/value heads KV"
             raise ValueError(f"{text}: {self.model_name} has {unit}0–{unit.split()[-1]}{count - 1} per layer")
         return self._end_index[end]
 
@@ -230,7 +149,7 @@ class EdgeGraph:
         sender, end = parse_edge(edge)
         s, e = self.sender_index(sender, str(edge)), self.end_index(end, str(edge))
         if s >= self.available[e]:
-            raise ValueError(f"{edge!r} is not an edge: {end_label(self.ends[e])} receives only from senders "
+            raise ValueError(f"{edge!r} is not an edge: {node_label(self.ends[e])} receives only from senders "
                              "before it (embed, heads and MLPs of earlier layers; an MLP also from its own "
                              "layer's heads, except on parallel-attention models)")
         return int(self.offsets[e] + s)
@@ -282,7 +201,7 @@ class EdgeCircuit:
             raise ValueError(f"EdgeCircuit takes edge labels, not {given}: EdgeCircuit(['L0H1 → L1H2.q', "
                              "'L1H2 → logits']); for the top k edges of an EdgeScores, scores.circuit(k)")
         items = (self.edges,) if isinstance(self.edges, str) else tuple(self.edges)
-        labels = {edge_label(*parse_edge(e)) for e in items}
+        labels = {canonical_edge(e) for e in items}
         object.__setattr__(self, "edges", tuple(sorted(labels)))
 
     def __len__(self) -> int:
@@ -297,8 +216,8 @@ class EdgeCircuit:
         senders, ends = {}, {}
         for edge in self.edges:
             sender, end = parse_edge(edge)
-            senders[sender_label(sender)] = None
-            ends[end_label(end)] = None
+            senders[node_label(sender)] = None
+            ends[node_label(end)] = None
         return tuple(sorted(senders)) + tuple(sorted(ends))
 
     def label(self) -> str:
@@ -321,5 +240,8 @@ class EdgeCircuit:
 
     @staticmethod
     def from_indices(graph: EdgeGraph, indices, found_with=None) -> "EdgeCircuit":
-        labels = graph.labels
-        return EdgeCircuit([labels[i] for i in indices], found_with=found_with)
+        """The circuit of these edges of ``graph``, named by the graph's own labels (not parsed)."""
+        circuit, labels = object.__new__(EdgeCircuit), graph.labels
+        object.__setattr__(circuit, "edges", tuple(sorted({labels[i] for i in indices})))
+        object.__setattr__(circuit, "found_with", found_with)
+        return circuit

@@ -47,7 +47,7 @@ import numpy as np
 from ..files import write_atomic
 from ..input_errors import check_count
 from ..model_state import model_name
-from ..sites import units_per_layer
+from ..sites import EMBED, LOGITS, Site, units_per_layer
 from .attribution import EdgeScores
 from .graph import EdgeCircuit, edge_graph
 
@@ -56,17 +56,22 @@ WRITE_AGAIN = "write it again (to_mib, or EAP-IG's Graph.to_json)"
 EDGE_FORM = "each edge is {\"score\": <a number>, \"in_graph\": true or false}"
 
 
-def _sender_name(sender: tuple) -> str:
-    return {"embed": "input", "head": "a{1}.h{2}", "mlp": "m{1}"}[sender[0]].format(*sender)
+def _sender_name(sender: Site) -> str:
+    """A sender as MIB names it: ``input``, ``a5.h5``, ``m0``."""
+    if sender == EMBED:
+        return "input"
+    return f"a{sender.layer}.h{sender.index}" if sender.unit == "head" else f"m{sender.layer}"
 
 
-def _end_names(end: tuple, group: int) -> list[str]:
-    if end[0] == "logits":
+def _end_names(end: Site, group: int) -> list[str]:
+    """A receiving end as MIB names it: ``logits``, ``m3``, ``a9.h6<q>``; a shared key or value
+    end as each query head's (MIB's graph has one per query head)."""
+    if end == LOGITS:
         return ["logits"]
-    if end[0] == "mlp":
-        return [f"m{end[1]}"]
-    heads = [end[2]] if end[0] == "q" else range(end[2] * group, (end[2] + 1) * group)
-    return [f"a{end[1]}.h{h}<{end[0]}>" for h in heads]
+    if end.unit is None:
+        return [f"m{end.layer}"]
+    heads = [end.index] if end.unit == "head" else range(end.index * group, (end.index + 1) * group)
+    return [f"a{end.layer}.h{h}<{end.activation}>" for h in heads]
 
 
 def mib_names(model) -> list[list[str]]:
@@ -94,7 +99,7 @@ def _copy_scores(graph, ranking: EdgeScores | None, scores: np.ndarray) -> list[
     edge's score spread evenly over them), else its score divided among its copies (one copy per
     query head sharing the key/value head; other edges have one)."""
     group = graph.n_heads // graph.n_kv
-    sizes = np.array([group if end[0] in ("k", "v") else 1 for end in graph.ends])[graph.end_of]
+    sizes = np.array([group if end.unit == "kv" else 1 for end in graph.ends])[graph.end_of]
     copies = [np.full(size, score / size) for size, score in zip(sizes, scores)]
     own = None if ranking is None else ranking.kv_copies
     if own is not None and group > 1:
@@ -281,7 +286,7 @@ def from_mib(model, source, *, kv: str = "any") -> tuple[EdgeCircuit, EdgeScores
     scores = np.zeros(graph.n_edges)
     kept = np.zeros(graph.n_edges, dtype=bool)
     size = graph.n_heads // graph.n_kv
-    kv_rows = np.array([i for i, end in enumerate(graph.end_of) if graph.ends[end][0] in ("k", "v")], dtype=int)
+    kv_rows = np.array([i for i, end in enumerate(graph.end_of) if graph.ends[end].unit == "kv"], dtype=int)
     copies = np.zeros((graph.n_edges, size))  # a key/value edge's per-query-head copies as the file has them
     for i, group in enumerate(names):
         entries = [read[name] for name in group if name in read]

@@ -27,11 +27,14 @@ rows per edge set. Each block names *replaced* edges ``A``: every receiving end 
 are patched clean into a corrupted run). When ``A`` is most of the graph (a small circuit
 kept), the same input is built the other way round, ``R-input_V + Σ_{U→V ∉ A} (out_U − R_U)``
 with ``R-input_V`` the constant plus every sender's replacement, so only the senders a block
-names cost memory.
+names cost memory. A block that leaves every input before block k as it is (exact edge patching
+of an edge into layer k) resumes at block k from the run's own cached residual, its earlier
+senders' outputs taken from the same cached run: only the layers from k run (`resume_layers`).
 """
 
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from ..forward import Stop, final_logits_with
@@ -175,10 +178,11 @@ def mlp_constant(graph, consts: dict, layer: int) -> torch.Tensor:
 
 
 class MaskedPass:
-    """Hooks for one pass of ``blocks`` edge sets over ``n`` prompts (see the module)."""
+    """Hooks for one pass of ``blocks`` edge sets over ``n`` prompts (see the module), resumed at
+    block ``start``: the senders before it send what they do in the run itself (``own``)."""
 
     def __init__(self, model, graph, coefficients: torch.Tensor, rebuild: torch.Tensor, replacement: torch.Tensor,
-                 consts: dict, n: int):
+                 consts: dict, n: int, start: int = 0, own: torch.Tensor | None = None):
         self.model, self.graph, self.n = model, graph, n
         self.blocks = len(coefficients)
         self.coefficients = coefficients  # blocks × edge: −1 replaced (subtract), +1 kept (rebuild), 0
@@ -190,15 +194,24 @@ class MaskedPass:
         self.position = {s: i for i, s in enumerate(self.active_senders)}
         self.deltas = None  # block × active sender × (prompt · pos · d_model), filled as senders run
         self.z, self.scale = {}, {}
+        early = [s for s in self.active_senders if s < graph.first_sender(start)] if start else []
+        if early:  # their hooks do not fire: they send the run's own outputs
+            self._buffer()[:, [self.position[s] for s in early]] = \
+                (wide(own[:, :, early]) - replacement[:, :, early]).permute(2, 0, 1, 3).reshape(len(early), -1)
+
+    def _buffer(self) -> torch.Tensor:
+        if self.deltas is None:  # a sender's deltas contiguous per block: the end hooks' matrix product reads them
+            _, width, _, d_model = self.replacement.shape
+            self.deltas = torch.empty(self.blocks, len(self.active_senders), self.n * width * d_model,
+                                      dtype=self.replacement.dtype)
+        return self.deltas
 
     def _store(self, senders: list[int], outputs: torch.Tensor) -> None:
         keep = [(i, s) for i, s in enumerate(senders) if s in self.position]
         if not keep:
             return
         width = outputs.shape[1]
-        if self.deltas is None:  # a sender's deltas contiguous per block: the end hooks' matrix product reads them
-            self.deltas = torch.empty(self.blocks, len(self.active_senders), self.n * width * outputs.shape[-1],
-                                      dtype=self.replacement.dtype)
+        self._buffer()
         for i, s in keep:
             value = wide(outputs[:, :, i]).cpu().view(self.blocks, self.n, width, -1)
             replaced = self.replacement[:, :, s].view(1, self.n, width, -1)
@@ -275,29 +288,47 @@ class MaskedPass:
         return hook
 
 
+def resume_layers(graph, replaced: torch.Tensor, rebuild: torch.Tensor) -> np.ndarray:
+    """Per block of edge sets, the first block of the model whose input it changes: the earliest
+    receiving end among its replaced edges (0 where it rebuilds every input; the last block
+    where it replaces nothing), where its pass can resume from the run's own residual."""
+    layers = np.where(replaced.numpy(), graph.read_at[None], graph.n_layers).min(axis=1)
+    return np.where(rebuild.numpy(), 0, np.minimum(layers, graph.n_layers - 1))
+
+
 def masked_logits(model, graph, tokens, finals, replaced: torch.Tensor, replacement: torch.Tensor, consts: dict,
-                  columns=None) -> torch.Tensor:
+                  columns=None, own: torch.Tensor | None = None, resid: torch.Tensor | None = None) -> torch.Tensor:
     """Final-position logits (blocks·prompt rows) with each block's ``replaced`` edges (a
     boolean mask over the graph, one row per block) given their replacement, in passes whose
-    stored sender differences stay within `BYTES_PER_PASS`."""
+    stored sender differences stay within `BYTES_PER_PASS`. Given the run's own sender outputs
+    ``own`` and its residual entering each block ``resid`` (layer × prompt × pos × d_model),
+    blocks that leave the first k layers' inputs as they are run from block k only
+    (`resume_layers`, `probes.forward.resuming_at`): patching an edge into a late layer costs
+    the layers after it."""
     n, width = tokens.shape
     d_model = model.cfg.d_model
     rebuild_all = replaced.sum(1) > replaced.shape[1] * REBUILD_ABOVE  # mostly replaced: rebuild from the replacement
-    out, start = [], 0
-    while start < len(replaced):
-        stop, senders = start, set()
-        while stop < len(replaced):
-            row = ~replaced[stop] if rebuild_all[stop] else replaced[stop]
+    starts = resume_layers(graph, replaced, rebuild_all) if resid is not None else np.zeros(len(replaced), int)
+    order = np.argsort(starts, kind="stable")
+    out, start = [None] * len(replaced), 0
+    while start < len(order):
+        stop, senders, layer = start, set(), int(starts[order[start]])
+        while stop < len(order) and starts[order[stop]] == layer:
+            row = ~replaced[order[stop]] if rebuild_all[order[stop]] else replaced[order[stop]]
             grown = senders | set(graph.sender_of[row.numpy()].tolist())
             if stop > start and (stop - start + 1) * n * width * max(1, len(grown)) * d_model * 4 > BYTES_PER_PASS:
                 break
             senders, stop = grown, stop + 1
-        chunk, rebuild = replaced[start:stop], rebuild_all[start:stop]
+        picked = torch.as_tensor(order[start:stop])
+        chunk, rebuild = replaced[picked], rebuild_all[picked]
         coefficients = torch.where(rebuild[:, None], (~chunk).to(replacement.dtype), -chunk.to(replacement.dtype))
-        masked = MaskedPass(model, graph, coefficients, rebuild, replacement, consts, n)
+        masked = MaskedPass(model, graph, coefficients, rebuild, replacement, consts, n, layer, own)
         blocks = stop - start
-        logits = final_logits_with(model, tokens.repeat(blocks, 1), finals.repeat(blocks), masked.hooks(),
-                                   columns=None if columns is None else columns.repeat(blocks, 1))
-        out.append(logits.cpu())
+        given = tokens if not layer else resid[layer].to(tokens.device)
+        logits = final_logits_with(model, given.repeat(blocks, *[1] * (given.dim() - 1)), finals.repeat(blocks),
+                                   masked.hooks(), columns=None if columns is None else columns.repeat(blocks, 1),
+                                   start=layer).cpu()
+        for i, rows in zip(picked.tolist(), logits.view(blocks, n, -1)):
+            out[i] = rows
         start = stop
     return torch.cat(out)

@@ -79,7 +79,14 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
         target_outs = replacement(ablation, ref_outs, n, seed).contiguous()  # node circuits' mean and draw
         start = replacement(ablation, wide(acts[hook_of("resid_pre", 0)]), n, seed).contiguous()
     return EdgeSetup(model, graph, clean, corrupted, metric_name, metric_fn, ablation, name, clean_outs,
-                     target_outs, start, consts, clean_final, target_logits)
+                     target_outs, start, consts, clean_final, target_logits, _residuals(model, clean_acts),
+                     _residuals(model, acts) if ablation == "patching" else None)
+
+
+def _residuals(model, acts: dict) -> torch.Tensor:
+    """A run's residual stream entering each block, layer × prompt × pos × d_model (where a
+    masked pass over that run can resume: `probes.edges.runs.masked_logits`)."""
+    return torch.stack([acts[hook_of("resid_pre", layer)] for layer in range(model.cfg.n_layers)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +105,8 @@ class EdgeSetup:
     consts: dict
     clean_logits: torch.Tensor
     target_logits: torch.Tensor | None  # the corrupted run's (patching)
+    clean_resid: torch.Tensor | None = None  # layer × prompt × pos × d_model: where passes resume
+    target_resid: torch.Tensor | None = None  # the corrupted run's (patching)
 
     @property
     def n_prompts(self) -> int:
@@ -135,6 +144,7 @@ class EdgeSetup:
         the ``corrupted`` run every other edge is left corrupted (edge patching)."""
         tokenized = self.tokenized if on == "clean" else self.corrupted
         replacement = self.target_outs if on == "clean" else self.clean_outs
+        own, resid = (self.clean_outs, self.clean_resid) if on == "clean" else (self.target_outs, self.target_resid)
         kept = torch.as_tensor(np.asarray(kept, dtype=bool).reshape(-1, self.graph.n_edges))
         replaced = ~kept if on == "clean" else kept
         device = input_device(self.model)
@@ -146,7 +156,8 @@ class EdgeSetup:
                 chunk = replaced[start:start + step]
                 columns = self.answers.to(device) if answers_only else None
                 logits = masked_logits(self.model, self.graph, tokenized.tokens.to(device),
-                                       tokenized.final_positions.to(device), chunk, replacement, self.consts, columns)
+                                       tokenized.final_positions.to(device), chunk, replacement, self.consts, columns,
+                                       own, resid)
                 pair = torch.tensor([[0, 1]]).expand(len(logits), 2) if answers_only else None
                 rows.append(self.metric_of(logits, pair).numpy())
         return np.concatenate(rows).reshape(len(replaced), self.n_prompts)
