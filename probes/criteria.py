@@ -26,9 +26,8 @@ from .circuits.curve import FaithfulnessCurve, _normalised, curve_sizes
 from .circuits.engine import Setup
 from .circuits.faithful import P_BELOW_005, Faithfulness, RandomCircuitTest, rounding_floor, undefined_reason
 from .circuits.knockouts import Completeness, Minimality, completeness_of, minimality_of
-from .circuits.spec import Judged, as_circuit, judged_with
+from .circuits.spec import Judged, judged_with
 from .edges.attribution import EdgeScores
-from .edges.circuits import as_edge_circuit
 from .edges.graph import ARROW, EdgeCircuit
 from .edges.setup import EdgeSetup
 from .evidence import probe
@@ -54,10 +53,10 @@ def engine_of(subject):
 def judging(model, prompts, circuit, reference, ablation, metric, seed, prepend_bos, probe_name):
     """The run that judges ``circuit`` the way it was found unless told otherwise, the circuit
     checked against it, and how it is judged."""
-    circuit = as_edge_circuit(circuit) if is_edge_circuit(circuit) else as_circuit(circuit)
+    engine = engine_of(circuit)
+    circuit = engine.check(model, circuit)  # before any pass
     judged = judged_with(circuit.found_with, ablation, reference, prompts)
-    run = engine_of(circuit).start(model, prompts, judged.ablation, judged.reference, metric, seed, prepend_bos,
-                             probe_name)
+    run = engine.start(model, prompts, judged.ablation, judged.reference, metric, seed, prepend_bos, probe_name)
     return run, run.circuit(circuit), judged
 
 

@@ -26,7 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .linearise import capped
-from .model_state import forget_passes, has_hooks, memo, require_causal  # noqa: F401 - forget_passes, still here too
+from .model_state import forget_passes, has_hooks, memo, model_info, require_causal  # noqa: F401 - forget_passes
 from .shared_prefix import passing_the_cache
 from .tokens import Tokenized
 
@@ -130,6 +130,12 @@ def _block_returns_tuple(model) -> bool:
     return memo(model, ("block output is a tuple",), seen)
 
 
+def can_resume(model) -> bool:
+    """Whether a pass can resume at a later block (`resuming_at`): not on a model split over
+    devices, whose blocks would hand a residual on without moving it between them."""
+    return model_info(model).device_map is None
+
+
 @contextmanager
 def resuming_at(model, start: int):
     """A pass resumed at block ``start`` (the bridge's ``start_at_layer``: ``start``'s input is
@@ -146,13 +152,17 @@ def resuming_at(model, start: int):
         return (hidden,) if wrap else hidden
 
     skipped = list(model.blocks)[:start]
+    own = [block.__dict__.get("forward") for block in skipped]  # a forward of its own (a hook's), put back
     for block in skipped:  # the instance's own forward; the bridge's __setattr__ would reach inside
         object.__setattr__(block, "forward", hand_on)
     try:
         yield
     finally:
-        for block in skipped:
-            object.__delattr__(block, "forward")
+        for block, forward in zip(skipped, own):
+            if forward is None:
+                object.__delattr__(block, "forward")
+            else:
+                object.__setattr__(block, "forward", forward)
 
 
 def unembed_final(model, resid: torch.Tensor, columns=None) -> torch.Tensor:

@@ -127,8 +127,10 @@ def _node(item) -> str:
 
 def _edge(item, heads_per_kv: int) -> str:
     """An edge label as the edge graph writes it: a head's own key/value end as its KV head's."""
+    from .edges.graph import is_query_heads_kv
+
     sender, end = parse_edge(item)
-    if end.unit == "head" and end.activation in ("k", "v"):  # the key/value head it reads through
+    if is_query_heads_kv(end):  # the key/value head it reads through
         end = Site(end.layer, "kv", end.index // heads_per_kv, activation=end.activation)
     return edge_label(sender, end)
 

@@ -70,23 +70,28 @@ def test_a_masked_pass_resumes_at_the_first_block_its_edges_enter(tiny_llama):
     assert resume_layers(graph, replaced, torch.tensor([True, False, False, False]))[0] == 0
 
 
+@pytest.mark.parametrize("on", ["corrupted", "clean"])
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-def test_exact_edge_patching_resumed_is_the_whole_pass(arch):
-    """Patching single edges clean into the corrupted run, resumed at each edge's receiving block
-    from the cached corrupted run, against the same masks through the whole model. The early
-    senders' outputs then come from the cached run instead of this pass, a different batch of
-    the same computation: float32 rounding through the model (`tolerances.through_model`)."""
+def test_a_masked_pass_resumed_is_the_whole_pass(arch, on):
+    """Single edges patched clean into the corrupted run (exact edge patching), or a few edges
+    replaced in the clean run (the M \\ K of completeness), each pass resumed at the first block
+    its edges enter from the cached run, against the same masks through the whole model. The
+    early senders' outputs then come from the cached run instead of this pass, a different batch
+    of the same computation: float32 rounding through the model (`tolerances.through_model`)."""
     model = load_model(f"tiny-{arch}", device="cpu")
     s = edge_setup(model, PROMPTS, "patching")
     graph = s.graph
-    picks = np.random.default_rng(0).choice(graph.n_edges, size=12, replace=False)
-    kept = torch.zeros((len(picks), graph.n_edges), dtype=torch.bool)
-    kept[np.arange(len(picks)), picks] = True
-    tokens, finals = s.corrupted.tokens, s.corrupted.final_positions
+    picks = np.random.default_rng(0).choice(graph.n_edges, size=(12, 1 if on == "corrupted" else 3))
+    replaced = torch.zeros((len(picks), graph.n_edges), dtype=torch.bool)
+    replaced[np.arange(len(picks))[:, None], picks] = True
+    run, replacement, own, resid = ((s.corrupted, s.clean_outs, s.target_outs, s.target_resid) if on == "corrupted"
+                                    else (s.tokenized, s.target_outs, s.clean_outs, s.clean_resid))
+    tokens, finals = run.tokens, run.final_positions
     with split_inputs(model):
-        resumed = masked_logits(model, graph, tokens, finals, kept, s.clean_outs, s.consts, None, s.target_outs,
-                                s.target_resid)
-        whole = masked_logits(model, graph, tokens, finals, kept, s.clean_outs, s.consts)
-    assert resume_layers(graph, kept, torch.zeros(len(picks), dtype=torch.bool)).max() > 0  # some resume late
+        resumed = masked_logits(model, graph, tokens, finals, replaced, replacement, s.consts, None, own, resid)
+        whole = masked_logits(model, graph, tokens, finals, replaced, replacement, s.consts)
+    assert resume_layers(graph, replaced, torch.zeros(len(picks), dtype=torch.bool)).max() > 0  # some resume late
     scale = float(s.clean_outs.abs().amax(dim=(0, 1, 3)).sum())
     np.testing.assert_allclose(resumed.numpy(), whole.numpy(), rtol=0, atol=through_model(model, scale), err_msg=arch)
+    plain = s.target_logits if on == "corrupted" else s.clean_logits  # the masks change the run: the test can fail
+    assert (whole.view(len(picks), *plain.shape) - plain).abs().amax() > 1e-3, arch

@@ -16,6 +16,7 @@ corrupted run with the clean embedding's direct path to the logits (the edge cir
 ``{embed → logits}``); where that path carries nothing it is the corrupted run.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,11 +110,17 @@ class Setup:
     start = staticmethod(setup)  # the protocol's one constructor signature
     order = staticmethod(full_order)
 
-    def circuit(self, circuit) -> Circuit:
+    @staticmethod
+    def check(model, circuit) -> Circuit:
         circuit = as_circuit(circuit)
         if not circuit.components:
             raise ValueError("the circuit is empty: name at least one head, e.g. Circuit(['L9H6']); "
                              "F of the fully ablated model is reported as 'F(empty)' by faithfulness")
+        circuit.check(model, math.inf)  # its heads and MLPs; its positions against the prompts in `circuit`
+        return circuit
+
+    def circuit(self, circuit) -> Circuit:
+        circuit = self.check(self.model, circuit)
         circuit.check(self.model, self.width)
         for _, where in circuit.positions:  # resolve named positions now: a clear error before any pass
             for item in (where,) if isinstance(where, str) else where:

@@ -50,8 +50,12 @@ class CircuitRun(Protocol):
         own order (the universe), the ranking over it as indices (ranked parts first, then the
         rest in the model's order), and how many the ranking named."""
 
+    @staticmethod
+    def check(model, circuit):
+        """``circuit`` checked against the model before any pass (a clear error otherwise), canonical."""
+
     def circuit(self, circuit):
-        """``circuit`` checked against the model and prompts (a clear error otherwise), canonical."""
+        """``circuit`` checked against the model and the prompts (named positions), canonical."""
 
     def parts(self, circuit) -> tuple[str, ...]: ...
 

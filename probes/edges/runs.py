@@ -37,7 +37,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..forward import Stop, final_logits_with
+from ..forward import Stop, can_resume, final_logits_with
 from ..linearise import post_norm_gain, post_norm_name
 from ..sites import hook_of
 
@@ -292,23 +292,27 @@ def resume_layers(graph, replaced: torch.Tensor, rebuild: torch.Tensor) -> np.nd
     """Per block of edge sets, the first block of the model whose input it changes: the earliest
     receiving end among its replaced edges (0 where it rebuilds every input; the last block
     where it replaces nothing), where its pass can resume from the run's own residual."""
-    layers = np.where(replaced.numpy(), graph.read_at[None], graph.n_layers).min(axis=1)
+    rows = replaced.numpy()
+    layers = np.where(rows.any(axis=1), graph.read_at[rows.argmax(axis=1)], graph.n_layers)  # read_at never falls
     return np.where(rebuild.numpy(), 0, np.minimum(layers, graph.n_layers - 1))
 
 
 def masked_logits(model, graph, tokens, finals, replaced: torch.Tensor, replacement: torch.Tensor, consts: dict,
-                  columns=None, own: torch.Tensor | None = None, resid: torch.Tensor | None = None) -> torch.Tensor:
+                  columns=None, own: torch.Tensor | None = None, resid: list | None = None) -> torch.Tensor:
     """Final-position logits (blocks·prompt rows) with each block's ``replaced`` edges (a
     boolean mask over the graph, one row per block) given their replacement, in passes whose
     stored sender differences stay within `BYTES_PER_PASS`. Given the run's own sender outputs
-    ``own`` and its residual entering each block ``resid`` (layer × prompt × pos × d_model),
+    ``own`` and its residual entering each block ``resid`` (per layer, prompt × pos × d_model),
     blocks that leave the first k layers' inputs as they are run from block k only
     (`resume_layers`, `probes.forward.resuming_at`): patching an edge into a late layer costs
     the layers after it."""
     n, width = tokens.shape
     d_model = model.cfg.d_model
     rebuild_all = replaced.sum(1) > replaced.shape[1] * REBUILD_ABOVE  # mostly replaced: rebuild from the replacement
-    starts = resume_layers(graph, replaced, rebuild_all) if resid is not None else np.zeros(len(replaced), int)
+    if (own is None) != (resid is None):
+        raise ValueError("masked_logits resumes a pass given both the run's own sender outputs and its residuals")
+    resumes = resid is not None and can_resume(model)
+    starts = resume_layers(graph, replaced, rebuild_all) if resumes else np.zeros(len(replaced), int)
     order = np.argsort(starts, kind="stable")
     out, start = [None] * len(replaced), 0
     while start < len(order):

@@ -83,10 +83,10 @@ def edge_setup(model, prompts, ablation: str = "patching", reference=None, metri
                      _residuals(model, acts) if ablation == "patching" else None)
 
 
-def _residuals(model, acts: dict) -> torch.Tensor:
-    """A run's residual stream entering each block, layer × prompt × pos × d_model (where a
-    masked pass over that run can resume: `probes.edges.runs.masked_logits`)."""
-    return torch.stack([acts[hook_of("resid_pre", layer)] for layer in range(model.cfg.n_layers)])
+def _residuals(model, acts: dict) -> list[torch.Tensor]:
+    """A run's residual stream entering each block (prompt × pos × d_model per layer, the cached
+    run's own tensors): where a masked pass over that run can resume (`probes.edges.runs.masked_logits`)."""
+    return [acts[hook_of("resid_pre", layer)] for layer in range(model.cfg.n_layers)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,8 +105,8 @@ class EdgeSetup:
     consts: dict
     clean_logits: torch.Tensor
     target_logits: torch.Tensor | None  # the corrupted run's (patching)
-    clean_resid: torch.Tensor | None = None  # layer × prompt × pos × d_model: where passes resume
-    target_resid: torch.Tensor | None = None  # the corrupted run's (patching)
+    clean_resid: list | None = None  # per layer, prompt × pos × d_model: where passes resume
+    target_resid: list | None = None  # the corrupted run's (patching)
 
     @property
     def n_prompts(self) -> int:
@@ -177,11 +177,15 @@ class EdgeSetup:
     start = staticmethod(edge_setup)  # the protocol's one constructor signature
     order = staticmethod(edge_order)
 
-    def circuit(self, circuit) -> EdgeCircuit:
-        circuit = as_edge_circuit(circuit).on(self.model)  # two names of one edge are one edge
+    @staticmethod
+    def check(model, circuit) -> EdgeCircuit:
+        circuit = as_edge_circuit(circuit).on(model)  # two names of one edge are one edge
         if not len(circuit):
             raise ValueError("the edge circuit is empty: name at least one edge, e.g. EdgeCircuit(['L0H1 → logits'])")
         return circuit
+
+    def circuit(self, circuit) -> EdgeCircuit:
+        return self.check(self.model, circuit)
 
     def _indices(self, circuit) -> np.ndarray:
         return circuit.indices(self.model) if isinstance(circuit, EdgeCircuit) else np.asarray(circuit, dtype=int)
