@@ -32,7 +32,8 @@ QUICK = {
     "circuits.py --quick --edges": [r"model tiny-llama: \d+ edges", rf"EAP \(clean-run gradient\):\s+{NUMBER} s",
                                     rf"EAP-IG \(5 steps\):\s+{NUMBER} s",
                                     rf"exact patching of the top \d+:\s+{NUMBER} s",
-                                    rf"through the whole model {NUMBER} s: {NUMBER}x faster \(largest difference {NUMBER}\)",
+                                    rf"resumed at its edge's block, {NUMBER} s; through the whole model {NUMBER} s: "
+                                    rf"{NUMBER}x faster \(largest difference {NUMBER}\)",
                                     rf"Spearman {NUMBER}; top-k overlap k=10 {NUMBER}",
                                     rf"{NUMBER} s batched; one faithfulness call per circuit ~{NUMBER} s",
                                     rf"CPR {NUMBER}, CMD {NUMBER} \(random orders: mean {NUMBER}, {NUMBER}; "

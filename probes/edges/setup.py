@@ -145,6 +145,7 @@ class EdgeSetup:
         tokenized = self.tokenized if on == "clean" else self.corrupted
         replacement = self.target_outs if on == "clean" else self.clean_outs
         own, resid = (self.clean_outs, self.clean_resid) if on == "clean" else (self.target_outs, self.target_resid)
+        own = None if resid is None else own  # no residuals: whole passes
         kept = torch.as_tensor(np.asarray(kept, dtype=bool).reshape(-1, self.graph.n_edges))
         replaced = ~kept if on == "clean" else kept
         device = input_device(self.model)
