@@ -317,7 +317,8 @@ class HeadAttribution(Result):
     def share_of_top(self, k: int) -> float:
         """Fraction of the total absolute head contribution carried by the top k heads by |mean|."""
         magnitude = np.sort(np.abs(self.per_head).flatten())[::-1]
-        return float(magnitude[:k].sum() / magnitude.sum())
+        total = magnitude.sum()
+        return float(magnitude[:k].sum() / total) if total > 0 else float("nan")  # no head contributes: undefined
 
     def summary(self) -> dict:
         top, bottom = self.top(1).iloc[0], self.bottom(1).iloc[0]
