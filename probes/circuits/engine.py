@@ -119,8 +119,7 @@ class Setup:
         circuit.check(model, math.inf)  # its heads and MLPs; its positions against the prompts in `circuit`
         return circuit
 
-    def circuit(self, circuit) -> Circuit:
-        circuit = self.check(self.model, circuit)
+    def circuit(self, circuit: Circuit) -> Circuit:
         circuit.check(self.model, self.width)
         for _, where in circuit.positions:  # resolve named positions now: a clear error before any pass
             for item in (where,) if isinstance(where, str) else where:

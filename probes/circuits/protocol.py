@@ -9,7 +9,7 @@ each receiving end reads). Both are made by one call with one signature,
 both speak of a circuit by what it *keeps*: everything else carries the ablation's value.
 """
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class CircuitRun(Protocol):
         """``circuit`` checked against the model before any pass (a clear error otherwise), canonical."""
 
     def circuit(self, circuit):
-        """``circuit`` checked against the model and the prompts (named positions), canonical."""
+        """A circuit `check` returned, checked against the prompts too (named positions)."""
 
     def parts(self, circuit) -> tuple[str, ...]: ...
 
@@ -80,9 +80,10 @@ class CircuitRun(Protocol):
         """The metric (circuit × prompt) with only each circuit kept, in batched passes."""
 
 
-class Kinds:
+class Kinds(NamedTuple):
     """The Result classes an engine's criteria build: node and edge circuits differ only in
     their kinds and notes."""
 
-    def __init__(self, faithfulness, random_test, curve):
-        self.faithfulness, self.random_test, self.curve = faithfulness, random_test, curve
+    faithfulness: type
+    random_test: type
+    curve: type

@@ -185,8 +185,8 @@ class EdgeSetup:
             raise ValueError("the edge circuit is empty: name at least one edge, e.g. EdgeCircuit(['L0H1 → logits'])")
         return circuit
 
-    def circuit(self, circuit) -> EdgeCircuit:
-        return self.check(self.model, circuit)
+    def circuit(self, circuit: EdgeCircuit) -> EdgeCircuit:
+        return circuit  # `check` saw everything: an edge circuit does not depend on the prompts
 
     def _indices(self, circuit) -> np.ndarray:
         return circuit.indices(self.model) if isinstance(circuit, EdgeCircuit) else np.asarray(circuit, dtype=int)
